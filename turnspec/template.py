@@ -1,0 +1,246 @@
+"""The Jinja environment chat templates run in: the same as transformers', plus limits.
+
+Chat templates are untrusted code from the internet. transformers renders them in jinja2's
+`ImmutableSandboxedEnvironment` with `trim_blocks`/`lstrip_blocks`, `loopcontrols`, a `{% generation %}` tag,
+a `tojson` filter that does not escape HTML, and the globals `raise_exception`, `strftime_now`, a restricted `dict`
+and `namespace`. turnspec builds the identical environment, so templates render byte for byte the same, and adds
+what transformers lacks: a time budget (so a template that loops forever fails instead of hanging) and a cap on
+the size of strings it can build and output.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, Iterator
+
+import jinja2
+import jinja2.exceptions
+import jinja2.ext
+import jinja2.nodes
+import jinja2.sandbox
+import jinja2.utils
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+#: Default limits; generous for real templates (the largest real ones render in well under a millisecond).
+DEFAULT_TIME_LIMIT_S = 5.0
+DEFAULT_MAX_OUTPUT_CHARS = 20_000_000
+
+
+class TemplateLimitError(jinja2.exceptions.TemplateError):
+    """The template ran past turnspec's time or size limit (an endless loop, or a string bomb)."""
+
+
+@dataclass
+class RenderLimits:
+    time_limit_s: float = DEFAULT_TIME_LIMIT_S
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+
+
+class _Budget(threading.local):
+    """Per-thread render budget; the sandbox hooks consult it, so one compiled template serves many threads."""
+
+    deadline: float | None = None
+    max_chars: int = DEFAULT_MAX_OUTPUT_CHARS
+    ticks: int = 0
+    # {% generation %} tracking: the length of the output so far and the spans found.
+    tracking: bool = False
+    rendered_len: int = 0
+    generation_spans: list[tuple[int, int]] | None = None
+
+
+_budget = _Budget()
+
+
+def _tick() -> None:
+    """Check the deadline every 256 sandbox operations: cheap enough for the hot path, fine-grained enough to stop loops."""
+    b = _budget
+    b.ticks += 1
+    if b.ticks & 0xFF == 0 and b.deadline is not None and time.monotonic() > b.deadline:
+        raise TemplateLimitError("the template ran longer than the time limit (an endless or huge loop?)")
+
+
+def _check_size(value: Any) -> Any:
+    if isinstance(value, (str, list, tuple)) and len(value) > _budget.max_chars:
+        raise TemplateLimitError(f"the template built a value of {len(value)} items, over the limit of {_budget.max_chars}")
+    return value
+
+
+class _LimitedSandbox(ImmutableSandboxedEnvironment):
+    """transformers' sandbox with a time budget checked on every attribute access, call and range step."""
+
+    intercepted_binops = frozenset(["*", "**"])
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _tick()
+        return super().getitem(obj, argument)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _tick()
+        return super().getattr(obj, attribute)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
+        _tick()
+        return _check_size(super().call(__context, __obj, *args, **kwargs))
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        _tick()
+        if operator == "*" and isinstance(left, (str, list, tuple)) and isinstance(right, int):
+            if len(left) * right > _budget.max_chars:
+                raise TemplateLimitError("the template tried to build a string or list over the size limit")
+        if operator == "*" and isinstance(right, (str, list, tuple)) and isinstance(left, int):
+            if len(right) * left > _budget.max_chars:
+                raise TemplateLimitError("the template tried to build a string or list over the size limit")
+        if operator == "**" and isinstance(right, int) and right > 4096:
+            raise TemplateLimitError("the template tried to compute a power over the size limit")
+        return super().call_binop(context, operator, left, right)
+
+
+def _guarded_range(*args: int) -> Iterator[int]:
+    """jinja's `safe_range` (capped at 100,000 items), ticking the budget so nested loops can't run forever."""
+    for i in jinja2.sandbox.safe_range(*args):
+        _tick()
+        yield i
+
+
+class _GenerationTag(jinja2.ext.Extension):
+    """`{% generation %}…{% endgeneration %}`: marks assistant-written text, as transformers' AssistantTracker does."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: jinja2.parser.Parser) -> jinja2.nodes.CallBlock:
+        lineno = next(parser.stream).lineno
+        body = parser.parse_statements(("name:endgeneration",), drop_needle=True)
+        return jinja2.nodes.CallBlock(self.call_method("_generation_support"), [], [], body).set_lineno(lineno)
+
+    @staticmethod
+    def _generation_support(caller: Any) -> str:
+        rv = caller()
+        b = _budget
+        if b.tracking and b.generation_spans is not None:
+            b.generation_spans.append((b.rendered_len, b.rendered_len + len(rv)))
+        return rv
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
+    # transformers overrides jinja's tojson: no HTML escaping, and the json.dumps options exposed.
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(format: str) -> str:
+    return datetime.now().strftime(format)
+
+
+class _TemplateDict:
+    """`dict(...)` for templates, without the class object (no attribute games through it)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+        return dict(*args, **kwargs)
+
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+        return dict.fromkeys(*args, **kwargs)
+
+
+class _TemplateNamespace(jinja2.utils.Namespace):
+    """`namespace(...)` that refuses underscore attributes, as transformers' does."""
+
+    def __init__(*args: Any, **kwargs: Any):  # noqa: N805 (same signature trick as jinja's Namespace)
+        self, args = args[0], args[1:]
+        attrs = dict(*args, **kwargs)
+        for name in attrs:
+            _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__init__(self, attrs)
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        _TemplateNamespace._check_name(name)
+        jinja2.utils.Namespace.__setitem__(self, name, value)
+
+    @staticmethod
+    def _check_name(name: Any) -> None:
+        if isinstance(name, str) and name.startswith("_"):
+            raise jinja2.exceptions.SecurityError(
+                f"Chat templates cannot store underscore-prefixed attributes on a namespace, but got {name!r}. "
+                "Please rename the attribute."
+            )
+
+
+def _make_environment() -> ImmutableSandboxedEnvironment:
+    env = _LimitedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationTag, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = _tojson
+    env.globals["raise_exception"] = _raise_exception
+    env.globals["strftime_now"] = _strftime_now
+    env.globals["dict"] = _TemplateDict()
+    env.globals["namespace"] = _TemplateNamespace
+    env.globals["range"] = _guarded_range
+    return env
+
+
+_ENV = _make_environment()
+
+
+@lru_cache(maxsize=256)
+def compile_template(source: str) -> jinja2.Template:
+    """Compile once per distinct template source (raises jinja2's TemplateSyntaxError on bad syntax)."""
+    return _ENV.from_string(source)
+
+
+def has_generation_tag(source: str) -> bool:
+    """Whether the template marks assistant text with `{% generation %}` (checked on the parsed template, not by regex)."""
+    for block in _parse(source).find_all(jinja2.nodes.CallBlock):
+        call = block.call
+        if isinstance(call, jinja2.nodes.Call) and isinstance(call.node, jinja2.nodes.ExtensionAttribute):
+            if call.node.name == "_generation_support":
+                return True
+    return False
+
+
+@lru_cache(maxsize=256)
+def _parse(source: str) -> jinja2.nodes.Template:
+    return _ENV.parse(source)
+
+
+def template_literals(source: str) -> list[str]:
+    """Every literal text and string constant in the template: where control tokens a template writes are found."""
+    ast = _parse(source)
+    out = [node.data for node in ast.find_all(jinja2.nodes.TemplateData)]
+    out += [node.value for node in ast.find_all(jinja2.nodes.Const) if isinstance(node.value, str)]
+    return out
+
+
+def run_template(
+    source: str,
+    variables: dict[str, Any],
+    *,
+    track_generation: bool = False,
+    limits: RenderLimits | None = None,
+) -> tuple[str, list[tuple[int, int]]]:
+    """Render `source` with `variables` inside the limits; return the text and the `{% generation %}` spans."""
+    limits = limits or RenderLimits()
+    template = compile_template(source)
+    b = _budget
+    saved = (b.deadline, b.max_chars, b.tracking, b.rendered_len, b.generation_spans)
+    b.deadline = time.monotonic() + limits.time_limit_s if limits.time_limit_s else None
+    b.max_chars = limits.max_output_chars
+    b.tracking = track_generation
+    b.rendered_len = 0
+    b.generation_spans = [] if track_generation else None
+    try:
+        parts: list[str] = []
+        total = 0
+        for chunk in template.generate(**variables):
+            parts.append(chunk)
+            total += len(chunk)
+            b.rendered_len = total
+            if total > limits.max_output_chars:
+                raise TemplateLimitError(f"the template wrote more than {limits.max_output_chars} characters")
+        return "".join(parts), list(b.generation_spans or [])
+    finally:
+        b.deadline, b.max_chars, b.tracking, b.rendered_len, b.generation_spans = saved
