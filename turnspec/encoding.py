@@ -8,11 +8,13 @@ otherwise from turnspec's universal method, which works on any template:
   (found verbatim after that point) up to and including the first end-of-message token the template writes
   after it (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, Harmony's `<|end|>`/`<|return|>`/`<|call|>`...).
 
-That is exact when the template renders each turn independently of what follows, keeps the content verbatim,
-and ends turns with a token from the stop set. It can't be exact when a template renders earlier turns
-differently once more follow (Qwen3 drops the reasoning of turns before the last user query: the prompt for
-turn i then isn't a prefix of the full chat), or rewrites the content. Those cases are detected and reported in
-`Encoding.mask_notes`, with `mask_exact=False`; the span then starts at the content instead of the prompt end.
+That is exact when the generation prompt is exactly how the template starts a finished assistant turn, the
+content is kept verbatim, and turns end with a token from the stop set (ChatML, Llama 3, Gemma, Mistral, Phi...).
+It can't be exact when the generation prompt differs from a rendered turn (DeepSeek-R1 and Qwen3 with
+enable_thinking=False open or close `<think>` in the prompt, but drop the reasoning from history), or when the
+template rewrites the content (reasoning stripped out of it). Those cases are detected and reported in
+`Encoding.mask_notes`, with `mask_exact=False`; the span then starts at the content (or, for think-tag content,
+at the answer after `</think>`) instead of the prompt end.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class Encoding:
     mask_exact: bool | None = None
     mask_notes: list[str] = field(default_factory=list)
     bos_added: bool = False
+    # The assistant-written character spans of `text` that the mask was made from.
+    char_spans: list[tuple[int, int]] = field(default_factory=list)
 
     def assistant_spans(self) -> list[tuple[int, int]]:
         """Token index ranges [start, end) where the mask is 1."""
@@ -119,13 +123,18 @@ def universal_spans(
             if prompt is not None and full_text.startswith(prompt) and len(prompt) >= cursor:
                 start = len(prompt)
             elif prompt is not None:
-                notes.append(f"message {i}: the prompt before it is not a prefix of the full rendering "
-                             "(the template renders earlier turns differently once more follow)")
+                notes.append(f"message {i}: the generation prompt before it is not a prefix of the full rendering "
+                             "(the template renders a finished turn differently from how its prompt opens one)")
         search_from = start if start is not None else cursor
         content = _content_text(message).strip()
         content_end = search_from
         if content:
             pos = full_text.find(content, search_from)
+            if pos < 0 and "</think>" in content:
+                # Templates that strip reasoning from history keep only the answer after </think>.
+                notes.append(f"message {i}: the template drops the reasoning inside its content")
+                content = content.split("</think>")[-1].strip()
+                pos = full_text.find(content, search_from) if content else search_from
             if pos < 0:
                 notes.append(f"message {i}: its content does not appear verbatim in the rendering")
                 continue

@@ -197,7 +197,7 @@ class ModelSpec:
                 spans, exact, notes = universal_spans(self, list(messages), text, plain)
                 method = "universal"
             enc.assistant_mask = spans_to_mask(spans, offsets, len(ids))
-            enc.mask_method, enc.mask_exact, enc.mask_notes = method, exact, notes
+            enc.mask_method, enc.mask_exact, enc.mask_notes, enc.char_spans = method, exact, notes, list(spans)
         if bos_added:
             enc.ids = [bos_id, *enc.ids]
             enc.bos_added = True

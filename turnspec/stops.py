@@ -110,14 +110,21 @@ def _trailing_token(text: str, known: Iterable[str]) -> str | None:
     return m.group(1) if m else None
 
 
-def _probe_conversations() -> list[tuple[str, list[dict]]]:
+_PROBE_TOOL = {"type": "function", "function": {"name": "probe_fn", "description": "Probe.",
+               "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}
+
+
+def _probe_conversations() -> list[tuple[str, list[dict], dict]]:
+    """Conversations ending with an assistant message, each with the template kwargs that shape it."""
     tool_call = {"type": "function", "id": "call_probe", "function": {"name": "probe_fn", "arguments": {"x": 1}}}
+    answer = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
+    call = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [tool_call]}]
     return [
-        ("template", [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]),
-        ("template", [{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"},
-                      {"role": "assistant", "content": _PROBE}]),
-        ("template:tool_call", [{"role": "user", "content": "Hi"},
-                                {"role": "assistant", "content": "", "tool_calls": [tool_call]}]),
+        ("template", answer, {}),
+        ("template", [{"role": "system", "content": "S"}, *answer], {}),
+        ("template:tool_call", call, {"tools": [_PROBE_TOOL]}),
+        # Llama 3.1 ends a built-in tool call with <|eom_id|> ("end of message, expect a tool result").
+        ("template:builtin_tool_call", call, {"tools": [_PROBE_TOOL], "builtin_tools": ["code_interpreter"]}),
     ]
 
 
@@ -125,15 +132,21 @@ def template_turn_ends(spec: "ModelSpec") -> tuple[dict[str, str], list[str]]:
     """Render conversations ending with an assistant message; return {token: source} of what the template writes after it.
 
     Also returns the probes that failed (a template may reject a system role or tool calls) for the report.
+    A probe that fails without tools is retried with a tool list: `tool_use` templates iterate `tools` unguarded.
     """
     found: dict[str, str] = {}
     failures: list[str] = []
     known = spec.control_tokens()
-    for source, conversation in _probe_conversations():
-        try:
-            text = spec.render(conversation)
-        except Exception as exc:  # a template rejecting one probe shape is a finding, not a failure
-            failures.append(f"{source}: {exc}")
+    for source, conversation, kwargs in _probe_conversations():
+        text = None
+        for attempt in (kwargs, {**kwargs, "tools": [_PROBE_TOOL]}):
+            try:
+                text = spec.render(conversation, **attempt)
+                break
+            except Exception as exc:  # a template rejecting one probe shape is a finding, not a failure
+                error = f"{source}: {exc}"
+        if text is None:
+            failures.append(error)
             continue
         if source == "template" and _PROBE not in text:
             continue

