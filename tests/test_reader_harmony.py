@@ -1,0 +1,206 @@
+"""Harmony (gpt-oss): replay of the real recording, plus synthetic tool-call turns.
+
+No o200k_harmony tokenizer is available offline, so Harmony is read from text chunks (the recording is
+raw text from a real gpt-oss-20b run that did not parse Harmony)."""
+
+from __future__ import annotations
+
+import random
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from turnspec.reader import Done, Reasoning, StreamReader, ToolCall, ToolCallError, reader_for
+from turnspec.reader import formats
+from turnspec.reader.harmony import CONTROL_TOKENS
+
+from conftest import CORPUS, RECORDINGS, need
+
+FINAL_START = "## 1. What is a **Chat Template**?"
+
+
+@pytest.fixture(scope="module")
+def recording() -> str:
+    return need(RECORDINGS / "gpt-oss-20b-chat-raw-output.txt").read_bytes().decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def gpt_oss_template() -> str:
+    return need(CORPUS / "templates" / "openai-gpt-oss-120b.jinja").read_text()
+
+
+def gpt_oss_spec(template: str) -> SimpleNamespace:
+    """A stand-in for the lead's spec: only the attributes `reader_for` reads (no Harmony tokenizer offline)."""
+    return SimpleNamespace(
+        template=template,
+        stops=SimpleNamespace(token_ids=frozenset({200002, 200012}), strings=()),
+        vocab=None,
+        special_tokens={"eos_token": "<|return|>"},
+    )
+
+
+def feed_in_chunks(reader: StreamReader, text: str, rnd) -> list:
+    events, i = [], 0
+    while i < len(text):
+        n = rnd.randint(1, 40)
+        events += reader.feed_text(text[i : i + n])
+        i += n
+    return events + reader.finish()
+
+
+def expected_parts(recording: str) -> tuple[str, str]:
+    first = recording.index("<|message|>") + len("<|message|>")
+    reasoning = recording[first : recording.index("<|end|>")]
+    content = recording.split("<|channel|>final<|message|>", 1)[1]
+    return reasoning, content
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**32))
+def test_recording_replay_in_random_chunks(recording, gpt_oss_template, seed):
+    prompt = "<|start|>user<|message|>What is a Chat Template…?<|end|><|start|>assistant"
+    reader = reader_for(gpt_oss_spec(gpt_oss_template), prompt)
+    events = feed_in_chunks(reader, recording, random.Random(seed))
+    res = reader.result
+    reasoning, content = expected_parts(recording)
+    assert res.content == content
+    assert res.content.startswith(FINAL_START)
+    assert res.reasoning == reasoning
+    assert res.reasoning.startswith("We need to explain what a Chat Template is")
+    for text in (res.content, res.reasoning):
+        assert not any(tok in text for tok in CONTROL_TOKENS)
+    # strings the answer merely quotes are not gpt-oss tokens: kept verbatim
+    assert "`<|assistant|>`" in res.content and "<|end_of_text|>" in res.content
+    assert events[-1] == Done("stop") and res.tool_calls == [] and res.errors == []
+    assert sum(isinstance(e, Reasoning) for e in events) > 10  # reasoning streamed, not dumped at the end
+
+
+def test_recording_whole_equals_streamed(recording):
+    whole = StreamReader(reasoning="harmony").read_all(recording)
+    reasoning, content = expected_parts(recording)
+    assert (whole.reasoning, whole.content) == (reasoning, content)
+
+
+def test_format_detected_from_template(gpt_oss_template):
+    fmt = formats.detect(gpt_oss_template)
+    assert (fmt.reasoning, fmt.tools) == ("harmony", "harmony")
+
+
+def test_prompt_that_opened_the_final_channel(gpt_oss_template):
+    # this corpus template's generation prompt is `<|start|>assistant<|channel|>final<|message|>`
+    prompt = "<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>"
+    assert formats.harmony_prefix(prompt) == "<|start|>assistant<|channel|>final<|message|>"
+    reader = reader_for(gpt_oss_spec(gpt_oss_template), prompt)
+    res = reader.read_all("Hello there!<|return|>ignored")
+    assert (res.content, res.reasoning, res.stopped_by, res.finish_reason) == ("Hello there!", "", "<|return|>", "stop")
+
+
+TOOL_TURN = (  # synthetic, in the shape of OpenAI's Harmony guide
+    "<|channel|>analysis<|message|>Need to use function get_weather.<|end|>"
+    "<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json"
+    '<|message|>{"location": "San Francisco", "unit": "celsius"}<|call|>'
+)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_tool_call(chunk):
+    r = StreamReader(reasoning="harmony", harmony_prefix="<|start|>assistant")
+    events = []
+    for i in range(0, len(TOOL_TURN), chunk):
+        events += r.feed_text(TOOL_TURN[i : i + chunk])
+    assert r.done
+    res = r.result
+    assert res.reasoning == "Need to use function get_weather."
+    assert res.content == ""
+    call = ToolCall("get_weather", {"location": "San Francisco", "unit": "celsius"}, '{"location": "San Francisco", "unit": "celsius"}')
+    assert res.tool_calls == [call] and len(res.tool_calls[0].id) == 9 and res.tool_calls[0].id.isalnum()
+    assert (res.finish_reason, res.stopped_by) == ("tool_calls", "<|call|>")
+    assert isinstance(events[-2], ToolCall) and events[-1] == Done("tool_calls", "<|call|>", "token")
+
+
+def test_recipient_before_the_channel_and_a_builtin_tool():
+    out = (
+        '<|start|>assistant to=functions.lookup<|channel|>commentary json<|message|>{"q": 1}<|end|>'
+        "<|start|>assistant<|channel|>analysis to=python<|message|>print(1+1)<|call|>"
+    )
+    res = StreamReader(reasoning="harmony").read_all(out)
+    assert [(c.name, c.arguments) for c in res.tool_calls] == [("lookup", {"q": 1}), ("python", {"code": "print(1+1)"})]
+
+
+def test_malformed_tool_arguments_are_an_error_event_not_a_crash():
+    out = '<|channel|>commentary to=functions.f <|constrain|>json<|message|>{"a": 1,<|call|>'
+    r = StreamReader(reasoning="harmony")
+    events = r.feed_text(out)
+    errors = [e for e in events if isinstance(e, ToolCallError)]
+    assert len(errors) == 1 and errors[0].raw == '{"a": 1,' and "invalid JSON" in errors[0].message
+    assert r.result.tool_calls == [] and r.result.finish_reason == "stop"
+
+
+def test_commentary_preamble_is_content_and_missing_end_still_switches():
+    out = (
+        "<|channel|>analysis<|message|>think"
+        "<|channel|>commentary<|message|>Let me check. "  # no <|end|><|start|>assistant: still a new message
+        "<|end|><|start|>assistant<|channel|>final<|message|>Done.<|return|>"
+    )
+    res = StreamReader(reasoning="harmony").read_all(out)
+    assert (res.reasoning, res.content) == ("think", "Let me check. Done.")
+
+
+def test_stray_control_tokens_inside_a_body_are_removed():
+    out = "<|channel|>final<|message|>a<|constrain|>b<|message|>c<|return|>"
+    assert StreamReader(reasoning="harmony").read_all(out).content == "abc"
+
+
+def test_output_without_harmony_structure_is_not_lost():
+    res = StreamReader(reasoning="harmony", harmony_prefix="<|start|>assistant").read_all("plain answer")
+    assert res.content == "plain answer"
+
+
+def test_the_model_writing_a_user_turn_is_stopped(gpt_oss_template):
+    reader = reader_for(gpt_oss_spec(gpt_oss_template), "<|start|>assistant")
+    res = reader.read_all("<|channel|>final<|message|>Hi!<|end|><|start|>user<|message|>thanks")
+    assert res.content == "Hi!" and res.self_conversation and res.stopped_by == "<|start|>user"
+
+
+@pytest.fixture(scope="module")
+def harmony_vocab(smollm2_dir):
+    """Synthetic stand-in for o200k_harmony: the real SmolLM2 byte-level tokenizer plus the Harmony control
+    tokens as special added tokens (so token-id input and real byte-level splits can be exercised)."""
+    from tokenizers import AddedToken, Tokenizer
+
+    from turnspec.vocab import Vocabulary
+
+    tok = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS])
+    return Vocabulary(tok)
+
+
+def test_recording_replay_token_by_token(recording, gpt_oss_template, harmony_vocab):
+    ids = {t: harmony_vocab.token_to_id(t) for t in ("<|end|>", "<|return|>", "<|call|>")}
+    spec = SimpleNamespace(
+        template=gpt_oss_template,
+        # <|end|> wrongly listed as a stop: it ends a message, not the turn, so reader_for leaves it out
+        stops=SimpleNamespace(token_ids=frozenset(ids.values()), strings=()),
+        vocab=harmony_vocab,
+    )
+    reader = reader_for(spec, "<|start|>assistant")
+    assert ids["<|end|>"] not in reader.config.stop_ids
+    token_ids = harmony_vocab.encode(recording) + [ids["<|return|>"]]
+    for tid in token_ids:
+        reader.feed_token(tid)
+    res = reader.result
+    reasoning, content = expected_parts(recording)
+    assert (res.reasoning, res.content) == (reasoning, content)
+    assert (res.finish_reason, res.stopped_by) == ("stop", "<|return|>")
+
+
+def test_tool_call_token_by_token(harmony_vocab):
+    call = harmony_vocab.token_to_id("<|call|>")
+    reader = StreamReader(reasoning="harmony", tokenizer=harmony_vocab.tokenizer, stop_ids=frozenset({call}))
+    for tid in harmony_vocab.encode(TOOL_TURN[: -len("<|call|>")]) + [call]:
+        reader.feed_token(tid)
+    res = reader.result
+    assert [(c.name, c.arguments) for c in res.tool_calls] == [("get_weather", {"location": "San Francisco", "unit": "celsius"})]
+    assert res.finish_reason == "tool_calls"

@@ -1,0 +1,219 @@
+"""The streaming reader: token ids (or text chunks) in, typed events out.
+
+    ids/text ──► IncrementalDetokenizer ──► MarkerScanner ──► stop? ──► format parser ──► events
+                 (UTF-8 safe, O(1)/token)    (stops, headers,          (think / Harmony /
+                                              format marks, control)     tool calls)
+
+The core takes explicit parameters (`ReaderConfig`) so it can be used and tested without a model spec;
+`turnspec.reader.reader_for(spec, prompt_text)` derives them from a spec. One reader per turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+from . import events as ev
+from . import markers as mk
+from .detokenize import IncrementalDetokenizer
+from .events import Done, Emitter, Event, Result
+from .harmony import TURN_END as HARMONY_TURN_END
+from .harmony import HarmonyParser
+from .think import ThinkSplitter
+from .tool_calls import TOOL_PARSERS
+
+REASONING_FORMATS = ("none", "think", "harmony")
+TOOL_FORMATS = ("none", "hermes", "llama3", "mistral", "harmony")
+
+_STOP_KIND = {mk.STOP_TOKEN: ev.STOP_TOKEN, mk.STOP_STRING: ev.STOP_STRING, mk.TURN_HEADER: ev.TURN_HEADER}
+
+
+@dataclass(frozen=True)
+class ReaderConfig:
+    """Everything the reader needs to know about the model's output, as plain data.
+
+    stop_ids: token ids that end the turn (never decoded into text).
+    stop_token_texts: the text of those tokens; matched in text streams, and when a model spells one out
+        with ordinary tokens.
+    stop_strings: the caller's or spec's stop strings (matched across token boundaries).
+    turn_headers: next-turn headers (`<|im_start|>user`, …): writing one is self-conversation, so stop.
+    control_tokens: special tokens of the vocabulary never meant for display: removed from visible text.
+    reasoning: "none" | "think" | "harmony".  tools: "none" | "hermes" | "llama3" | "mistral" | "harmony".
+    starts_in_reasoning: the generation prompt already opened `<think>` (think format).
+    harmony_prefix: the still-open message header the generation prompt ended with (Harmony).
+    """
+
+    stop_ids: frozenset[int] = frozenset()
+    stop_token_texts: tuple[str, ...] = ()
+    stop_strings: tuple[str, ...] = ()
+    turn_headers: tuple[str, ...] = ()
+    control_tokens: tuple[str, ...] = ()
+    reasoning: str = "none"
+    tools: str = "none"
+    starts_in_reasoning: bool = False
+    harmony_prefix: str = ""
+    think_tags: tuple[str, str] = ("<think>", "</think>")
+
+    def __post_init__(self) -> None:
+        if self.reasoning not in REASONING_FORMATS:
+            raise ValueError(f"reasoning format {self.reasoning!r} is not one of {REASONING_FORMATS}")
+        if self.tools not in TOOL_FORMATS:
+            raise ValueError(f"tool-call format {self.tools!r} is not one of {TOOL_FORMATS}")
+        if (self.tools == "harmony") != (self.reasoning == "harmony") and self.tools != "none":
+            raise ValueError("Harmony tool calls need reasoning='harmony' (the recipient is in the message header)")
+
+
+_CONFIG_FIELDS = {f.name for f in fields(ReaderConfig)}
+
+
+class StreamReader:
+    """Reads one assistant turn. Feed ids (`feed_token`) or text (`feed_text`), then `finish()`.
+
+    Every feed returns the events it completed; `result` is the running total. After a stop (a stop
+    token, stop string or turn header) the reader is `done` and ignores further input.
+    """
+
+    def __init__(
+        self,
+        config: ReaderConfig | None = None,
+        *,
+        tokenizer: Any = None,
+        new_call_id: Callable[[], str] | None = None,
+        **options: Any,
+    ):
+        unknown = set(options) - _CONFIG_FIELDS
+        if unknown:
+            raise TypeError(f"unknown reader options: {sorted(unknown)}")
+        if config is None:
+            config = ReaderConfig(**options)
+        elif options:
+            config = ReaderConfig(**{**{f: getattr(config, f) for f in _CONFIG_FIELDS}, **options})
+        self.config = config
+        self._tokenizer = tokenizer
+        self._detok = IncrementalDetokenizer(tokenizer) if tokenizer is not None else None
+        self._stop_ids = frozenset(config.stop_ids)
+        self._emit = Emitter(new_call_id)
+
+        stop_texts = tuple(config.stop_token_texts)
+        if config.reasoning == "harmony":
+            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix)
+            stop_texts += HARMONY_TURN_END
+        else:
+            content = TOOL_PARSERS[config.tools](self._emit)
+            if config.reasoning == "think":
+                self._parser = ThinkSplitter(
+                    self._emit, content, starts_in_reasoning=config.starts_in_reasoning, tags=config.think_tags
+                )
+            else:
+                self._parser = content
+        marks = mk.build_marks(
+            [
+                (mk.STOP_TOKEN, stop_texts),
+                (mk.STOP_STRING, config.stop_strings),
+                (mk.TURN_HEADER, config.turn_headers),
+                (mk.FORMAT, self._parser.markers),
+                (mk.CONTROL, config.control_tokens),
+            ]
+        )
+        self._scanner = mk.MarkerScanner(marks)
+        self.done = False
+        self._finish_reason: str | None = None
+        self._stopped_by: str | None = None
+        self._stop_kind: str | None = None
+
+    # -- input --
+
+    def feed_token(self, token_id: int) -> list[Event]:
+        """One generated id. A stop id ends the turn (its text is never shown)."""
+        if self.done:
+            return []
+        if self._detok is None:
+            raise TypeError("this reader has no tokenizer: use feed_text(), or build it with tokenizer=...")
+        out = self._emit.events = []
+        if token_id in self._stop_ids:
+            self._run(self._detok.flush(), final=True)
+            if not self.done:
+                self._stop(self._token_text(token_id), ev.STOP_TOKEN)
+            return out
+        self._run(self._detok.step(token_id), final=False)
+        return out
+
+    def feed_tokens(self, token_ids: Iterable[int]) -> list[Event]:
+        out: list[Event] = []
+        for tid in token_ids:
+            out.extend(self.feed_token(tid))
+            if self.done:
+                break
+        return out
+
+    def feed_text(self, text: str) -> list[Event]:
+        """A chunk of text (engines that stream text, recordings). Chunks may split anything anywhere."""
+        if self.done:
+            return []
+        out = self._emit.events = []
+        self._run(text, final=False)
+        return out
+
+    def finish(self, reason: str | None = None) -> list[Event]:
+        """End of stream. `reason` is the engine's ("length" when it hit max tokens); default "stop"."""
+        if self.done:
+            return []
+        out = self._emit.events = []
+        tail = self._detok.flush() if self._detok is not None else ""
+        self._run(tail, final=True)
+        if not self.done:
+            self._stop(None, None, reason or ev.STOP)
+        return out
+
+    def read_all(self, output: str | Iterable[int], reason: str | None = None) -> Result:
+        """Non-streaming: read a whole output (text, or token ids) and return the `Result`."""
+        if isinstance(output, str):
+            self.feed_text(output)
+        else:
+            self.feed_tokens(output)
+        self.finish(reason)
+        return self.result
+
+    # -- output --
+
+    @property
+    def result(self) -> Result:
+        e = self._emit
+        return Result(
+            content="".join(e.content_parts),
+            reasoning="".join(e.reasoning_parts),
+            tool_calls=list(e.tool_calls),
+            errors=list(e.errors),
+            finish_reason=self._finish_reason,
+            stopped_by=self._stopped_by,
+            stop_kind=self._stop_kind,
+        )
+
+    # -- internals --
+
+    def _run(self, text: str, final: bool) -> None:
+        if not text and not final:
+            return
+        parser = self._parser
+        for piece in self._scanner.feed(text, final):
+            if piece.__class__ is str:
+                parser.text(piece)
+                continue
+            kind = piece.kind
+            if kind == mk.FORMAT:
+                parser.mark(piece)
+            elif kind != mk.CONTROL:
+                self._stop(piece.text, _STOP_KIND[kind])
+                return
+
+    def _stop(self, stop: str | None, kind: str | None, reason: str = ev.STOP) -> None:
+        self._parser.close()
+        if reason == ev.STOP and self._emit.tool_calls:
+            reason = ev.TOOL_CALLS
+        self.done = True
+        self._finish_reason, self._stopped_by, self._stop_kind = reason, stop, kind
+        self._emit.events.append(Done(reason, stop, kind))
+
+    def _token_text(self, token_id: int) -> str:
+        return self._tokenizer.decode([token_id], skip_special_tokens=False)
