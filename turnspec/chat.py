@@ -1,0 +1,190 @@
+"""A chat session: history re-rendered through the model's template every turn, generation stopped by turnspec's
+stop set, output read by the streaming reader. The `run` command, the server and library users share it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from .errors import TemplateError, TurnspecError
+from .reader.events import Content, Done, Event, Reasoning, ToolCall
+
+
+@dataclass
+class GenerationOptions:
+    max_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop_strings: tuple[str, ...] = ()
+
+
+@dataclass
+class TurnResult:
+    """One assistant turn, with the numbers a user wants to see (`--json`, verbose status line)."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    stopped_by: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    time_to_first_token_s: float | None = None
+    total_s: float = 0.0
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """Decode speed: tokens after the first, over the time after the first (prompt processing excluded)."""
+        if self.completion_tokens < 2 or self.time_to_first_token_s is None:
+            return None
+        decode = self.total_s - self.time_to_first_token_s
+        return (self.completion_tokens - 1) / decode if decode > 0 else None
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The turn as a history message: reasoning kept as `reasoning_content` (the template decides to drop it)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.reasoning:
+            message["reasoning_content"] = self.reasoning
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
+        return message
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content, "reasoning": self.reasoning, "tool_calls": self.tool_calls,
+            "finish_reason": self.finish_reason, "stopped_by": self.stopped_by,
+            "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                      "total_tokens": self.prompt_tokens + self.completion_tokens},
+            "timings": {"time_to_first_token_s": self.time_to_first_token_s, "total_s": self.total_s,
+                        "tokens_per_s": self.tokens_per_s},
+            "notices": self.notices,
+        }
+
+
+def system_role_error(spec: Any) -> str | None:
+    """The template's own message when it rejects a system role (Gemma-2: "System role not supported"), else None."""
+    probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
+    try:
+        spec.render(probe, add_generation_prompt=True)
+    except TemplateError as exc:
+        return exc.template_message
+    return None
+
+
+def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
+                cancel: threading.Event | None = None) -> Iterator[Event]:
+    """Generate one assistant turn from an encoded prompt: the engine stops on the spec's halt ids, the reader
+    stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`."""
+    result.prompt_tokens = len(enc.ids)
+    # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
+    reader = spec.reader(enc.text, extra_stop_strings=options.stop_strings, stop_ids=spec.stops.halt_ids)
+    t0 = time.perf_counter()
+    generated = 0
+    steps = engine.generate(enc.ids, max_tokens=options.max_tokens, temperature=options.temperature,
+                            top_p=options.top_p, seed=options.seed, stop_ids=spec.stops.halt_ids, cancel=cancel)
+    try:
+        for token in steps:
+            if generated == 0:
+                result.time_to_first_token_s = time.perf_counter() - t0
+            generated += 1
+            yield from reader.feed_token(token)
+            if reader.done:
+                break
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+    if not reader.done:
+        cancelled = cancel is not None and cancel.is_set()
+        yield from reader.finish("length" if generated >= options.max_tokens and not cancelled else "stop")
+    result.total_s = time.perf_counter() - t0
+    result.completion_tokens = generated
+    final = reader.result
+    result.content, result.reasoning = final.content, final.reasoning
+    result.finish_reason, result.stopped_by = final.finish_reason, final.stopped_by
+    result.tool_calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                         for c in final.tool_calls]
+
+
+class ChatSession:
+    """Multi-turn chat with one model on one engine. Not thread-safe: one turn at a time."""
+
+    def __init__(self, spec: Any, engine: Any, *, system: str | None = None, system_mode: str = "merge",
+                 options: GenerationOptions | None = None, template_kwargs: dict[str, Any] | None = None):
+        if system_mode not in ("merge", "error"):
+            raise TurnspecError(f"--system-mode {system_mode!r}: choose merge or error")
+        self.spec = spec
+        self.engine = engine
+        self.options = options or GenerationOptions()
+        self.template_kwargs = dict(template_kwargs or {})
+        self.history: list[dict[str, Any]] = []
+        self.system = system
+        self.system_merged = False
+        self.notices: list[str] = []
+        if system is not None:
+            error = system_role_error(spec)
+            if error is not None:
+                if system_mode == "error":
+                    raise TurnspecError(f"{spec.name}'s template rejects a system message ({error}); "
+                                        "use --system-mode merge to put it into the first user turn")
+                self.system_merged = True
+                self.notices.append(f"{spec.name}'s template rejects a system role ({error}): "
+                                    "the system text is merged into the first user turn")
+        self.last: TurnResult | None = None
+
+    # --- prompt building --------------------------------------------------------------------------------------
+    def conversation(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The messages the template sees: the system prompt first, or merged into the first user turn."""
+        if self.system is None:
+            return list(history)
+        if not self.system_merged:
+            return [{"role": "system", "content": self.system}, *history]
+        out = [dict(m) for m in history]
+        for m in out:
+            if m.get("role") == "user":
+                m["content"] = f"{self.system}\n\n{m.get('content') or ''}"
+                break
+        return out
+
+    def encode_prompt(self, history: list[dict[str, Any]]) -> tuple[Any, list[str]]:
+        """Encode, dropping the oldest turns (never the system prompt) until prompt + max_tokens fit the context."""
+        notices: list[str] = []
+        history = list(history)
+        limit = getattr(self.engine, "context_length", 0) or 0
+        while True:
+            enc = self.spec.encode(self.conversation(history), add_generation_prompt=True, assistant_mask=False,
+                                   **self.template_kwargs)
+            if not limit or len(enc.ids) + self.options.max_tokens <= limit or len(history) <= 1:
+                break
+            cut = next((k for k in range(1, len(history)) if history[k].get("role") == "user"), len(history) - 1)
+            dropped, history = history[:cut], history[cut:]
+            notices.append(f"context full ({len(enc.ids)} + {self.options.max_tokens} > {limit} tokens): "
+                           f"dropped the oldest {len(dropped)} message(s)")
+        if notices:
+            self.history[:] = history
+        return enc, notices
+
+    # --- one turn ---------------------------------------------------------------------------------------------
+    def stream(self, user_text: str, cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Send a user message; yield the reader's events as tokens arrive. `self.last` holds the TurnResult after."""
+        self.history.append({"role": "user", "content": user_text})
+        enc, notices = self.encode_prompt(self.history)
+        result = TurnResult(notices=notices)
+        yield from stream_turn(self.spec, self.engine, enc, self.options, result, cancel=cancel)
+        self.history.append(result.assistant_message())
+        self.last = result
+
+    def ask(self, user_text: str) -> TurnResult:
+        """Non-streaming: one whole turn."""
+        for _ in self.stream(user_text):
+            pass
+        assert self.last is not None
+        return self.last
+
+
+__all__ = ["ChatSession", "GenerationOptions", "TurnResult", "stream_turn", "Content", "Reasoning", "ToolCall", "Done"]

