@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import TemplateError, TurnspecError
 from .reader.events import Content, Done, Event, Reasoning, ToolCall
@@ -136,6 +136,8 @@ class ChatSession:
                 self.notices.append(f"{spec.name}'s template rejects a system role ({error}): "
                                     "the system text is merged into the first user turn")
         self.last: TurnResult | None = None
+        # Called with each turn's Encoding before generation (`turnspec run --show-prompt`).
+        self.on_prompt: Callable[[Any], None] | None = None
 
     # --- prompt building --------------------------------------------------------------------------------------
     def conversation(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -174,6 +176,8 @@ class ChatSession:
         """Send a user message; yield the reader's events as tokens arrive. `self.last` holds the TurnResult after."""
         self.history.append({"role": "user", "content": user_text})
         enc, notices = self.encode_prompt(self.history)
+        if self.on_prompt is not None:
+            self.on_prompt(enc)
         result = TurnResult(notices=notices)
         yield from stream_turn(self.spec, self.engine, enc, self.options, result, cancel=cancel)
         self.history.append(result.assistant_message())

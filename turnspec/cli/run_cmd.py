@@ -37,6 +37,7 @@ def run(
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Extra stop string (repeatable)."),
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
+    show_prompt: bool = typer.Option(False, "--show-prompt", help="Print each turn's rendered prompt (stderr)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
 ) -> None:
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
@@ -59,6 +60,8 @@ def run(
     session = ChatSession(spec, eng, system=system, system_mode=system_mode, options=options,
                           template_kwargs=parse_kwargs(kw))
     ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)
+    if show_prompt:
+        session.on_prompt = lambda enc: ui.err.print(enc.text, style="dim", markup=False, end="\n")
     if verbose:
         ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}, stops {sorted(spec.stops.halt_ids)}")
         ui.note(_system_note(spec, system))
