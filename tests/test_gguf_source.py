@@ -198,7 +198,9 @@ def test_smollm2_divergent_texts_follow_llama_cpp(llama, smollm2_gguf, smol_tok,
 
 
 _PIECES = st.one_of(
-    st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12),
+    # Unassigned code points ("Cn" in Python's Unicode tables) are excluded: llama.cpp, the Rust regex engine in
+    # `tokenizers` and Python each ship a different Unicode version, so their letter classes disagree there.
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cn")), max_size=12),
     st.sampled_from(["<|im_start|>", "<|im_end|>", "<|endoftext|>", " ", "  ", "\n", "\n\n", "\t", "'s", "'LL",
                      "123", "x9", "日本", "🙂", "\u00a0", "Ω"]),
 )
