@@ -1,0 +1,160 @@
+"""The engine contract: token ids in, token ids out, stopping on *turnspec's* stop set.
+
+An engine never decides when a turn is over by itself: engines know one eos id, while a chat
+template often ends turns with several (`<|im_end|>`, `<|eot_id|>`, `<|end|>`...). So every engine
+runs an endless decode loop and `stop_rules` ends it on the caller's full stop set, at
+`max_tokens`, at the end of the context, or when `cancel` is set.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Collection, Iterator
+from typing import Protocol, runtime_checkable
+
+from turnspec.errors import TurnspecError
+
+
+class EngineError(TurnspecError):
+    """An engine could not be loaded or run (missing extra package, prompt longer than the context)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What turnspec needs from an inference engine.
+
+    `generate` yields generated token ids one at a time. When a token in `stop_ids` is sampled it
+    is yielded as the last item (so the caller can tell which stop fired) and generation ends.
+    It also ends after `max_tokens` ids, at the end of the context window, or as soon as `cancel`
+    is set (checked before each decode step). `temperature == 0` is greedy decoding.
+    One engine runs one generation at a time: do not interleave two `generate` iterators.
+    """
+
+    name: str
+    context_length: int
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_ids: Collection[int] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[int]: ...
+
+    def close(self) -> None: ...
+
+
+class EngineBase:
+    """Shared plumbing for the concrete engines: context manager and prompt checks."""
+
+    name: str = "engine"
+    context_length: int = 0
+
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def claim(self) -> Callable[[], bool]:
+        """Make the generation being started the engine's only live one.
+
+        The KV cache is shared, so an older iterator resumed after a newer `generate` call would
+        decode on top of the wrong ids; the returned check lets `stop_rules` refuse that.
+        """
+        ticket = object()
+        self._ticket = ticket
+        return lambda: self._ticket is ticket
+
+    def budget(self, prompt_ids: list[int], max_tokens: int) -> int:
+        """How many tokens may be generated: `max_tokens`, cut to what the context still holds."""
+        if not prompt_ids:
+            raise EngineError(f"the {self.name} engine needs at least one prompt token")
+        room = self.context_length - len(prompt_ids)
+        if room <= 0:
+            raise EngineError(
+                f"the prompt has {len(prompt_ids)} tokens but the {self.name} engine's context holds "
+                f"{self.context_length}: shorten the chat or load with a larger n_ctx"
+            )
+        return max(0, min(max_tokens, room))
+
+
+def stop_rules(
+    steps: Iterator[int],
+    *,
+    max_tokens: int,
+    stop_ids: Collection[int],
+    cancel: threading.Event | None,
+    current: Callable[[], bool] | None = None,
+) -> Iterator[int]:
+    """Drive an endless per-token decode iterator and end it by turnspec's rules.
+
+    `steps` must compute a token only when asked for it (a generator), so that checking `cancel`
+    before `next()` really saves the decode step. The stop token is yielded, then the loop ends.
+    `current` (from `EngineBase.claim`) is checked before each step too.
+    """
+    stops = frozenset(stop_ids)
+    produced = 0
+    try:
+        while produced < max_tokens:
+            if cancel is not None and cancel.is_set():
+                return
+            if current is not None and not current():
+                raise EngineError("a newer generate() call on this engine superseded this one: finish or close a generation before starting the next")
+            try:
+                token = int(next(steps))
+            except StopIteration:
+                return
+            if cancel is not None and cancel.is_set():
+                return
+            produced += 1
+            yield token
+            if token in stops:
+                return
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+
+
+def physical_cores() -> int:
+    """Physical CPU cores usable by this process: hyper-threads slow llama.cpp-style decoding down."""
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count() or 1
+    cores: set[tuple[str, str]] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            phys = core = ""
+            for line in fh:
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key == "physical id":
+                    phys = value
+                elif key == "core id":
+                    core = value
+                elif not key and (phys or core):
+                    cores.add((phys, core))
+                    phys = core = ""
+            if phys or core:
+                cores.add((phys, core))
+    except OSError:
+        pass
+    if not cores:
+        try:  # macOS
+            import subprocess
+
+            out = subprocess.run(["sysctl", "-n", "hw.physicalcpu"], capture_output=True, text=True, timeout=2)
+            cores = {("", str(i)) for i in range(int(out.stdout.strip()))}
+        except Exception:
+            pass
+    return max(1, min(usable, len(cores) or usable))

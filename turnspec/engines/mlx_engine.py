@@ -1,0 +1,126 @@
+"""MLX engine (HF folders with safetensors) through mlx-lm; Metal on Apple Silicon, CPU elsewhere.
+
+We use mlx-lm's model loading, KV cache and samplers but our own step loop instead of
+`generate_step`: that one evaluates a token ahead (it feeds token n to the model before handing it
+out), so it would spend a decode step after the stop token and we could not tell exactly which
+ids the cache holds. Stepping ourselves keeps the cache equal to `cached_ids`, so the next prompt
+reuses the common prefix (`trim_prompt_cache`), as the other engines do.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Collection, Iterator
+from pathlib import Path
+from typing import Any
+
+from turnspec.engines.base import EngineBase, EngineError, stop_rules
+from turnspec.engines.transformers_engine import common_prefix
+
+MISSING = "the mlx engine needs mlx-lm: pip install 'turnspec[mlx]' (on Linux also: pip install 'mlx[cpu]')"
+
+
+def _import_mlx() -> tuple[Any, Any, Any, Any]:
+    try:
+        import mlx.core as mx
+        from mlx_lm.models import cache as mlx_cache
+        from mlx_lm.sample_utils import make_sampler
+        from mlx_lm.utils import load_model
+    except ImportError as exc:
+        raise EngineError(MISSING) from exc
+    return mx, mlx_cache, make_sampler, load_model
+
+
+class MlxEngine(EngineBase):
+    """An HF-folder model loaded with mlx-lm, decoded one token at a time."""
+
+    name = "mlx"
+
+    def __init__(self, model_path: Path, *, n_ctx: int | None = None) -> None:
+        mx, mlx_cache, make_sampler, load_model = _import_mlx()
+        self._mx, self._mlx_cache, self._make_sampler = mx, mlx_cache, make_sampler
+        model_path = Path(model_path)
+        config_path = model_path / "config.json"
+        if not config_path.is_file():
+            raise EngineError(f"{model_path}: the mlx engine needs an HF folder with config.json and safetensors")
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        overrides: dict[str, Any] = {}
+        theta = (config.get("rope_parameters") or {}).get("rope_theta")
+        if theta is not None and "rope_theta" not in config:
+            overrides["rope_theta"] = theta  # transformers 5 moved it; mlx-lm would fall back to 10000
+        try:
+            self._model, _ = load_model(model_path, model_config=overrides or None)
+        except (OSError, ValueError) as exc:
+            raise EngineError(f"{model_path}: mlx-lm could not load it ({exc})") from exc
+        trained = int(config.get("max_position_embeddings") or 4096)
+        self.context_length = min(trained, n_ctx) if n_ctx else trained
+        self.model_path = model_path
+        self._cache: list[Any] | None = None
+        self._cached_ids: list[int] = []
+
+    @property
+    def cached_ids(self) -> list[int]:
+        """The ids whose keys/values sit in the KV cache now (for tests and diagnostics)."""
+        return list(self._cached_ids)
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_ids: Collection[int] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[int]:
+        """Yield sampled ids; see `turnspec.engines.base.Engine` for the stop rules."""
+        if self._model is None:
+            raise EngineError(f"the {self.name} engine was closed")
+        budget = self.budget(prompt_ids, max_tokens)
+        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
+        return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
+
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+        mx, mlx_cache = self._mx, self._mlx_cache
+        reuse = min(common_prefix(self._cached_ids, prompt_ids), len(prompt_ids) - 1)
+        drop = len(self._cached_ids) - reuse
+        if self._cache is None or reuse == 0 or (drop > 0 and not mlx_cache.can_trim_prompt_cache(self._cache)):
+            self._cache, self._cached_ids = mlx_cache.make_prompt_cache(self._model), []
+        elif drop > 0:
+            mlx_cache.trim_prompt_cache(self._cache, drop)
+            self._cached_ids = self._cached_ids[:reuse]
+        if seed is not None:
+            mx.random.seed(seed)
+        sampler = self._make_sampler(temp=max(0.0, temperature), top_p=top_p if top_p < 1.0 else 0.0)
+        pending = prompt_ids[len(self._cached_ids):]
+        while True:
+            logits = self._forward(pending)
+            logprobs = logits - mx.logsumexp(logits, keepdims=True)
+            token = int(sampler(logprobs).item())
+            yield token
+            pending = [token]
+
+    def _forward(self, ids: list[int]) -> Any:
+        """Run `ids` through the model on top of the cache; return the last position's logits (1, vocab)."""
+        mx = self._mx
+        try:
+            if len(ids) > 1:
+                # Prefill without the LM head: MLX is lazy, so logits nobody evaluates cost
+                # nothing, and on the CPU backend the head over every prompt position is ~40%
+                # of the prefill time.
+                self._model(mx.array(ids[:-1])[None], cache=self._cache)
+                mx.eval([c.state for c in self._cache])
+            logits = self._model(mx.array(ids[-1:])[None], cache=self._cache)[:, -1, :]
+            mx.eval(logits)
+        except BaseException:
+            self._cache, self._cached_ids = None, []
+            raise
+        self._cached_ids.extend(ids)
+        return logits
+
+    def close(self) -> None:
+        self._model = None
+        self._cache = None
+        self._cached_ids = []
