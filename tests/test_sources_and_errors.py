@@ -95,3 +95,31 @@ def test_import_turnspec_is_light():
             "'tokenizers', 'numpy') if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_huge_range_in_a_template_is_a_template_error_not_a_traceback():
+    """Synthetic template: jinja's sandbox refuses range(10**9) with OverflowError, which must surface as TemplateError."""
+    spec = turnspec.from_template("{% for i in range(10**9) %}x{% endfor %}", name="synthetic-huge-range")
+    with pytest.raises(TemplateError) as info:
+        spec.render([{"role": "user", "content": "hi"}])
+    assert "OverflowError" in info.value.template_message and not info.value.limit
+
+
+def test_a_template_stopped_by_the_time_limit_says_so():
+    from turnspec.template import RenderLimits
+
+    spec = turnspec.from_template("{% for i in range(99999) %}{% for j in range(99999) %}{% endfor %}{% endfor %}",
+                                  name="synthetic-endless", limits=RenderLimits(time_limit_s=0.3))
+    t0 = time.perf_counter()
+    with pytest.raises(TemplateError) as info:
+        spec.render([{"role": "user", "content": "hi"}])
+    assert info.value.limit and "time limit" in info.value.template_message
+    assert time.perf_counter() - t0 < 5
+
+
+def test_template_variables_lists_the_template_s_own_switches():
+    from turnspec.template import template_variables
+
+    source = ("{% set x = 1 %}{% if enable_thinking is defined and not enable_thinking %}no{% endif %}"
+              "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ reasoning_effort or 'medium' }}")
+    assert template_variables(source) == ["enable_thinking", "reasoning_effort"]

@@ -16,12 +16,17 @@ class NoChatTemplateError(ModelSourceError):
 
 
 class TemplateError(TurnspecError):
-    """The chat template raised or could not be compiled; carries the model name and the template's message."""
+    """The chat template raised or could not be compiled; carries the model name and the template's message.
 
-    def __init__(self, message: str, *, model: str | None = None, template_message: str | None = None):
+    `limit` is True when turnspec stopped the template (time, output size), not the template itself.
+    """
+
+    def __init__(self, message: str, *, model: str | None = None, template_message: str | None = None,
+                 limit: bool = False):
         super().__init__(message)
         self.model = model
         self.template_message = template_message if template_message is not None else message
+        self.limit = limit
 
 
 class EncodingError(TurnspecError):

@@ -151,10 +151,11 @@ def render_conversation(
     try:
         text, spans = run_template(template, variables, track_generation=track_generation, limits=limits)
     except TemplateLimitError as exc:
-        raise TemplateError(_template_message(model_name, str(exc)), model=model_name, template_message=str(exc)) from None
+        raise TemplateError(_template_message(model_name, str(exc)), model=model_name, template_message=str(exc),
+                            limit=True) from None
     except jinja2.exceptions.TemplateError as exc:
         raise TemplateError(_template_message(model_name, str(exc)), model=model_name, template_message=str(exc)) from None
-    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError, ZeroDivisionError) as exc:
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError, ArithmeticError) as exc:
         msg = f"{type(exc).__name__}: {exc}"
         raise TemplateError(_template_message(model_name, msg), model=model_name, template_message=msg) from None
 

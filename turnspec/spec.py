@@ -253,12 +253,13 @@ def from_template(
     token_ids: Mapping[str, int] | None = None,
     generation_config: Mapping[str, Any] | None = None,
     tokenizer: Any = None,
+    limits: RenderLimits | None = None,
 ) -> ModelSpec:
     """A spec from a bare template (e.g. the corpus), with the special tokens and ids the model card documents."""
     files = ModelFiles(name=name, origin="template", path=None, templates={"default": template},
                        special_tokens=dict(special_tokens or {}), generation_config=dict(generation_config or {}))
     vocab = Vocabulary(tokenizer) if tokenizer is not None else None
-    return ModelSpec(files, vocab=vocab, token_ids=token_ids)
+    return ModelSpec(files, vocab=vocab, token_ids=token_ids, limits=limits)
 
 
 def _is_path(value: str | Path) -> bool:

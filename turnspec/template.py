@@ -230,6 +230,30 @@ def _parse(source: str) -> jinja2.nodes.Template:
     return _ENV.parse(source)
 
 
+# What apply_chat_template always passes or the environment defines: anything else a template reads is its own option.
+STANDARD_VARIABLES = frozenset({
+    "messages", "tools", "documents", "add_generation_prompt", "bos_token", "eos_token", "unk_token", "sep_token",
+    "pad_token", "cls_token", "mask_token", "raise_exception", "strftime_now", "namespace", "dict", "range", "lipsum",
+    "cycler", "joiner", "true", "false", "none", "True", "False", "None",
+})
+
+
+def template_variables(source: str) -> list[str]:
+    """The variables a template reads beyond the standard ones: its own switches (enable_thinking, reasoning_effort...).
+
+    Names the template assigns itself ({% set %}, loop targets, macro parameters) are not options, even where
+    jinja's scoping makes them look undeclared, unless tested with `is defined` before a default is set.
+    """
+    import jinja2.meta
+
+    ast = _parse(source)
+    local = {n.name for n in ast.find_all(jinja2.nodes.Name) if n.ctx in ("store", "param")}
+    tested = {t.node.name for t in ast.find_all(jinja2.nodes.Test)
+              if t.name in ("defined", "undefined") and isinstance(t.node, jinja2.nodes.Name)}
+    undeclared = jinja2.meta.find_undeclared_variables(ast) - STANDARD_VARIABLES
+    return sorted(v for v in undeclared if v not in local or v in tested)
+
+
 def template_literals(source: str) -> list[str]:
     """Every literal text and string constant in the template: where control tokens a template writes are found."""
     ast = _parse(source)
