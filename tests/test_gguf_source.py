@@ -154,7 +154,7 @@ def test_smollm2_chat_configuration(smol_files, smollm2_gguf):
     assert files.provenance["eos_token_id"] == "2 from tokenizer.ggml.eos_token_id"
     assert files.provenance["template"] == "GGUF tokenizer.chat_template"
     assert files.add_bos_token is False
-    assert files.name == "Smollm2 135M 8k Lc100K Mix1 Ep2"  # general.name
+    assert files.name == "HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1"  # general.organization / file stem
     assert files.config["architecture"] == "llama"
     assert files.config["context_length"] == files.config["max_position_embeddings"] == 8192
     assert files.config["vocab_size"] == 49152
@@ -457,7 +457,7 @@ def test_named_templates(tmp_path):
     ])
     files = load_gguf(path)
     assert files.templates == {"default": "{{ messages }}", "tool_use": "{{ tools }}", "rag": "{{ documents }}"}
-    assert files.name == "tiny-chat" and files.config["context_length"] == 4096
+    assert files.name == "named" and files.config["context_length"] == 4096
     assert files.add_bos_token is True
 
 

@@ -388,10 +388,11 @@ def _eos_ids(meta: GGUFMetadata) -> tuple[list[int], list[str]]:
 
 
 def _name(meta: GGUFMetadata, path: Path) -> str:
-    for key in ("general.name", "general.basename"):
-        value = meta.get(key)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
+    """`organization/file-stem` (HuggingFaceTB/SmolLM2-135M-Instruct.Q4_1): the file name is what the user knows and
+    one model's quantizations differ in behavior, while general.name is often a training-run label."""
+    org = meta.get("general.organization")
+    if isinstance(org, str) and org.strip() and "/" not in org.strip():
+        return f"{org.strip()}/{path.stem}"
     return path.stem
 
 
