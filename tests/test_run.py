@@ -118,3 +118,20 @@ def test_interactive_chat_in_a_terminal(smollm2_gguf):
     assert second.strip()
     assert not CONTROL.search(first + second)
     assert child.exitstatus == 0
+
+
+def test_a_saved_profile_s_pinned_stop_string_is_applied(smollm2_gguf, tmp_path):
+    """onboard --save writes the profile; a stop string pinned in it by hand ends the answer at run time."""
+    saved = turnspec_cmd("onboard", "--save", "--out", str(tmp_path))
+    assert saved.returncode == 0, saved.stderr
+    (profile,) = tmp_path.glob("*.yaml")
+    assert profile.name == "HuggingFaceTB--SmolLM2-135M-Instruct.Q4_1.yaml"
+    text = profile.read_text(encoding="utf-8")
+    assert "\npinned: {}\n" in text
+    pin = "\npinned:\n  stops:\n    extra_strings: [\" is Paris\"]\n"
+    profile.write_text(text.replace("\npinned: {}\n", pin), encoding="utf-8")
+    args = ("run", "-p", "What is the capital of France?", "--system", SYSTEM, "--json")
+    pinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path)).stdout)
+    assert pinned["content"] == "The capital of France" and pinned["stopped_by"] == " is Paris"
+    unpinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path / "none")).stdout)
+    assert unpinned["content"] == "The capital of France is Paris."

