@@ -123,3 +123,13 @@ def test_template_variables_lists_the_template_s_own_switches():
     source = ("{% set x = 1 %}{% if enable_thinking is defined and not enable_thinking %}no{% endif %}"
               "{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ reasoning_effort or 'medium' }}")
     assert template_variables(source) == ["enable_thinking", "reasoning_effort"]
+
+
+@pytest.mark.parametrize("expression", ["messages.append('x')", "messages[0].update({'role': 'x'})",
+                                        "messages[0].content.__class__.__subclasses__()", "loop_fn.__globals__.keys()"])
+def test_the_sandbox_refuses_unsafe_access_every_time(expression):
+    """Synthetic templates: the per-(type, name) verdict cache must refuse the second access as it did the first."""
+    spec = turnspec.from_template("{% set loop_fn = raise_exception %}{{ " + expression + " }}", name="synthetic-unsafe")
+    for _ in range(2):
+        with pytest.raises(TemplateError):
+            spec.render([{"role": "user", "content": "hi"}])

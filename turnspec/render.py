@@ -32,10 +32,26 @@ class Rendered:
     generation_spans: list[tuple[int, int]]
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def plain_data(value: Any) -> Any:
-    """Rebuild `value` from plain JSON types, so the sandbox never sees rich objects (transformers does the same)."""
-    if value is None or type(value) in (str, int, float, bool):
+    """Rebuild `value` from plain JSON types, so the sandbox never sees rich objects (transformers does the same).
+
+    Exact-type fast paths first: chats are dicts of strings, and this runs on every render.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
         return value
+    if kind is dict:
+        return {k if type(k) in _SCALARS else plain_data(k): v if type(v) in _SCALARS else plain_data(v)
+                for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else plain_data(v) for v in value]
+    return _plain_slow(value)
+
+
+def _plain_slow(value: Any) -> Any:
     if isinstance(value, str):
         return str.__str__(value)
     if isinstance(value, bool):
@@ -59,11 +75,25 @@ def plain_data(value: Any) -> Any:
     return f"<{type(value).__name__}>"
 
 
+def _plain_message(message: Any) -> Any:
+    """A message as plain data without its None fields (transformers drops them too); one pass for the common dict."""
+    if type(message) is dict:
+        return {k if type(k) is str else plain_data(k): v if type(v) in _SCALARS else plain_data(v)
+                for k, v in message.items() if v is not None}
+    if isinstance(message, Mapping):
+        return plain_data({k: v for k, v in message.items() if v is not None})
+    return plain_data(message)
+
+
 def _alias_reasoning_fields(chat: list[dict]) -> list[dict]:
     """Fill `reasoning_content` from older names, and `thinking` for gpt-oss templates, which read that."""
     out = []
     for message in chat:
-        reasoning = next((message[k] for k in REASONING_FIELDS if message.get(k) is not None), None)
+        reasoning = None
+        for key in REASONING_FIELDS:
+            if key in message:  # None values were dropped before
+                reasoning = message[key]
+                break
         if reasoning is not None:
             message = {"thinking": reasoning, **message, "reasoning_content": reasoning}
         out.append(message)
@@ -100,7 +130,7 @@ def render_conversation(
         messages = messages.messages
     if isinstance(messages, (list, tuple)) and len(messages) == 0:
         raise RenderInputError("Cannot apply chat template to an empty conversation. Provide at least one message.")
-    chat = [{k: v for k, v in msg.items() if v is not None} if isinstance(msg, Mapping) else msg for msg in messages]
+    chat = [_plain_message(msg) for msg in messages]
     if continue_final_message and add_generation_prompt:
         raise RenderInputError(
             "continue_final_message and add_generation_prompt are not compatible. Use continue_final_message when you "
@@ -114,7 +144,6 @@ def render_conversation(
             if not isinstance(document, Mapping):
                 raise RenderInputError("Documents should be a list of dicts with 'title' and 'text' keys!")
     schemas, documents, variables = plain_data(schemas), plain_data(documents), plain_data(variables)
-    chat = plain_data(chat)
     for message in chat:
         if not isinstance(message, dict):
             raise RenderInputError(f"Chat messages should be dicts, dataclasses or pydantic models, but got {message!r}.")

@@ -107,10 +107,22 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     """transformers' sandbox, with a cap on `*`/`**` results and a faster, equivalent lookup of dict keys.
 
     `message.role` on a dict makes jinja try `getattr(dict, "role")`, catch the AttributeError, then index: the
-    same result is had by indexing directly when the name is not a dict attribute.
+    same result is had by indexing directly when the name is not a dict attribute. The sandbox's safety verdict
+    on an attribute depends only on the object's type and the name (jinja's checks read nothing else), so it is
+    computed once per pair (`loop.last`, `content.strip` ...) instead of on every access.
     """
 
     intercepted_binops = frozenset(["*", "**"])
+    _verdicts: dict[tuple[type, str], bool] = {}
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        key = (type(obj), attr)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = super().is_safe_attribute(obj, attr, value)
+            if len(self._verdicts) < 4096:  # names come from template source: bounded, but keep it so
+                self._verdicts[key] = verdict
+        return verdict
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
