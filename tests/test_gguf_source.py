@@ -529,3 +529,32 @@ def test_tokenizer_from_gguf_rejects_other_inputs():
     with pytest.raises(TypeError):
         tokenizer_from_gguf(42)
 
+
+
+def test_tokenizer_cache_round_trips_and_misses_on_a_changed_file(smollm2_gguf, tmp_path, monkeypatch):
+    """The on-disk tokenizer cache gives the same ids as a fresh build, and a touched file is rebuilt."""
+    import os
+    import shutil
+
+    from turnspec.tokenizer_cache import cached_tokenizer
+
+    monkeypatch.setenv("TURNSPEC_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "model.gguf"
+    shutil.copyfile(smollm2_gguf, copy)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return tokenizer_from_gguf(read_gguf_metadata(smollm2_gguf))
+
+    fresh = cached_tokenizer(copy, build)
+    again = cached_tokenizer(copy, build)
+    assert len(builds) == 1 and len(list((tmp_path / "cache" / "tokenizers").glob("*.json"))) == 1
+    for text in ["Hello world", "12345 678", "<|im_start|>user\nçà 😀<|im_end|>", "  spaces\t\ttabs\n\n"]:
+        assert _ids(again, text) == _ids(fresh, text)
+    os.utime(copy, ns=(1, 1))
+    cached_tokenizer(copy, build)
+    assert len(builds) == 2
+    monkeypatch.setenv("TURNSPEC_CACHE", "off")
+    cached_tokenizer(copy, build)
+    assert len(builds) == 3

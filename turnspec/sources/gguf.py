@@ -324,8 +324,9 @@ def load_gguf(path: Path) -> ModelFiles:
 
     def build_tokenizer() -> Any:
         from ..gguf_tokenizer import tokenizer_from_gguf
+        from ..tokenizer_cache import cached_tokenizer
 
-        return tokenizer_from_gguf(read_gguf_metadata(path))
+        return cached_tokenizer(path, lambda: tokenizer_from_gguf(read_gguf_metadata(path)))
 
     return ModelFiles(
         name=_name(meta, path),
