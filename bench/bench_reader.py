@@ -142,12 +142,12 @@ def decode_step_us(runs: int, n_tokens: int = 128) -> float | None:
     return statistics.median(steps)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--tokens", type=int, default=4000)
     ap.add_argument("--no-llama", action="store_true", help="skip the llama.cpp decode-step measurement")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if not TOKENIZER.exists():
         print(f"{TOKENIZER} is absent: the benchmark needs the ../shared data folder", file=sys.stderr)
         return 2
