@@ -8,7 +8,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from conftest import CORPUS, need
-from conversations import CALL, RESULT, WEATHER_TOOL
+from conversations import CALL, RESULT
 
 import turnspec
 from turnspec.errors import EncodingError

@@ -8,7 +8,6 @@ sensitive to all of it: a `content: None` renders as the string "None" in many t
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from turnspec.errors import TurnspecError
@@ -55,8 +55,41 @@ class EngineBase:
     name: str = "engine"
     context_length: int = 0
 
+    _cached_ids: Sequence[int] = ()
+
     def close(self) -> None:  # pragma: no cover - overridden
         pass
+
+    @property
+    def loaded(self) -> bool:
+        """False once closed: generating then is an error, not a crash inside the backend."""
+        return True
+
+    @property
+    def cached_ids(self) -> list[int]:
+        """The ids whose keys/values sit in the KV cache now (for tests and diagnostics)."""
+        return list(self._cached_ids)
+
+    def generate(
+        self,
+        prompt_ids: list[int],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop_ids: Collection[int] = (),
+        cancel: threading.Event | None = None,
+    ) -> Iterator[int]:
+        """Yield sampled ids; see `Engine` for the stop rules. Engines implement `_steps`, an endless decode loop."""
+        if not self.loaded:
+            raise EngineError(f"the {self.name} engine was closed")
+        budget = self.budget(prompt_ids, max_tokens)
+        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
+        return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
+
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+        raise NotImplementedError
 
     def __enter__(self):
         return self

@@ -13,11 +13,10 @@ turn's prompt, which repeats the whole history, is a cache hit up to there.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-from turnspec.engines.base import EngineBase, EngineError, physical_cores, stop_rules
+from turnspec.engines.base import EngineBase, EngineError, physical_cores
 
 DEFAULT_MAX_CONTEXT = 4096
 
@@ -89,23 +88,9 @@ class LlamaCppEngine(EngineBase):
         # with the n_ctx we asked for: the smaller one is the real limit.
         self.context_length = min(int(self._llm.n_ctx()), len(self._llm.input_ids))
 
-    def generate(
-        self,
-        prompt_ids: list[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_ids: Collection[int] = (),
-        cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
-        """Yield sampled ids; see `turnspec.engines.base.Engine` for the stop rules."""
-        if self._llm is None:
-            raise EngineError("the llamacpp engine was closed")
-        budget = self.budget(prompt_ids, max_tokens)
-        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
-        return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
+    @property
+    def loaded(self) -> bool:
+        return self._llm is not None
 
     def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
         import llama_cpp

@@ -10,12 +10,11 @@ reuses the common prefix (`trim_prompt_cache`), as the other engines do.
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, stop_rules
+from turnspec.engines.base import EngineBase, EngineError
 from turnspec.engines.transformers_engine import common_prefix
 
 MISSING = "the mlx engine needs mlx-lm: pip install 'turnspec[mlx]' (on Linux also: pip install 'mlx[cpu]')"
@@ -59,28 +58,10 @@ class MlxEngine(EngineBase):
         self._cache: list[Any] | None = None
         self._cached_ids: list[int] = []
 
-    @property
-    def cached_ids(self) -> list[int]:
-        """The ids whose keys/values sit in the KV cache now (for tests and diagnostics)."""
-        return list(self._cached_ids)
 
-    def generate(
-        self,
-        prompt_ids: list[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_ids: Collection[int] = (),
-        cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
-        """Yield sampled ids; see `turnspec.engines.base.Engine` for the stop rules."""
-        if self._model is None:
-            raise EngineError(f"the {self.name} engine was closed")
-        budget = self.budget(prompt_ids, max_tokens)
-        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
-        return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
         mx, mlx_cache = self._mx, self._mlx_cache

@@ -8,12 +8,11 @@ steps, and the KV cache outlives a call: the next prompt reuses the longest comm
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, physical_cores, stop_rules
+from turnspec.engines.base import EngineBase, EngineError, physical_cores
 
 MISSING = "the transformers engine needs transformers and torch: pip install 'turnspec[transformers]'"
 
@@ -85,28 +84,10 @@ class TransformersEngine(EngineBase):
         self._cache: Any = None
         self._cached_ids: list[int] = []
 
-    @property
-    def cached_ids(self) -> list[int]:
-        """The ids whose keys/values sit in the KV cache now (for tests and diagnostics)."""
-        return list(self._cached_ids)
 
-    def generate(
-        self,
-        prompt_ids: list[int],
-        *,
-        max_tokens: int,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        stop_ids: Collection[int] = (),
-        cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
-        """Yield sampled ids; see `turnspec.engines.base.Engine` for the stop rules."""
-        if self._model is None:
-            raise EngineError(f"the {self.name} engine was closed")
-        budget = self.budget(prompt_ids, max_tokens)
-        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
-        return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
 
     def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
         torch = self._torch
