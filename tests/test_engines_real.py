@@ -57,17 +57,6 @@ def decode(tokenizer):
     return lambda ids: tokenizer.decode(ids, skip_special_tokens=False)
 
 
-@pytest.fixture(scope="session")
-def smollm2_hf(smollm2_gguf, tmp_path_factory) -> Path:
-    """SmolLM2 as an HF safetensors folder, dequantized from the shipped GGUF."""
-    for module in ("torch", "transformers", "accelerate"):
-        if importlib.util.find_spec(module) is None:
-            pytest.skip(f"converting the GGUF to an HF folder needs {module}: pip install torch==2.13.0 transformers accelerate")
-    from turnspec.engines.convert import gguf_to_hf_folder
-
-    return gguf_to_hf_folder(smollm2_gguf, tmp_path_factory.mktemp("smollm2-hf"))
-
-
 def model_for(name: str, request) -> Path:
     require(name)
     if name == "llamacpp":
