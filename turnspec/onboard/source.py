@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import ModelSourceError, NoChatTemplateError, TurnspecError
 from ..sources import ModelFiles, resolve
-from ..sources.folder import read_json, templates_from_config_value, token_content
+from ..sources.folder import read_json, templates_from_config_value, token_content, tokenizer_loader
 from ..sources.model_files import SPECIAL_TOKEN_ATTRIBUTES
 from ..template import RenderLimits
 
@@ -137,13 +137,7 @@ def salvage(model: str | Path, *, cache_dir: Path | None = None, name: str | Non
             provenance["template"] = "chat_template.json"
     tokenizer_file = folder / "tokenizer.json"
 
-    def build_tokenizer() -> Any:
-        from tokenizers import Tokenizer
-
-        try:
-            return Tokenizer.from_file(str(tokenizer_file))
-        except Exception as exc:  # tokenizers raises a bare Exception on parse errors
-            raise ModelSourceError(f"{tokenizer_file}: cannot load the tokenizer ({exc}); re-download it") from None
+    build_tokenizer = tokenizer_loader(tokenizer_file)
 
     if skipped:
         provenance["skipped"] = ", ".join(skipped)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ModelSourceError
 from .model_files import SPECIAL_TOKEN_ATTRIBUTES, ModelFiles
@@ -110,13 +110,7 @@ def load_folder(folder: Path, name: str | None = None, origin: str = "folder") -
     templates = _read_templates(folder, tokenizer_config, provenance)
     tokenizer_file = folder / "tokenizer.json"
 
-    def build_tokenizer() -> Any:
-        from tokenizers import Tokenizer
-
-        try:
-            return Tokenizer.from_file(str(tokenizer_file))
-        except Exception as exc:  # tokenizers raises a bare Exception on parse errors
-            raise ModelSourceError(f"{tokenizer_file}: cannot load the tokenizer ({exc}); re-download it") from None
+    build_tokenizer = tokenizer_loader(tokenizer_file)
 
     add_bos = tokenizer_config.get("add_bos_token")
     return ModelFiles(
@@ -132,3 +126,17 @@ def load_folder(folder: Path, name: str | None = None, origin: str = "folder") -
         provenance=provenance,
         add_bos_token=add_bos if isinstance(add_bos, bool) else None,
     )
+
+
+def tokenizer_loader(tokenizer_file: Path) -> Callable[[], Any]:
+    """A loader for `tokenizer.json`, run only when ids are needed; a corrupt file is a one-line ModelSourceError."""
+
+    def build_tokenizer() -> Any:
+        from tokenizers import Tokenizer
+
+        try:
+            return Tokenizer.from_file(str(tokenizer_file))
+        except Exception as exc:  # tokenizers raises a bare Exception on parse errors
+            raise ModelSourceError(f"{tokenizer_file}: cannot load the tokenizer ({exc}); re-download it") from None
+
+    return build_tokenizer
