@@ -1,0 +1,321 @@
+"""The OpenAI chat-completions request: validation into template messages, template kwargs and generation options,
+and the prompt encoding. No FastAPI here (pydantic only), so it is testable without a server (responses.py: output).
+
+Every input problem becomes an `APIError` (HTTP 400 with an OpenAI-style body naming the field), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..chat import GenerationOptions
+from ..errors import TemplateError, TurnspecError
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+# Template variables a request may not set through chat_template_kwargs: they are the render call's own arguments.
+RESERVED_KWARGS = frozenset({"messages", "tools", "documents", "add_generation_prompt", "continue_final_message",
+                             "chat_template", "assistant_mask", "add_bos", "tokenize", "return_dict"})
+FALLBACK_MAX_TOKENS = 2048  # only when the engine does not report a context length
+
+
+class APIError(Exception):
+    """An error the client gets as `{"error": {"message", "type", "param", "code"}}` with an HTTP status."""
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
+                 type: str = "invalid_request_error"):
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = status, message, param, code, type
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+
+
+def error_body(message: str, *, type: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def bad(message: str, param: str | None = None, code: str | None = "invalid_value") -> APIError:
+    return APIError(400, message, param=param, code=code)
+
+
+# --- request shape (pydantic: types only; meaning is checked below) -------------------------------------------
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ContentPart(_Open):
+    type: str
+    text: Optional[str] = None
+
+
+class FunctionCallIn(_Open):
+    name: str
+    arguments: Union[str, dict[str, Any]] = "{}"
+
+
+class ToolCallIn(_Open):
+    id: Optional[str] = None
+    type: str = "function"
+    function: FunctionCallIn
+
+
+class MessageIn(_Open):
+    role: str
+    content: Union[str, list[ContentPart], None] = None
+    name: Optional[str] = None
+    tool_calls: Optional[list[ToolCallIn]] = None
+    tool_call_id: Optional[str] = None
+
+
+class FunctionDef(_Open):
+    name: str
+    description: Optional[str] = None
+    parameters: Optional[dict[str, Any]] = None
+
+
+class ToolDef(_Open):
+    type: str = "function"
+    function: FunctionDef
+
+
+class StreamOptions(_Open):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Open):
+    """Fields turnspec reads; unknown fields are accepted and ignored (as most OpenAI-compatible servers do)."""
+
+    model: Optional[str] = None
+    messages: list[MessageIn]
+    tools: Optional[list[ToolDef]] = None
+    tool_choice: Union[str, dict[str, Any], None] = None
+    max_tokens: Optional[int] = Field(None, ge=1)
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
+    temperature: Optional[float] = Field(None, ge=0, le=2)
+    top_p: Optional[float] = Field(None, gt=0, le=1)
+    seed: Optional[int] = None
+    stop: Union[str, list[str], None] = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    chat_template_kwargs: Optional[dict[str, Any]] = None
+    reasoning_effort: Optional[str] = None
+    n: Optional[int] = None
+    logprobs: Optional[bool] = None
+    top_logprobs: Optional[int] = None
+    response_format: Optional[dict[str, Any]] = None
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list"}
+
+
+def _param(loc: tuple[Any, ...]) -> str:
+    """pydantic's loc ('messages', 0, 'content', 'str') as OpenAI's param 'messages[0].content' (union tags dropped)."""
+    out = ""
+    if loc and loc[0] == "body":  # FastAPI's own validation errors start with where the field was
+        loc = loc[1:]
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part not in _TYPE_TAGS and "[" not in part and "-" not in part:
+            out += f".{part}" if out else part
+    return out
+
+
+def validation_error(errors: list[dict[str, Any]]) -> APIError:
+    """pydantic errors as one 400: the first failing field, with every reason given for it."""
+    if not errors:
+        return bad("invalid request body")
+    first = _param(tuple(errors[0].get("loc", ())))
+    reasons = list(dict.fromkeys(e.get("msg", "invalid") for e in errors if _param(tuple(e.get("loc", ()))) == first))
+    where = first or "body"
+    return bad(f"{where}: {' or '.join(reasons)}", param=first or None)
+
+
+# --- what the server was started with ------------------------------------------------------------------------
+@dataclass
+class ServeDefaults:
+    """Server-wide defaults a request may override. temperature/top_p None: the model's generation_config, else 1.0."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    system_mode: str = "error"  # "merge": put system text into the first user turn when the template rejects it
+
+
+@dataclass
+class ChatCall:
+    """A validated request: template-ready messages plus everything generation needs except the prompt budget."""
+
+    messages: list[dict[str, Any]]
+    tools: list[dict[str, Any]] | None
+    tools_enabled: bool
+    template_kwargs: dict[str, Any]
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: tuple[str, ...]
+    stream: bool
+    include_usage: bool
+
+
+def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict[str, Any] | None = None,
+                  developer_role: bool = False) -> ChatCall:
+    """Validate a decoded JSON body. `developer_role`: the template knows 'developer' (else it becomes 'system')."""
+    if not isinstance(data, dict):
+        raise bad("the request body must be a JSON object", code="invalid_json")
+    try:
+        req = ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False)) from None
+    if not req.messages:
+        raise bad("messages: must contain at least one message", param="messages", code="empty_array")
+    if req.n not in (None, 1):
+        raise bad("n: only n=1 is supported", param="n", code="unsupported_value")
+    if req.logprobs or req.top_logprobs:
+        raise bad("logprobs: not supported by turnspec serve", param="logprobs", code="unsupported_value")
+    if req.response_format and req.response_format.get("type", "text") != "text":
+        raise bad("response_format: only {'type': 'text'} is supported (turnspec does not constrain generation)",
+                  param="response_format", code="unsupported_value")
+
+    tools_enabled = _tool_choice(req.tool_choice)
+    tools = None
+    if req.tools:
+        for i, tool in enumerate(req.tools):
+            if tool.type != "function":
+                raise bad(f"tools[{i}].type: {tool.type!r} is not supported, only 'function'", param=f"tools[{i}].type")
+        tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_enabled else None
+
+    messages = [_message(m, i, developer_role) for i, m in enumerate(req.messages)]
+
+    kwargs = dict(defaults.template_kwargs)
+    for key, value in (req.chat_template_kwargs or {}).items():
+        if key in RESERVED_KWARGS:
+            raise bad(f"chat_template_kwargs.{key}: reserved (set by the server itself)",
+                      param=f"chat_template_kwargs.{key}")
+        kwargs[key] = value
+    if req.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = req.reasoning_effort
+
+    stop: tuple[str, ...] = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    if any(not s for s in stop):
+        raise bad("stop: stop strings must not be empty", param="stop")
+    gen = generation_config or {}
+    temperature = _first_number(req.temperature, defaults.temperature, gen.get("temperature"), 1.0)
+    top_p = _first_number(req.top_p, defaults.top_p, gen.get("top_p"), 1.0)
+    max_tokens = req.max_completion_tokens or req.max_tokens or defaults.max_tokens
+    include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    return ChatCall(messages, tools, tools_enabled, kwargs, max_tokens, temperature, top_p, req.seed, stop,
+                    req.stream, include_usage)
+
+
+def _first_number(*values: Any) -> float:
+    return next(float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _tool_choice(choice: Any) -> bool:
+    """True when tools go to the template. 'required' and a named function would need constrained decoding."""
+    if choice is None or choice == "auto":
+        return True
+    if choice == "none":
+        return False
+    raise bad("tool_choice: only 'auto' and 'none' are supported (turnspec does not force a tool call)",
+              param="tool_choice", code="unsupported_value")
+
+
+def _message(m: MessageIn, i: int, developer_role: bool) -> dict[str, Any]:
+    """One OpenAI message as the dict chat templates expect (text content, arguments as objects)."""
+    where = f"messages[{i}]"
+    if m.role not in ROLES:
+        raise bad(f"{where}.role: unknown role {m.role!r}; expected one of {', '.join(ROLES)}", param=f"{where}.role")
+    out = m.model_dump(exclude_none=True, exclude={"content", "tool_calls"})
+    out["role"] = "system" if m.role == "developer" and not developer_role else m.role
+    content = _text(m.content, where)
+    if content is None and not (m.role == "assistant" and m.tool_calls):
+        if m.role != "assistant":
+            raise bad(f"{where}.content: a {m.role} message needs content", param=f"{where}.content")
+        content = ""
+    if content is not None:
+        out["content"] = content
+    if m.tool_calls:
+        if m.role != "assistant":
+            raise bad(f"{where}.tool_calls: only assistant messages carry tool calls", param=f"{where}.tool_calls")
+        out["tool_calls"] = [_tool_call_in(c, f"{where}.tool_calls[{j}]") for j, c in enumerate(m.tool_calls)]
+    if m.role == "tool" and not m.tool_call_id:
+        raise bad(f"{where}.tool_call_id: a tool message needs the id of the call it answers",
+                  param=f"{where}.tool_call_id")
+    return out
+
+
+def _text(content: Any, where: str) -> str | None:
+    """Text content; a list of text parts is joined with newlines (as vLLM does). Non-text parts are refused."""
+    if content is None or isinstance(content, str):
+        return content
+    texts = []
+    for j, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise bad(f"{where}.content[{j}]: content part type {part.type!r} is not supported (text only)",
+                      param=f"{where}.content[{j}].type")
+        texts.append(part.text)
+    return "\n".join(texts)
+
+
+def _tool_call_in(call: ToolCallIn, where: str) -> dict[str, Any]:
+    """OpenAI sends arguments as a JSON string; templates (as in transformers) expect an object."""
+    args = call.function.arguments
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise bad(f"{where}.function.arguments: not valid JSON ({exc.msg})", param=f"{where}.function.arguments") from None
+        if not isinstance(args, dict):
+            raise bad(f"{where}.function.arguments: must be a JSON object", param=f"{where}.function.arguments")
+    out: dict[str, Any] = {"type": "function", "function": {"name": call.function.name, "arguments": args}}
+    if call.id:
+        out["id"] = call.id
+    return out
+
+
+# --- prompt ------------------------------------------------------------------------------------------------
+def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For templates that reject a system role (`--system-mode merge`): system text goes into the first user turn."""
+    system = "\n\n".join(m.get("content") or "" for m in messages if m["role"] in ("system", "developer"))
+    rest = [dict(m) for m in messages if m["role"] not in ("system", "developer")]
+    if system:
+        for m in rest:
+            if m["role"] == "user":
+                m["content"] = f"{system}\n\n{m.get('content') or ''}"
+                break
+    return rest
+
+
+def encode_prompt(spec: Any, call: ChatCall, context_length: int) -> tuple[Any, GenerationOptions]:
+    """Render + tokenize the request; the generation budget is what the context still holds. Errors are 400s."""
+    try:
+        enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
+                          **call.template_kwargs)
+    except TemplateError as exc:
+        what = "hit turnspec's template limit" if exc.limit else "rejected the request"
+        raise bad(f"the chat template of {spec.name} {what}: {exc.template_message}", param="messages",
+                  code="template_error") from None
+    except TurnspecError as exc:  # RenderInputError (bad conversation shape), EncodingError
+        raise bad(str(exc), param="messages") from None
+    prompt = len(enc.ids)
+    if context_length:
+        room = context_length - prompt
+        if room <= 0:
+            raise bad(f"the messages take {prompt} tokens but the model's context holds {context_length}: "
+                      "shorten them or restart the server with a larger --n-ctx", param="messages",
+                      code="context_length_exceeded")
+        max_tokens = min(call.max_tokens or room, room)
+    else:
+        max_tokens = call.max_tokens or FALLBACK_MAX_TOKENS
+    options = GenerationOptions(max_tokens=max_tokens, temperature=call.temperature, top_p=call.top_p,
+                                seed=call.seed, stop_strings=call.stop)
+    return enc, options

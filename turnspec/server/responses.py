@@ -1,0 +1,101 @@
+"""The OpenAI response side: reader events folded into a chat.completion, or into chat.completion.chunk deltas."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from ..reader.events import Content, Done, Reasoning, ToolCall, ToolCallError
+
+
+class TurnAssembler:
+    """Turns reader events into OpenAI deltas and the final message; the same fold serves stream and non-stream,
+    so a reassembled stream always equals the whole response.
+
+    With tools disabled (`tool_choice: "none"`), or for a tool call that did not parse, the model's raw call text
+    is returned as content: nothing the model wrote is dropped silently.
+    """
+
+    def __init__(self, tools_enabled: bool):
+        self.tools_enabled = tools_enabled
+        self.content: list[str] = []
+        self.reasoning: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.done_reason: str | None = None
+
+    def add(self, event: Any) -> dict[str, Any] | None:
+        """The delta for one event (None when it adds nothing visible)."""
+        if isinstance(event, Content):
+            return self._content(event.text)
+        if isinstance(event, Reasoning):
+            if not event.text:
+                return None
+            self.reasoning.append(event.text)
+            return {"reasoning_content": event.text}
+        if isinstance(event, ToolCall):
+            if not self.tools_enabled:
+                return self._content(event.raw)
+            # The reader's 9-character id, unprefixed: Mistral's template refuses any other shape when it comes back.
+            call = {"id": event.id, "type": "function",
+                    "function": {"name": event.name, "arguments": json.dumps(event.arguments, ensure_ascii=False)}}
+            self.tool_calls.append(call)
+            return {"tool_calls": [{"index": len(self.tool_calls) - 1, **call}]}
+        if isinstance(event, ToolCallError):
+            return self._content(event.raw)
+        if isinstance(event, Done):
+            self.done_reason = event.finish_reason
+        return None
+
+    def _content(self, text: str) -> dict[str, Any] | None:
+        if not text:
+            return None
+        self.content.append(text)
+        return {"content": text}
+
+    @property
+    def finish_reason(self) -> str:
+        if self.tool_calls and self.done_reason != "length":
+            return "tool_calls"
+        reason = self.done_reason or "stop"
+        return "stop" if reason == "tool_calls" else reason
+
+    def message(self) -> dict[str, Any]:
+        content = "".join(self.content)
+        msg: dict[str, Any] = {"role": "assistant", "content": content if content or not self.tool_calls else None,
+                               "reasoning_content": "".join(self.reasoning) or None}
+        if self.tool_calls:
+            msg["tool_calls"] = self.tool_calls
+        return msg
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def completion_body(cid: str, model: str, asm: TurnAssembler, use: dict[str, int]) -> dict[str, Any]:
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": asm.message(), "finish_reason": asm.finish_reason, "logprobs": None}],
+            "usage": use, "system_fingerprint": None}
+
+
+def chunk_body(cid: str, created: int, model: str, delta: dict[str, Any] | None, finish_reason: str | None = None,
+               *, with_usage: bool = False) -> dict[str, Any]:
+    """One `chat.completion.chunk`; `delta=None` is the usage-only chunk sent last with include_usage."""
+    body: dict[str, Any] = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                            "system_fingerprint": None,
+                            "choices": [] if delta is None else
+                            [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]}
+    if with_usage:
+        body["usage"] = None
+    return body
+
+
+def sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"

@@ -1,0 +1,153 @@
+"""The generation queue: one engine runs one generation at a time, so requests wait in FIFO order for a single
+worker thread. The thread runs `stream_turn` and hands each reader event to the request's asyncio queue with
+`call_soon_threadsafe`: the event loop never blocks on the engine, and the engine never waits for a client
+(a slow reader only grows its own queue, bounded by max_tokens). A request's `cancel` Event stops its generation
+before the next token, or skips it if it has not started yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from ..chat import GenerationOptions, TurnResult, stream_turn
+
+
+@dataclass
+class Finished:
+    """The last item a job's queue receives: the turn's numbers, or why it failed."""
+
+    result: TurnResult
+    error: BaseException | None = None
+    skipped: bool = False
+
+
+class Job:
+    """One request's generation: its prompt, options, cancel flag and the asyncio queue its events arrive on.
+
+    Create it on the event loop's thread (it binds to the running loop).
+    """
+
+    def __init__(self, enc: Any, options: GenerationOptions):
+        self.enc = enc
+        self.options = options
+        self.cancel = threading.Event()
+        self.events: asyncio.Queue[Any] = asyncio.Queue()
+        self._loop = asyncio.get_running_loop()
+
+    def emit(self, item: Any) -> None:
+        """Called from the worker thread. A closed loop (server shutting down) cancels the job."""
+        try:
+            self._loop.call_soon_threadsafe(self.events.put_nowait, item)
+        except RuntimeError:
+            self.cancel.set()
+
+
+class QueueFull(Exception):
+    pass
+
+
+@dataclass
+class WorkerStats:
+    """Counters for /health and tests: cancelled = stopped mid-generation, skipped = cancelled while queued."""
+
+    submitted: int = 0
+    started: int = 0
+    completed: int = 0
+    cancelled: int = 0
+    skipped: int = 0
+    failed: int = 0
+    tokens: int = 0
+    busy: bool = False
+
+
+class GenerationWorker:
+    """A thread that owns the engine and runs queued jobs one after another."""
+
+    def __init__(self, spec: Any, engine: Any, *, max_queue: int = 256):
+        self.spec = spec
+        self.engine = engine
+        self.stats = WorkerStats()
+        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="turnspec-generation", daemon=True)
+        self._lock = threading.Lock()
+        self._current: Job | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        if not self._thread.is_alive():
+            self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        return self._jobs.qsize()
+
+    def submit(self, job: Job) -> None:
+        """Queue a job; raise `QueueFull` when `max_queue` requests are already waiting."""
+        if self._stopping:
+            raise QueueFull("the server is shutting down")
+        try:
+            self._jobs.put_nowait(job)
+        except queue.Full:
+            raise QueueFull(f"{self._jobs.maxsize} requests are already waiting") from None
+        with self._lock:
+            self.stats.submitted += 1
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Cancel the running and queued jobs, then end the thread. True when it ended (the engine is free)."""
+        self._stopping = True
+        current = self._current
+        if current is not None:
+            current.cancel.set()
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.cancel.set()
+                job.emit(Finished(TurnResult(), skipped=True))
+        if self._thread.is_alive():
+            self._jobs.put(None)
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            if job.cancel.is_set():  # the client left while waiting
+                with self._lock:
+                    self.stats.skipped += 1
+                job.emit(Finished(TurnResult(), skipped=True))
+                continue
+            self._generate(job)
+
+    def _generate(self, job: Job) -> None:
+        result = TurnResult()
+        error: BaseException | None = None
+        with self._lock:
+            self.stats.started += 1
+            self.stats.busy = True
+        self._current = job
+        try:
+            for event in stream_turn(self.spec, self.engine, job.enc, job.options, result, cancel=job.cancel):
+                job.emit(event)
+        except Exception as exc:  # an engine failure ends this request only; the worker goes on
+            error = exc
+        finally:
+            self._current = None
+            with self._lock:
+                self.stats.busy = False
+                self.stats.tokens += result.completion_tokens
+                if error is not None:
+                    self.stats.failed += 1
+                elif job.cancel.is_set():
+                    self.stats.cancelled += 1
+                else:
+                    self.stats.completed += 1
+        job.emit(Finished(result, error))
