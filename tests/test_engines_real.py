@@ -125,12 +125,16 @@ def test_cancel_after_three_tokens(engine, encode, france_answer):
 
 
 def test_cancel_from_another_thread(engine, encode):
+    """Another thread sets the event 0.3 s after the first token (whatever the prompt's cost): generation ends."""
     cancel = threading.Event()
     timer = threading.Timer(0.3, cancel.set)
-    started = time.perf_counter()
-    timer.start()
+    out = []
     try:
-        out = list(engine.generate(encode(FRANCE), max_tokens=100_000, stop_ids=(), cancel=cancel))
+        for token in engine.generate(encode(FRANCE), max_tokens=100_000, stop_ids=(), cancel=cancel):
+            if not out:
+                started = time.perf_counter()
+                timer.start()
+            out.append(token)
     finally:
         timer.cancel()
     assert cancel.is_set()
@@ -189,18 +193,22 @@ def spy_evaluated(engine, monkeypatch) -> list[int]:
     else:
         original = engine._forward
         monkeypatch.setattr(engine, "_forward", lambda ids: (counts.append(len(ids)), original(ids))[1])
+        if hasattr(engine, "_step"):  # mlx: the per-token steps, queued one token ahead
+            step = engine._step
+            monkeypatch.setattr(engine, "_step", lambda token: (counts.append(1), step(token))[1])
     return counts
 
 
 def test_kv_prefix_reuse_gives_the_fresh_engines_answer(engine, engine_name, request, encode, decode, france_answer, monkeypatch):
     first = encode(FRANCE)
-    list(engine.generate(first, max_tokens=40, stop_ids={IM_END}))  # cache = first + answer[:-1]
+    list(engine.generate(first, max_tokens=40, stop_ids={IM_END}))  # cache = first + answer (minus the stop)
     second = encode(FRANCE + decode(france_answer) + "\n<|im_start|>user\nAnd of Germany?<|im_end|>\n<|im_start|>assistant\n")
     assert second[: len(first)] == first
     counts = spy_evaluated(engine, monkeypatch)
     reused = list(engine.generate(second, max_tokens=40, stop_ids={IM_END}))
     monkeypatch.undo()
-    cached = len(first) + len(france_answer) - 1  # the stop token itself is never evaluated
+    # llama.cpp and transformers never evaluate the stop token; mlx, one step ahead, already has it cached
+    cached = len(first) + len(france_answer) - (0 if engine_name == "mlx" else 1)
     assert counts[0] == len(second) - cached, f"{engine_name} re-evaluated the shared prefix: {counts[:3]}"
     assert all(c == 1 for c in counts[1:])
 

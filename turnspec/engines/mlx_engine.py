@@ -1,10 +1,10 @@
 """MLX engine (HF folders with safetensors) through mlx-lm; Metal on Apple Silicon, CPU elsewhere.
 
-We use mlx-lm's model loading, KV cache and samplers but our own step loop instead of
-`generate_step`: that one evaluates a token ahead (it feeds token n to the model before handing it
-out), so it would spend a decode step after the stop token and we could not tell exactly which
-ids the cache holds. Stepping ourselves keeps the cache equal to `cached_ids`, so the next prompt
-reuses the common prefix (`trim_prompt_cache`), as the other engines do.
+We use mlx-lm's model loading, KV cache and samplers with our own step loop rather than
+`generate_step`, so that we know exactly which ids the cache holds (`cached_ids`) and the next
+prompt reuses the common prefix (`trim_prompt_cache`), as the other engines do. Like
+`generate_step`, the loop queues the step on token n before handing token n out, so decoding
+overlaps with the caller's work.
 """
 
 from __future__ import annotations
@@ -76,12 +76,29 @@ class MlxEngine(EngineBase):
             mx.random.seed(seed)
         sampler = self._make_sampler(temp=max(0.0, temperature), top_p=top_p if top_p < 1.0 else 0.0)
         pending = prompt_ids[len(self._cached_ids):]
+        token = self._sample(self._forward(pending), sampler)
         while True:
-            logits = self._forward(pending)
-            logprobs = logits - mx.logsumexp(logits, keepdims=True)
-            token = int(sampler(logprobs).item())
-            yield token
-            pending = [token]
+            # Queue the step on this token before handing it out, as mlx-lm's generate_step does: the model
+            # computes token n+1 while the caller reads token n. The stop token's step is computed too (one
+            # spare step per turn); the cache then holds every id handed out, in step with `cached_ids`.
+            following = self._sample(self._step(token), sampler)
+            mx.async_eval(following)
+            value = int(token.item())
+            self._cached_ids.append(value)
+            yield value
+            token = following
+
+    def _sample(self, logits: Any, sampler: Any) -> Any:
+        """The sampled id as a lazy (1,) array."""
+        return sampler(logits - self._mx.logsumexp(logits, keepdims=True))
+
+    def _step(self, token: Any) -> Any:
+        """Queue one decode step on a sampled id (lazy); return its logits (1, vocab)."""
+        try:
+            return self._model(token.reshape(1, 1), cache=self._cache)[:, -1, :]
+        except BaseException:
+            self._cache, self._cached_ids = None, []
+            raise
 
     def _forward(self, ids: list[int]) -> Any:
         """Run `ids` through the model on top of the cache; return the last position's logits (1, vocab)."""
