@@ -60,6 +60,12 @@ def summary(runs: list[tuple[list, float, float]]) -> dict:
 
 
 def in_process_llamacpp(spec, model: Path, n_tokens: int, runs: int) -> dict:
+    """turnspec's chat path, turnspec's bare engine and raw llama-cpp-python, the same ids each time.
+
+    The machine's speed drifts over a minute by more than the 3% being measured, so the three are run
+    back to back in each round (order alternating) and compared round by round: the figure is the median of
+    the per-round ratios, next to the medians of the absolute speeds.
+    """
     import llama_cpp
 
     from turnspec.chat import GenerationOptions, TurnResult, stream_turn
@@ -69,36 +75,63 @@ def in_process_llamacpp(spec, model: Path, n_tokens: int, runs: int) -> dict:
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
     enc = spec.encode(messages, add_generation_prompt=True, assistant_mask=False)
     engine = load_engine("llamacpp", model)
-    raw = llama_cpp.Llama(model_path=str(model), n_ctx=engine.context_length, n_threads=physical_cores(), verbose=False)
-    ts_runs, raw_runs, texts = [], [], set()
+    raw, control = (llama_cpp.Llama(model_path=str(model), n_ctx=engine.context_length, n_threads=physical_cores(),
+                                    verbose=False) for _ in range(2))
+    n = n_tokens
+    finish: dict = {}
+
+    def chat_path():
+        engine._llm.reset()  # no KV prefix reuse between runs: every run pays the whole prompt
+        result = TurnResult()
+        t0 = time.perf_counter()
+        for _event in stream_turn(spec, engine, enc, GenerationOptions(max_tokens=n), result):
+            pass
+        finish.update(reason=result.finish_reason, tokens=result.completion_tokens)
+        return range(result.completion_tokens), time.perf_counter() - t0, result.time_to_first_token_s
+
+    def engine_only():
+        engine._llm.reset()
+        return timed(engine.generate(enc.ids, max_tokens=finish.get("tokens", n), stop_ids=()))
+
+    def raw_loop(llm=raw):
+        llm.reset()
+        count = finish.get("tokens", n)
+
+        def stream():
+            for k, token in enumerate(llm.generate(enc.ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0,
+                                                   typical_p=1.0, repeat_penalty=1.0)):
+                yield token
+                if k + 1 >= count:
+                    return
+
+        return timed(stream())
+
+    # "control" is a second, identical raw llama-cpp-python instance: its ratio to "raw" is the noise floor.
+    paths = {"turnspec": chat_path, "engine": engine_only, "raw": raw_loop, "control": lambda: raw_loop(control)}
+    samples: dict[str, list] = {name: [] for name in paths}
     try:
-        for _ in range(runs + 1):  # the first pair warms up and is dropped
-            engine._llm.reset()  # no KV prefix reuse between runs: every run pays the whole prompt
-            result = TurnResult()
-            t0 = time.perf_counter()
-            for _event in stream_turn(spec, engine, enc, GenerationOptions(max_tokens=n_tokens), result):
-                pass
-            total = time.perf_counter() - t0
-            ts_runs.append((range(result.completion_tokens), total, result.time_to_first_token_s))
-            texts.add(result.content)
-            raw.reset()
-            n = result.completion_tokens
-
-            def raw_stream():
-                for k, token in enumerate(raw.generate(enc.ids, temp=0.0, top_k=0, top_p=1.0, min_p=0.0,
-                                                       typical_p=1.0, repeat_penalty=1.0)):
-                    yield token
-                    if k + 1 >= n:
-                        return
-
-            raw_runs.append(timed(raw_stream()))
+        chat_path()  # warm-up, and the token count every path then generates
+        for k in range(runs):
+            order = list(paths) if k % 2 == 0 else list(reversed(paths))
+            for name in order:
+                samples[name].append(paths[name]())
     finally:
         engine.close()
         raw.close()
-    ts, rw = summary(ts_runs[1:]), summary(raw_runs[1:])
-    return {"prompt_tokens": len(enc.ids), "turnspec": ts, "raw": rw, "finish_reason": result.finish_reason,
-            "decode_ratio": ts["decode_tok_s"] / rw["decode_tok_s"], "ttft_ratio": ts["ttft_ms"] / rw["ttft_ms"],
-            "same_answer_every_run": len(texts) == 1}
+        control.close()
+
+    def rate(run):
+        ids, secs, ttft = run
+        return (len(ids) - 1) / (secs - ttft)
+
+    ratio = statistics.median(rate(a) / rate(b) for a, b in zip(samples["turnspec"], samples["raw"]))
+    engine_ratio = statistics.median(rate(a) / rate(b) for a, b in zip(samples["engine"], samples["raw"]))
+    control_ratio = statistics.median(rate(a) / rate(b) for a, b in zip(samples["control"], samples["raw"]))
+    ts, en, rw = summary(samples["turnspec"]), summary(samples["engine"]), summary(samples["raw"])
+    return {"prompt_tokens": len(enc.ids), "turnspec": ts, "engine_only": en, "raw": rw,
+            "finish_reason": finish.get("reason"), "decode_ratio": ratio, "engine_only_ratio": engine_ratio,
+            "control_ratio": control_ratio,
+            "ttft_ratio": ts["ttft_ms"] / rw["ttft_ms"]}
 
 
 def command_llamacpp(model: Path, n_tokens: int, runs: int) -> dict:
@@ -151,14 +184,20 @@ def in_process_mlx(spec, model: Path, n_tokens: int, runs: int) -> dict:
     finally:
         engine.close()
     ts, rw = summary(ts_runs[1:]), summary(raw_runs[1:])
-    return {"turnspec": ts, "raw": rw, "decode_ratio": ts["decode_tok_s"] / rw["decode_tok_s"],
-            "ttft_ratio": ts["ttft_ms"] / rw["ttft_ms"]}
+
+    def rate(run):
+        ids, secs, ttft = run
+        return (len(ids) - 1) / (secs - ttft)
+
+    ratio = statistics.median(rate(a) / rate(b) for a, b in zip(ts_runs[1:], raw_runs[1:]))
+    return {"turnspec": ts, "raw": rw, "decode_ratio": ratio, "ttft_ratio": ts["ttft_ms"] / rw["ttft_ms"],
+            "tokens": n_tokens, "runs": runs}
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="end-to-end generation benchmark")
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--mlx", action=argparse.BooleanOptionalAction, default=importlib.util.find_spec("mlx_lm") is not None)
     args = parser.parse_args(argv)
 
@@ -173,15 +212,19 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [
         ["llama.cpp, in process", f"{a['turnspec']['decode_tok_s']:.1f}", f"{a['raw']['decode_tok_s']:.1f}",
          f"{a['decode_ratio']:.3f}", f"{a['turnspec']['ttft_ms']:.0f} / {a['raw']['ttft_ms']:.0f}"],
+        ["turnspec engine alone, in process", f"{a['engine_only']['decode_tok_s']:.1f}", f"{a['raw']['decode_tok_s']:.1f}",
+         f"{a['engine_only_ratio']:.3f}", "-"],
+        ["control: raw vs raw (noise floor)", "-", f"{a['raw']['decode_tok_s']:.1f}", f"{a['control_ratio']:.3f}", "-"],
         ["`turnspec run -p` vs raw script", f"{c['turnspec_run_decode_tok_s']:.1f}", "-",
          f"wall {c['wall_ratio']:.2f}x", f"wall {c['turnspec_run_wall_s']:.2f} s / {c['raw_script_wall_s']:.2f} s"],
     ]
     if args.mlx:
-        results["mlx_in_process"] = m = in_process_mlx(spec, model, args.tokens, args.runs)
+        # ~7 tok/s on a CPU: fewer, shorter runs keep this part to a few minutes
+        results["mlx_in_process"] = m = in_process_mlx(spec, model, min(args.tokens, 64), min(args.runs, 5))
         rows.append(["MLX (CPU), in process", f"{m['turnspec']['decode_tok_s']:.1f}", f"{m['raw']['decode_tok_s']:.1f}",
                      f"{m['decode_ratio']:.3f}", f"{m['turnspec']['ttft_ms']:.0f} / {m['raw']['ttft_ms']:.0f}"])
     print(f"{model.name}: {a['prompt_tokens']} prompt tokens, {a['turnspec']['tokens']} generated (greedy), "
-          f"median of {args.runs} interleaved runs")
+          f"{args.runs} rounds; ratios are medians of per-round ratios")
     print(table(rows, ["path", "turnspec decode tok/s", "raw decode tok/s", "turnspec/raw", "TTFT ms turnspec / raw"]))
     path = write_result("e2e", results)
     print(f"wrote {path}")
