@@ -56,3 +56,18 @@ def load_spec(model: str | None, template: Path | None = None) -> Any:
 
         model = str(default_model_path())
     return load(model, template=template)
+
+
+def load_pinned_spec(model: str | None, template: Path | None, profiles: Path) -> tuple[Any, Any]:
+    """The spec with its saved profile's pins applied (extra stops), and the pins (system mode, template kwargs)."""
+    from ..onboard import apply_pins, load_profile
+
+    spec = load_spec(model, template)
+    return spec, apply_pins(spec, load_profile(spec, profiles))
+
+
+def open_engine(spec: Any, engine: str | None, n_ctx: int | None) -> Any:
+    """Load the model's weights into `engine` (or the one its kind calls for)."""
+    from ..engines import load_engine
+
+    return load_engine(engine, spec.files.path, **({"n_ctx": n_ctx} if n_ctx else {}))

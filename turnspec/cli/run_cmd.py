@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import load_spec, parse_kwargs
+from .common import load_pinned_spec, open_engine, parse_kwargs
 
 EXIT_WORDS = ("exit", "quit")
 
@@ -44,11 +44,7 @@ def run(
 ) -> None:
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     from ..chat import ChatSession, GenerationOptions
-    from ..engines import load_engine
-    from ..onboard import apply_pins, load_profile
-
-    spec = load_spec(model, template)
-    pins = apply_pins(spec, load_profile(spec, profiles))
+    spec, pins = load_pinned_spec(model, template, profiles)
     stdin_prompt = None
     if prompt is None and not sys.stdin.isatty():
         stdin_prompt = sys.stdin.read().strip()
@@ -56,9 +52,7 @@ def run(
     interactive = one_shot is None
     if show_reasoning is None:
         show_reasoning = sys.stdout.isatty()
-    weights = spec.files.path
-    engine_opts: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
-    eng = load_engine(engine, weights, **engine_opts)
+    eng = open_engine(spec, engine, n_ctx)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_strings=tuple(stop or ()))
     session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import socket
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from ..errors import TurnspecError
-from .common import load_spec, parse_kwargs
+from .common import load_pinned_spec, open_engine, parse_kwargs
 
 
 def register(app: typer.Typer) -> None:
@@ -42,19 +42,15 @@ def serve(
     except ModuleNotFoundError as exc:
         raise TurnspecError(f"turnspec serve needs {exc.name}: pip install 'turnspec[serve]'") from None
     del fastapi  # imported only to fail early, before the model loads
-    from ..engines import load_engine
-    from ..onboard import apply_pins, load_profile
     from ..server.app import create_app
     from ..server.protocol import ServeDefaults
 
-    spec = load_spec(model, template)
-    pins = apply_pins(spec, load_profile(spec, profiles))
+    spec, pins = load_pinned_spec(model, template, profiles)
     mode = system_mode or pins.system_mode or "error"
     if mode not in ("error", "merge"):
         raise TurnspecError(f"--system-mode {mode!r}: choose error or merge")
     sock = _listen(host, port)
-    engine_opts: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
-    eng = load_engine(engine, spec.files.path, **engine_opts)
+    eng = open_engine(spec, engine, n_ctx)
     app = None
     try:
         defaults = ServeDefaults(max_tokens=max_tokens, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)},
