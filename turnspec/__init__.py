@@ -10,7 +10,7 @@ Attributes are imported lazily so that `import turnspec` stays fast and never pu
 
 from __future__ import annotations
 
-from typing import Any
+from turnspec.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -30,13 +30,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'turnspec' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -14,7 +14,7 @@ Attributes are imported lazily so that importing the package costs nothing until
 
 from __future__ import annotations
 
-from typing import Any
+from turnspec.lazy import lazy_getattr
 
 _LAZY = {
     "Report": "turnspec.onboard.probe",
@@ -35,13 +35,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'turnspec.onboard' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
