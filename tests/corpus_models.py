@@ -50,3 +50,13 @@ def special_tokens_for(path: Path) -> dict[str, str]:
 
 def template_id(path: Path) -> str:
     return path.parent.name if path.name == "chat_template.jinja" else path.stem
+
+
+def corpus_spec(file: str, tokenizer: object = None) -> "turnspec.ModelSpec":
+    """A spec for a corpus template with the special tokens its model card documents (skips without ../shared)."""
+    import turnspec
+    from conftest import need
+
+    path = need(CORPUS / "templates" / file)
+    return turnspec.from_template(path.read_text(encoding="utf-8"), name=path.stem,
+                                  special_tokens=special_tokens_for(path), tokenizer=tokenizer)

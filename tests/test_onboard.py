@@ -58,9 +58,12 @@ def test_every_real_template_gets_a_profile(path, tmp_path):
         assert "internal error" not in json.dumps(report.findings[section]), report.findings[section]
     assert report.template_sha256 == spec.template_sha256
     assert report.findings["system"]["mode"] in ("unsupported", "merged", "appends", "replaces", "native", "ignored")
-    assert report.findings["reasoning"]["format"] in ("harmony", "think", "none")
+    assert report.findings["reasoning"]["format"] in ("harmony", "tags", "none")
     text = format_report(report)
     assert text.startswith(f"turnspec onboard: {template_id(path)}") and "system" in text
+    reads = report.findings["tools"].get("reads")  # what the reader will read, or why it cannot
+    assert reads and (isinstance(reads, list) or reads.startswith("not readable: ")), reads
+    assert "tool calls:" in text
     path_saved, _ = save_profile(report, tmp_path)
     assert _plain(load_profile(report.model, tmp_path)["findings"]) == _plain(report.findings)
     assert summary_row(report)["model"] == template_id(path)
@@ -99,7 +102,9 @@ def test_llama3_appends_to_the_cutting_knowledge_default(corpus_reports, stem):
     assert f["system"]["mode"] == "appends"
     assert f["system"]["default"].startswith("Cutting Knowledge Date: December 2023\nToday Date: ")
     assert f["system"]["placement"] == "same block as the default"
-    assert f["tools"]["call_format"] == "llama3" and f["tools"]["round_trip"] == "ok"
+    assert f["tools"]["reads"][0] == '{"name": "{name}", "parameters": {arguments}}' and f["tools"]["round_trip"] == "ok"
+    if "3.1" in stem:  # its built-in tools (Llama 3.2's template has none)
+        assert f["tools"]["reads"][1] == "<|python_tag|>{name}.call(key=value, …)"
     assert f["tools"]["parallel_calls"].startswith("single")
     assert "This model only supports single tool-calls at once!" in f["tools"]["parallel_calls"]
     assert f["roles"]["ipython"] == "accepted"
@@ -110,7 +115,8 @@ def test_qwen25_replaces_you_are_qwen(corpus_reports):
     f = corpus_reports("Qwen-Qwen2.5-7B-Instruct").findings
     assert f["system"] == {"mode": "replaces",
                            "default": "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."}
-    assert f["tools"]["mode"] == "rendered" and f["tools"]["call_format"] == "hermes"
+    assert f["tools"]["mode"] == "rendered"
+    assert f["tools"]["reads"] == ['<tool_call>\n{"name": "{name}", "arguments": {arguments}}\n</tool_call>']
     assert f["tools"]["parallel_calls"] == "parallel" and f["tools"]["round_trip"] == "ok"
     assert f["tools"]["arguments"]["accepts"] == "object"  # a JSON-string argument would be encoded twice
     assert f["tools"]["arguments"]["string"] == "double-encoded"
@@ -121,7 +127,7 @@ def test_mistral_nemo_merges_the_system_prompt_into_the_last_user_turn(corpus_re
     assert f["system"]["mode"] == "merged" and f["system"]["into"] == "the last user turn"
     assert f["roles"]["must_alternate"] is True
     assert f["generation_prompt"]["text"] == ""  # [/INST] ends the user turn; no assistant header
-    assert f["tools"]["call_format"] == "mistral"
+    assert f["tools"]["reads"] == ['[TOOL_CALLS][{"name": "{name}", "arguments": {arguments}}, …]']
 
 
 def test_gpt_oss_appends_a_developer_message_after_its_default(corpus_reports):
@@ -141,7 +147,7 @@ def test_gpt_oss_is_harmony_and_stops_on_return_and_call(corpus_reports):
     assert {"<|return|>", "<|call|>"} <= tokens and "<|end|>" not in tokens
     assert set(f["stops"]["token_ids"]) == {200002, 200012}
     assert f["stops"]["harmony"] is True
-    assert f["tools"]["call_format"] == "harmony"
+    assert "hand-written" in f["tools"]["reads"][0]
 
 
 def test_qwen3_thinks_with_a_switch_and_has_no_generation_tag(corpus_reports):
@@ -149,7 +155,7 @@ def test_qwen3_thinks_with_a_switch_and_has_no_generation_tag(corpus_reports):
     f = corpus_reports("Qwen-Qwen3-0.6B").findings
     assert f["generation_mask"]["generation_tag"] is False
     assert f["generation_mask"]["method"] == "universal"
-    assert f["reasoning"]["format"] == "think"
+    assert (f["reasoning"]["format"], f["reasoning"]["open"], f["reasoning"]["close"]) == ("tags", "<think>", "</think>")
     assert f["reasoning"]["prompt_opens_reasoning"] is False
     off = f["reasoning"]["switches"]["enable_thinking"]["false"]
     assert off.startswith("generation prompt:") and "<think>\\n\\n</think>" in off
@@ -161,7 +167,7 @@ def test_qwen3_thinks_with_a_switch_and_has_no_generation_tag(corpus_reports):
 
 def test_deepseek_r1_prompt_opens_think_and_the_mask_cannot_be_exact(corpus_reports):
     f = corpus_reports("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B").findings
-    assert f["reasoning"]["format"] == "think" and f["reasoning"]["prompt_opens_reasoning"] is True
+    assert f["reasoning"]["format"] == "tags" and f["reasoning"]["prompt_opens_reasoning"] is True
     assert f["generation_prompt"]["text"].endswith("<think>\n")
     assert f["generation_prompt"]["matches_finished_turn"] is False
     assert f["generation_mask"]["universal_exact"] is False and f["generation_mask"]["notes"]

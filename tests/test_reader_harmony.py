@@ -1,22 +1,21 @@
-"""Harmony (gpt-oss): replay of the real recording, plus synthetic tool-call turns.
+"""Harmony (gpt-oss): replay of the real recording (text chunks, and token by token with the real o200k_harmony
+tokenizer in ../shared/models/gpt-oss-tokenizer), plus synthetic tool-call turns in the shape of OpenAI's guide.
 
-No o200k_harmony tokenizer is available offline, so Harmony is read from text chunks (the recording is
-raw text from a real gpt-oss-20b run that did not parse Harmony)."""
+The recording is raw text from a real gpt-oss-20b run that did not parse Harmony."""
 
 from __future__ import annotations
 
 import random
-from types import SimpleNamespace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnspec.reader import Done, Reasoning, StreamReader, ToolCall, ToolCallError, reader_for
-from turnspec.reader import formats
+import turnspec
+from turnspec.reader import Done, Reasoning, StreamReader, ToolCall, ToolCallError, harmony_prefix, reader_for
 from turnspec.reader.harmony import CONTROL_TOKENS
 
-from conftest import CORPUS, RECORDINGS, need
+from conftest import CORPUS, RECORDINGS, SHARED, need
 
 FINAL_START = "## 1. What is a **Chat Template**?"
 
@@ -27,18 +26,14 @@ def recording() -> str:
 
 
 @pytest.fixture(scope="module")
+def gpt_oss() -> "turnspec.ModelSpec":
+    """The real gpt-oss folder without weights: o200k_harmony tokenizer, chat template, generation config."""
+    return turnspec.load(need(SHARED / "models" / "gpt-oss-tokenizer"))
+
+
+@pytest.fixture(scope="module")
 def gpt_oss_template() -> str:
     return need(CORPUS / "templates" / "openai-gpt-oss-120b.jinja").read_text()
-
-
-def gpt_oss_spec(template: str) -> SimpleNamespace:
-    """A stand-in for the lead's spec: only the attributes `reader_for` reads (no Harmony tokenizer offline)."""
-    return SimpleNamespace(
-        template=template,
-        stops=SimpleNamespace(token_ids=frozenset({200002, 200012}), strings=()),
-        vocab=None,
-        special_tokens={"eos_token": "<|return|>"},
-    )
 
 
 def feed_in_chunks(reader: StreamReader, text: str, rnd) -> list:
@@ -59,9 +54,9 @@ def expected_parts(recording: str) -> tuple[str, str]:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 2**32))
-def test_recording_replay_in_random_chunks(recording, gpt_oss_template, seed):
+def test_recording_replay_in_random_chunks(recording, gpt_oss, seed):
     prompt = "<|start|>user<|message|>What is a Chat Template…?<|end|><|start|>assistant"
-    reader = reader_for(gpt_oss_spec(gpt_oss_template), prompt)
+    reader = reader_for(gpt_oss, prompt)
     events = feed_in_chunks(reader, recording, random.Random(seed))
     res = reader.result
     reasoning, content = expected_parts(recording)
@@ -83,16 +78,18 @@ def test_recording_whole_equals_streamed(recording):
     assert (whole.reasoning, whole.content) == (reasoning, content)
 
 
-def test_format_detected_from_template(gpt_oss_template):
-    fmt = formats.detect(gpt_oss_template)
-    assert (fmt.reasoning, fmt.tools) == ("harmony", "harmony")
+def test_harmony_is_found_by_rendering_the_template(gpt_oss):
+    analysis = gpt_oss.analysis
+    assert analysis.harmony and analysis.reasoning.source == "rendering"
+    assert set(analysis.turn_ends) == {"<|return|>", "<|call|>"}  # <|end|> ends a message, not the turn
+    assert analysis.tools.calls[0].describe().startswith(" to=functions.{name}<|channel|>commentary json<|message|>")
 
 
-def test_prompt_that_opened_the_final_channel(gpt_oss_template):
-    # this corpus template's generation prompt is `<|start|>assistant<|channel|>final<|message|>`
-    prompt = "<|start|>user<|message|>Hi<|end|><|start|>assistant<|channel|>final<|message|>"
-    assert formats.harmony_prefix(prompt) == "<|start|>assistant<|channel|>final<|message|>"
-    reader = reader_for(gpt_oss_spec(gpt_oss_template), prompt)
+def test_prompt_that_opened_the_final_channel(gpt_oss):
+    # this template's generation prompt is `<|start|>assistant<|channel|>final<|message|>`
+    prompt = gpt_oss.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+    assert harmony_prefix(prompt) == "<|start|>assistant<|channel|>final<|message|>"
+    reader = reader_for(gpt_oss, prompt)
     res = reader.read_all("Hello there!<|return|>ignored")
     assert (res.content, res.reasoning, res.stopped_by, res.finish_reason) == ("Hello there!", "", "<|return|>", "stop")
 
@@ -158,49 +155,35 @@ def test_output_without_harmony_structure_is_not_lost():
     assert res.content == "plain answer"
 
 
-def test_the_model_writing_a_user_turn_is_stopped(gpt_oss_template):
-    reader = reader_for(gpt_oss_spec(gpt_oss_template), "<|start|>assistant")
+def test_the_model_writing_a_user_turn_is_stopped(gpt_oss):
+    reader = reader_for(gpt_oss, "<|start|>assistant")
     res = reader.read_all("<|channel|>final<|message|>Hi!<|end|><|start|>user<|message|>thanks")
     assert res.content == "Hi!" and res.self_conversation and res.stopped_by == "<|start|>user"
 
 
-@pytest.fixture(scope="module")
-def harmony_vocab(smollm2_dir):
-    """Synthetic stand-in for o200k_harmony: the real SmolLM2 byte-level tokenizer plus the Harmony control
-    tokens as special added tokens (so token-id input and real byte-level splits can be exercised)."""
-    from tokenizers import AddedToken, Tokenizer
-
-    from turnspec.vocab import Vocabulary
-
-    tok = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS])
-    return Vocabulary(tok)
-
-
-def test_recording_replay_token_by_token(recording, gpt_oss_template, harmony_vocab):
-    ids = {t: harmony_vocab.token_to_id(t) for t in ("<|end|>", "<|return|>", "<|call|>")}
-    spec = SimpleNamespace(
-        template=gpt_oss_template,
-        # <|end|> wrongly listed as a stop: it ends a message, not the turn, so reader_for leaves it out
-        stops=SimpleNamespace(token_ids=frozenset(ids.values()), strings=()),
-        vocab=harmony_vocab,
-    )
-    reader = reader_for(spec, "<|start|>assistant")
-    assert ids["<|end|>"] not in reader.config.stop_ids
-    token_ids = harmony_vocab.encode(recording) + [ids["<|return|>"]]
-    for tid in token_ids:
-        reader.feed_token(tid)
+def test_recording_replay_token_by_token_with_the_real_tokenizer(recording, gpt_oss):
+    vocab = gpt_oss.vocab
+    token_ids = vocab.encode(recording)
+    assert len(token_ids) == 2710  # the real o200k_harmony ids of the recording
+    assert gpt_oss.token_id("<|end|>") == 200007 and 200007 not in gpt_oss.stops.token_ids
+    prompt = "<|start|>user<|message|>What is a Chat Template…?<|end|><|start|>assistant"
+    reader = reader_for(gpt_oss, prompt)
+    events = []
+    for tid in token_ids + [gpt_oss.token_id("<|return|>")]:
+        events += reader.feed_token(tid)
     res = reader.result
     reasoning, content = expected_parts(recording)
     assert (res.reasoning, res.content) == (reasoning, content)
     assert (res.finish_reason, res.stopped_by) == ("stop", "<|return|>")
+    assert sum(isinstance(e, Reasoning) for e in events) > 100  # streamed token by token
 
 
-def test_tool_call_token_by_token(harmony_vocab):
-    call = harmony_vocab.token_to_id("<|call|>")
-    reader = StreamReader(reasoning="harmony", tokenizer=harmony_vocab.tokenizer, stop_ids=frozenset({call}))
-    for tid in harmony_vocab.encode(TOOL_TURN[: -len("<|call|>")]) + [call]:
+def test_tool_call_token_by_token_with_the_real_tokenizer(gpt_oss):
+    vocab = gpt_oss.vocab
+    call = gpt_oss.token_id("<|call|>")
+    reader = reader_for(gpt_oss, "<|start|>assistant")
+    for tid in vocab.encode(TOOL_TURN[: -len("<|call|>")]) + [call]:
         reader.feed_token(tid)
     res = reader.result
     assert [(c.name, c.arguments) for c in res.tool_calls] == [("get_weather", {"location": "San Francisco", "unit": "celsius"})]
-    assert res.finish_reason == "tool_calls"
+    assert res.finish_reason == "tool_calls" and res.stopped_by == "<|call|>"

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from turnspec.reader import Content, Done, ReaderConfig, StreamReader
-from turnspec.reader import formats
 from turnspec.reader.events import collect
 
+from corpus_models import corpus_spec
 from conftest import CORPUS, need
 
 
@@ -117,8 +117,9 @@ def test_bad_config_is_refused():
 
 
 def test_chatml_guard_with_real_smollm2_tokens(tok, smollm2_dir):
-    template = (smollm2_dir / "chat_template.jinja").read_text()
-    headers = formats.turn_headers(template)
+    import turnspec
+
+    headers = turnspec.load(smollm2_dir).analysis.guards
     assert "<|im_start|>user" in headers
     # the model forgot <|im_end|> and started the user's turn itself: <|im_start|> is token id 1
     ids = ids_of(tok, "Paris is the capital.\n<|im_start|>user\nThanks!")
@@ -139,13 +140,18 @@ def test_chatml_guard_with_real_smollm2_tokens(tok, smollm2_dir):
         ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", "Sure!<｜User｜>more", "<｜User｜>"),
         ("microsoft-Phi-3.5-mini-instruct.jinja", "Sure!<|user|>\nmore", "<|user|>"),
         ("openai-gpt-oss-120b.jinja", "<|channel|>final<|message|>Sure!<|start|>user<|message|>more", "<|start|>user"),
+        ("moonshotai-Kimi-K2.jinja", "Sure!<|im_user|>user<|im_middle|>more", "<|im_user|>user"),
+        ("ByteDance-Seed-OSS.jinja", "Sure!<seed:bos>user\nmore", "<seed:bos>user"),
+        ("CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja",
+         "<|START_RESPONSE|>Sure!<|START_OF_TURN_TOKEN|><|USER_TOKEN|>more", "<|START_OF_TURN_TOKEN|><|USER_TOKEN|>"),
     ],
 )
 def test_guard_headers_come_from_each_real_template(template_file, output, header):
-    template = need(CORPUS / "templates" / template_file).read_text()
-    fmt = formats.detect(template)
-    assert header in fmt.turn_headers
-    r = StreamReader(turn_headers=fmt.turn_headers, reasoning=fmt.reasoning, tools=fmt.tools)
+    from turnspec.reader import config_for
+
+    config = config_for(corpus_spec(template_file))
+    assert header in config.turn_headers
+    r = StreamReader(config)
     rng = random.Random(7)
     i = 0
     while i < len(output):
@@ -158,8 +164,7 @@ def test_guard_headers_come_from_each_real_template(template_file, output, heade
 
 
 def test_harmony_guard_lets_the_next_assistant_message_through():
-    template = need(CORPUS / "templates" / "openai-gpt-oss-120b.jinja").read_text()
-    headers = formats.turn_headers(template)
+    headers = corpus_spec("openai-gpt-oss-120b.jinja").analysis.guards
     assert "<|start|>assistant" not in headers and "<|start|>functions." in headers
 
 

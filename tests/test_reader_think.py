@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from turnspec.reader import Content, Reasoning, StreamReader, ToolCall
-from turnspec.reader import formats
+from turnspec.reader import Content, Reasoning, StreamReader, ToolCall, prompt_tail
 
 from conftest import CORPUS, need
+from corpus_models import corpus_spec
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,10 @@ def read_by_token(tok, config_kw: dict, output: str) -> tuple[StreamReader, list
 
 def test_qwen3_thinking_output_is_split(tok):
     source, prompt = render("Qwen-Qwen3-0.6B.jinja", USER)
-    fmt = formats.detect(source)
-    assert (fmt.reasoning, fmt.tools) == ("think", "hermes")
-    assert not formats.prompt_opens_think(prompt)
+    analysis = corpus_spec("Qwen-Qwen3-0.6B.jinja").analysis
+    assert (analysis.reasoning.open, analysis.reasoning.close) == ("<think>", "</think>")
+    assert analysis.tools.calls[0].triggers == ("<tool_call>",)
+    assert not analysis.reasoning.prompt_opens and prompt_tail(prompt, analysis) == ""
     output = "<think>\nThe user asks 2+2. That is 4.\n</think>\n\nThe answer is **4**."  # synthetic
     r, events = read_by_token(tok, dict(reasoning="think", tools="hermes"), output)
     assert r.result.reasoning == "The user asks 2+2. That is 4."
@@ -70,24 +71,26 @@ def test_qwen3_thinking_output_is_split(tok):
 def test_deepseek_r1_distill_output_starts_inside_reasoning(tok):
     source, prompt = render("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", USER, bos_token="<｜begin▁of▁sentence｜>")
     assert prompt.endswith("<｜Assistant｜><think>\n")
-    assert formats.detect(source).reasoning == "think"
-    assert formats.prompt_opens_think(prompt)
+    analysis = corpus_spec("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja").analysis
+    assert analysis.reasoning.kind == "tags" and analysis.reasoning.prompt_opens
+    assert prompt_tail(prompt, analysis) == "<think>\n"
     output = "Okay, 2+2 is 4.\n</think>\n\nThe answer is 4."  # synthetic: no opening tag, the prompt has it
-    r, _ = read_by_token(tok, dict(reasoning="think", starts_in_reasoning=True), output)
+    r, _ = read_by_token(tok, dict(reasoning="think", prompt_tail="<think>\n"), output)
     assert (r.result.reasoning, r.result.content) == ("Okay, 2+2 is 4.", "The answer is 4.")
 
 
 def test_qwen3_enable_thinking_false_output_is_content(tok):
     _, prompt = render("Qwen-Qwen3-0.6B.jinja", USER, enable_thinking=False)
     assert prompt.endswith("<think>\n\n</think>\n\n")
-    assert not formats.prompt_opens_think(prompt)
-    r, _ = read_by_token(tok, dict(reasoning="think", tools="hermes"), "The answer is 4.")
+    tail = prompt_tail(prompt, corpus_spec("Qwen-Qwen3-0.6B.jinja").analysis)
+    assert tail == "<think>\n\n</think>\n\n"
+    r, _ = read_by_token(tok, dict(reasoning="think", tools="hermes", prompt_tail=tail), "The answer is 4.")
     assert (r.result.reasoning, r.result.content) == ("", "The answer is 4.")
 
 
 def test_an_unclosed_think_in_an_earlier_user_message_does_not_open_reasoning():
     _, prompt = render("Qwen-Qwen3-0.6B.jinja", [{"role": "user", "content": "What does <think> do?"}])
-    assert not formats.prompt_opens_think(prompt)
+    assert prompt_tail(prompt, corpus_spec("Qwen-Qwen3-0.6B.jinja").analysis) == ""
 
 
 def test_reasoning_only_until_the_end():

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from turnspec.reader import Content, StreamReader, ToolCall, ToolCallError
-from turnspec.reader.tool_calls import call_from_object, parse_python_tag, ToolParseError
+from turnspec.reader.call_parse import ToolParseError, call_from_object, pythonic_calls
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_call_shapes_and_their_errors():
         with pytest.raises(ToolParseError, match=msg):
             call_from_object(bad)
     with pytest.raises(ToolParseError):
-        parse_python_tag("brave_search.call(query=undefined_name)")
+        pythonic_calls("brave_search.call(query=undefined_name)", ".call")
 
 
 def test_content_events_around_calls_are_only_visible_text():

@@ -98,7 +98,7 @@ def test_real_templates_give_the_documented_turn_ends(stem, ids, expected):
     ("Qwen-Qwen2.5-7B-Instruct", "<|im_end|>"),
     ("Qwen-Qwen3-0.6B", "<|im_end|>"),
     ("mistralai-Mistral-Nemo-Instruct-2407", "</s>"),
-    ("microsoft-Phi-3.5-mini-instruct", "<|endoftext|>"),
+    ("microsoft-Phi-3.5-mini-instruct", "<|end|>"),  # not the <|endoftext|> it writes after every rendering
     ("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B", "<｜end▁of▁sentence｜>"),
     ("moonshotai-Kimi-K2", "<|im_end|>"),
 ])

@@ -207,17 +207,25 @@ class ModelSpec:
                 enc.generation_start += 1
         return enc
 
-    # --- stops and reading -----------------------------------------------------------------------------------
+    # --- analysis, stops and reading -------------------------------------------------------------------------
+    @cached_property
+    def analysis(self) -> Any:
+        """What turnspec learned from the template by rendering probes: turn framing, reasoning and tool-call
+        syntax, turn ends (a `turnspec.analysis.TemplateAnalysis`; computed once, in milliseconds)."""
+        from .analysis import analyze
+
+        return analyze(self)
+
     @cached_property
     def stops(self) -> StopSet:
         """End-of-turn token ids and stop strings from config, tokenizer and template, with the audit's warnings."""
         return derive_stops(self)
 
-    def reader(self, prompt_text: str = "", **options: Any) -> Any:
-        """A streaming reader for this model's output (see turnspec.reader)."""
+    def reader(self, prompt_text: str = "", *, tools: Sequence[dict | Callable] | None = None, **options: Any) -> Any:
+        """A streaming reader for this model's output (see turnspec.reader); `tools` are the request's tools."""
         from .reader import reader_for
 
-        return reader_for(self, prompt_text, **options)
+        return reader_for(self, prompt_text, declared_tools=tools, **options)
 
     def __repr__(self) -> str:
         return f"ModelSpec({self.name!r}, origin={self.files.origin!r}, templates={sorted(self.templates)})"

@@ -2,8 +2,9 @@
 
 Runners usually compare against one `eos_token_id`. Real models have several (Llama 3: `<|end_of_text|>`,
 `<|eom_id|>`, `<|eot_id|>`), configs on the Hub are incomplete, and the only source that is always right about
-what the model was trained to write at the end of a turn is the chat template itself. So turnspec renders a
-conversation that ends with an assistant message and reads the control token the template writes after it.
+what the model was trained to write at the end of a turn is the chat template itself. So the template analysis
+(turnspec.analysis) renders assistant turns (an answer, a tool call, a built-in tool call) and takes the first
+control token the template writes after the assistant's text.
 
 Harmony (gpt-oss) is the exception that proves the rule: `<|end|>` ends a *message* (the analysis channel ends
 with it, and the final answer comes after), while only `<|return|>` and `<|call|>` end the *turn*.
@@ -11,7 +12,6 @@ with it, and the final answer comes after), while only `<|return|>` and `<|call|
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
@@ -22,9 +22,6 @@ HARMONY_TURN_ENDS = ("<|return|>", "<|call|>")
 HARMONY_MESSAGE_END = "<|end|>"
 # End-of-document tokens: not the end of a chat turn, but a model that writes one has nothing more to say.
 END_OF_TEXT_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|end▁of▁sentence|>")
-# Control-token shapes, for templates given without a vocabulary (e.g. the corpus).
-_TOKEN_AT_END = re.compile(r"(<\|[^<>|\s]+\|>|<[/a-zA-Z_][^<>\s]*>|\[/?[A-Z_]+\]|<｜[^<>]+｜>)\s*$")
-_PROBE = "TURNSPEC_PROBE_7f3a"
 
 
 @dataclass(frozen=True)
@@ -100,82 +97,10 @@ def _config_eos_ids(generation_config: dict) -> list[int]:
     return []
 
 
-def _trailing_token(text: str, known: Iterable[str]) -> str | None:
-    """The control token a rendered conversation ends with (after trailing whitespace), if any."""
-    stripped = text.rstrip()
-    for tok in sorted(known, key=len, reverse=True):
-        if tok and not tok.isspace() and stripped.endswith(tok):
-            return tok
-    m = _TOKEN_AT_END.search(stripped)
-    return m.group(1) if m else None
-
-
-_PROBE_TOOL = {"type": "function", "function": {"name": "probe_fn", "description": "Probe.",
-               "parameters": {"type": "object", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}}
-
-
-def _probe_conversations() -> list[tuple[str, list[dict], dict]]:
-    """Conversations ending with an assistant message, each with the template kwargs that shape it."""
-    tool_call = {"type": "function", "id": "call_probe", "function": {"name": "probe_fn", "arguments": {"x": 1}}}
-    answer = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": _PROBE}]
-    call = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "", "tool_calls": [tool_call]}]
-    return [
-        ("template", answer, {}),
-        ("template", [{"role": "system", "content": "S"}, *answer], {}),
-        ("template:tool_call", call, {"tools": [_PROBE_TOOL]}),
-        # Llama 3.1 ends a built-in tool call with <|eom_id|> ("end of message, expect a tool result").
-        ("template:builtin_tool_call", call, {"tools": [_PROBE_TOOL], "builtin_tools": ["code_interpreter"]}),
-    ]
-
-
-def template_turn_ends(spec: "ModelSpec") -> tuple[dict[str, str], list[str]]:
-    """Render conversations ending with an assistant message; return {token: source} of what the template writes after it.
-
-    Also returns the probes that failed (a template may reject a system role or tool calls) for the report.
-    A probe that fails without tools is retried with a tool list: `tool_use` templates iterate `tools` unguarded.
-    """
-    found: dict[str, str] = {}
-    failures: list[str] = []
-    known = spec.control_tokens()
-    for source, conversation, kwargs in _probe_conversations():
-        text = None
-        for attempt in (kwargs, {**kwargs, "tools": [_PROBE_TOOL]}):
-            try:
-                text = spec.render(conversation, **attempt)
-                break
-            except Exception as exc:  # a template rejecting one probe shape is a finding, not a failure
-                error = f"{source}: {exc}"
-        if text is None:
-            failures.append(error)
-            continue
-        if source == "template" and _PROBE not in text:
-            continue
-        tail = text[text.rfind(_PROBE) + len(_PROBE):] if _PROBE in text else text
-        tok = _trailing_token(tail, known)
-        if tok is not None and tok not in found:
-            found[tok] = source
-    return found, failures
-
-
-def next_turn_strings(spec: "ModelSpec") -> tuple[str, ...]:
-    """For templates that end turns with plain text: the next turn's header (e.g. "### Instruction:") as a stop string."""
-    conv = [{"role": "user", "content": "U1_" + _PROBE}, {"role": "assistant", "content": "A1_" + _PROBE},
-            {"role": "user", "content": "U2_" + _PROBE}]
-    try:
-        text = spec.render(conv)
-    except Exception:
-        return ()
-    a, u = text.find("A1_" + _PROBE), text.find("U2_" + _PROBE)
-    if a < 0 or u < 0:
-        return ()
-    between = text[a + len("A1_" + _PROBE):u].strip()
-    return (between,) if between else ()
-
-
 def derive_stops(spec: "ModelSpec") -> StopSet:
     """Merge generation_config, tokenizer and template stops; Harmony's `<|end|>` never ends the turn."""
     files = spec.files
-    harmony = is_harmony(spec.template)
+    harmony = spec.analysis.harmony or is_harmony(spec.template)
     merged: dict[str, list[str]] = {}
     ids: dict[str, int | None] = {}
     warnings: list[str] = []
@@ -196,7 +121,10 @@ def derive_stops(spec: "ModelSpec") -> StopSet:
     eos = files.special_tokens.get("eos_token")
     if eos:
         add(eos, spec.token_id(eos), "tokenizer")
-    from_template, _failures = template_turn_ends(spec)
+    analysis = spec.analysis
+    if analysis.error:
+        warnings.append(f"the template could not be analyzed ({analysis.error}): stops come from the configs only")
+    from_template = dict(analysis.turn_end_sources)
     for tok, source in from_template.items():
         add(tok, spec.token_id(tok), source)
     if harmony:
@@ -204,13 +132,16 @@ def derive_stops(spec: "ModelSpec") -> StopSet:
             if spec.token_id(tok) is not None or tok in spec.template:
                 add(tok, spec.token_id(tok), "harmony")
 
-    strings: tuple[str, ...] = ()
-    if not from_template:
-        strings = next_turn_strings(spec)
-        if strings:
-            warnings.append(
-                f"the template writes no control token after an assistant turn; stopping on the next turn's header {strings[0]!r}"
-            )
+    strings = tuple(analysis.end_strings)
+    if strings:
+        warnings.append(
+            f"the template writes no control token after an assistant turn; stopping on the next turn's header {strings[0]!r}"
+        )
+    eos_everywhere = analysis.eos_after_every_rendering
+    if eos_everywhere and from_template and eos_everywhere not in from_template:
+        first = next(iter(from_template))
+        warnings.append(f"the template writes {eos_everywhere} at the end of every rendering, not only after an answer: "
+                        f"the assistant's turn ends with {first}, the first control token after its text")
 
     template_tokens = set(from_template)
     configured = {spec.id_to_token(t) for t in config_ids} | ({eos} if eos else set())

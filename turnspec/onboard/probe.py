@@ -220,6 +220,7 @@ class _Onboarding:
         self.spec = spec
         self.time_limit_s = time_limit_s
         self.base: dict[str, Any] = {}  # kwargs every probe needs (a tool_use template needs `tools`)
+        self.requires: dict[str, str] = {}
         self.timeouts = 0
         self.warnings: list[str] = []
         self.vocab_ok = True
@@ -296,9 +297,8 @@ class _Onboarding:
             findings["stops"] = _config_stops(files, spec)
             findings["warnings"] = list(self.warnings) + findings["stops"]["warnings"]
             return report
-        if self.base:
-            findings["requires"] = {"tools": "the template fails without a tools list (a tool_use template); "
-                                             "every probe passes one tool"}
+        if self.requires:
+            findings["requires"] = dict(self.requires)
         for key, fn in (("bos", self.bos), ("generation_prompt", self.generation_prompt), ("system", self.system),
                         ("roles", self.roles), ("tools", self.tools), ("reasoning", self.reasoning),
                         ("continue_final_message", self.continue_final), ("stops", self.stops),
@@ -331,21 +331,21 @@ class _Onboarding:
         return out
 
     def discover_base(self) -> None:
-        """Render one user message; a template that needs `tools` gets one; one that fails anyway is fatal."""
-        user = [{"role": "user", "content": USER}]
+        """What one user message needs (nothing, a tools list, values for variables the template never defines),
+        found as the template analysis finds it; a template that fails anyway is fatal."""
+        from ..analysis.probes import Prober
+
+        prober = Prober(self.spec)
         try:
-            self.render(user, add_generation_prompt=True)
-            return
+            prober.discover_base()
         except TurnspecError as exc:
             if _is_timeout(exc):
                 raise _Fatal(f"the chat template of {self.spec.name} ran past the {self.time_limit_s:g} s time limit "
                              "on a one-message conversation (an endless loop?)") from None
-            first = exc
-        try:
-            self.render(user, add_generation_prompt=True, tools=[PROBE_TOOL])
-            self.base = {"tools": [PROBE_TOOL]}
-        except TurnspecError:
-            raise _Fatal(f"{first} (rendering one user message fails: the template is unusable as it is)") from None
+            raise _Fatal(f"{one_line(exc)} (rendering one user message fails: the template is unusable as it is)"
+                         ) from None
+        self.base = {k: ([PROBE_TOOL] if k == "tools" else v) for k, v in prober.base.items()}
+        self.requires = dict(prober.requires)
 
     # --- BOS -------------------------------------------------------------------------------------------------
     def bos(self) -> dict[str, Any]:
@@ -506,23 +506,19 @@ class _Onboarding:
 
     # --- tools -----------------------------------------------------------------------------------------------
     def tools(self) -> dict[str, Any]:
-        from ..reader import formats
-
         user = [{"role": "user", "content": USER}]
-        out: dict[str, Any] = {}
-        if self.base:
+        out: dict[str, Any] = {"reads": self._reads()}
+        if "tools" in self.base:
             out["mode"] = "rendered"
             out["required"] = True
         else:
             plain = self.render(user, add_generation_prompt=True)
             with_tools, error = self.attempt(user, add_generation_prompt=True, tools=[PROBE_TOOL])
             if with_tools is None:
-                return {"mode": "raises", "message": error}
+                return {"mode": "raises", "message": error, **out}
             out["mode"] = "ignored" if with_tools == plain else "rendered"
             if out["mode"] == "rendered" and "tsprobe_fn" not in with_tools:
                 out["detail"] = "the rendering changes but does not name the tool"
-        vocab = self.spec.vocab if self.vocab_ok else None
-        out["call_format"] = formats.detect_tools(self.spec.template, vocab.added_tokens if vocab else ())
         if out["mode"] == "ignored":
             return out
         tools = [PROBE_TOOL, PROBE_TOOL_2]
@@ -542,6 +538,16 @@ class _Onboarding:
                                  "tool call and result dropped")
         out["parallel_calls"] = self._parallel(tools, as_string)
         return out
+
+    def _reads(self) -> list[str] | str:
+        """The call syntaxes the reader will read (from the template analysis), or why calls are not readable."""
+        analysis = self.spec.analysis
+        if analysis.harmony:
+            return ["Harmony: <|start|>assistant to=functions.{name}<|channel|>commentary json<|message|>"
+                    "{arguments}<|call|> (hand-written reader)"]
+        if analysis.tools.calls:
+            return [c.describe() for c in analysis.tools.calls]
+        return f"not readable: {analysis.tools.reason or analysis.error}"
 
     def _parallel(self, tools: list[dict[str, Any]], as_string: bool) -> str:
         calls = [_call(CALL_ID, PROBE_TOOL, {ARG_KEY: 7}, as_string),
@@ -580,18 +586,15 @@ class _Onboarding:
 
     # --- reasoning -------------------------------------------------------------------------------------------
     def reasoning(self) -> dict[str, Any]:
-        from ..reader import formats
-
-        template = self.spec.template
-        out: dict[str, Any] = {"format": formats.detect_reasoning(template)}
+        syntax = self.spec.analysis.reasoning
+        out: dict[str, Any] = {"format": syntax.kind}
+        if syntax.kind == "tags":
+            out.update(open=syntax.open, close=syntax.close, found_in=syntax.source)
+        elif syntax.reason:
+            out["reads"] = f"not readable: {syntax.reason}"
+        out["prompt_opens_reasoning"] = syntax.prompt_opens
         user = [{"role": "user", "content": USER}]
         prompt = self.render(user, add_generation_prompt=True)
-        if out["format"] == "think":
-            out["prompt_opens_reasoning"] = formats.prompt_opens_think(prompt)
-        elif out["format"] == "harmony":
-            out["prompt_opens_reasoning"] = "<|channel|>" not in formats.harmony_prefix(prompt)
-        else:
-            out["prompt_opens_reasoning"] = False
         out["switches"] = self._switches(prompt)
         # Reasoning passed as a message field, in history and in the final turn.
         first = {"role": "assistant", "content": ANSWER, "reasoning_content": REASONING}
@@ -604,8 +607,8 @@ class _Onboarding:
             out["history_reasoning"] = ("kept" if in_hist else
                                         "dropped (kept in a final assistant turn)" if in_last else
                                         "dropped" if out["format"] != "none" else "not rendered")
-        if out["format"] == "think":
-            tagged = {"role": "assistant", "content": f"<think>{REASONING}</think>{ANSWER}"}
+        if syntax.kind == "tags":
+            tagged = {"role": "assistant", "content": f"{syntax.open}{REASONING}{syntax.close}{ANSWER}"}
             text, error = self.attempt([*user, tagged, {"role": "user", "content": USER_2}], add_generation_prompt=True)
             out["history_think_in_content"] = (f"raises: {error}" if text is None else
                                                "kept" if REASONING in text else "stripped")
@@ -647,16 +650,15 @@ class _Onboarding:
 
     # --- stops -----------------------------------------------------------------------------------------------
     def stops(self) -> dict[str, Any]:
-        from ..stops import template_turn_ends
-
         if self.timeouts:
             raise _Skipped("not probed: the template ran past the time limit earlier")
         stops = self.spec.stops
         out = stops.as_dict()
         out["harmony"] = stops.harmony
-        _found, failures = template_turn_ends(self.spec)
-        if failures:
-            out["template_probe_failures"] = failures
+        analysis = self.spec.analysis
+        out["turn_end_sources"] = dict(analysis.turn_end_sources)
+        if analysis.guards:
+            out["guards"] = list(analysis.guards)
         prompt = self.prompt_without_header
         if prompt is not None and any(prompt.rstrip().endswith(t) for t in stops.tokens if t):
             # [/INST] is a cue for the model; a prompt ending in a turn-end token with no header is not.
@@ -667,13 +669,12 @@ class _Onboarding:
     # --- generation mask -------------------------------------------------------------------------------------
     def generation_mask(self) -> dict[str, Any]:
         from ..encoding import universal_spans
-        from ..reader import formats
 
         spec = self.spec
         out: dict[str, Any] = {"generation_tag": spec.has_generation_tag}
         convs = {"plain": [{"role": "user", "content": USER}, {"role": "assistant", "content": ANSWER},
                            {"role": "user", "content": USER_2}, {"role": "assistant", "content": ANSWER_2}]}
-        if formats.detect_reasoning(spec.template) != "none":
+        if spec.analysis.reasoning.kind != "none":
             convs["with reasoning"] = [
                 {"role": "user", "content": USER},
                 {"role": "assistant", "content": ANSWER, "reasoning_content": REASONING},

@@ -65,8 +65,6 @@ def tools_summary(tools: Any) -> str:
     if mode == "ignored":
         return "ignored (rendering with tools = without)"
     parts = [f"rendered{' (required)' if tools.get('required') else ''}"]
-    if tools.get("call_format") and tools["call_format"] != "none":
-        parts.append(f"calls: {tools['call_format']}")
     if "round_trip" in tools:
         parts.append(f"round trip: {tools['round_trip']}")
     if "parallel_calls" in tools:
@@ -84,7 +82,7 @@ def reasoning_summary(reasoning: Any) -> str:
     if problem:
         return problem
     fmt = reasoning.get("format", "?")
-    parts = [str(fmt)]
+    parts = [f"{reasoning.get('open')}…{reasoning.get('close')}" if fmt == "tags" else str(fmt)]
     if fmt != "none":
         parts.append("prompt opens it" if reasoning.get("prompt_opens_reasoning") else "prompt does not open it")
         if reasoning.get("history_reasoning"):
@@ -93,6 +91,35 @@ def reasoning_summary(reasoning: Any) -> str:
     if switches:
         parts.append("switches: " + ", ".join(switches))
     return "; ".join(parts)
+
+
+def reads_summary(findings: dict[str, Any]) -> str:
+    """What the reader will read, from the template analysis: reasoning, tool calls (or why not), turn ends."""
+    lines = []
+    reasoning = findings.get("reasoning")
+    if isinstance(reasoning, dict) and not _problem(reasoning):
+        fmt = reasoning.get("format")
+        if fmt == "tags":
+            opened = ", the prompt opens it" if reasoning.get("prompt_opens_reasoning") else ""
+            lines.append(f"reasoning: {q(reasoning.get('open'))} … {q(reasoning.get('close'))}"
+                         f" (found in the {reasoning.get('found_in')}{opened})")
+        elif fmt == "harmony":
+            lines.append("reasoning: Harmony analysis channel (hand-written reader)")
+        else:
+            lines.append(f"reasoning: {reasoning.get('reads') or 'none written by this template'}")
+    tools = findings.get("tools")
+    if isinstance(tools, dict) and not _problem(tools):
+        reads = tools.get("reads")
+        if isinstance(reads, list):
+            lines += [f"tool calls: {q(r, 200)}" for r in reads]
+        elif reads:
+            lines.append(f"tool calls: {reads}")
+        lines.append("loose calls naming a declared tool: JSON object or ```json fence, <function=name>{…}, "
+                     "[name(key=value)]")
+    stops = findings.get("stops")
+    if isinstance(stops, dict) and stops.get("guards"):
+        lines.append("self-conversation guard: " + ", ".join(stops["guards"]))
+    return "\n".join(lines) or "?"
 
 
 def stops_summary(stops: Any) -> str:
@@ -193,6 +220,7 @@ def format_report(report: Any, *, notices: list[str] | None = None) -> str:
 
     if "tools" in f:
         row("tools", tools_summary(f["tools"]))
+    row("reads", reads_summary(f))
     if "reasoning" in f:
         text = reasoning_summary(f["reasoning"])
         reasoning = f["reasoning"]

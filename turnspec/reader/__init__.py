@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import formats
 from .events import (
     Content,
     Done,
@@ -29,6 +28,7 @@ from .events import (
 )
 from .harmony import CONTROL_TOKENS as HARMONY_CONTROL_TOKENS
 from .harmony import END as HARMONY_END
+from .harmony import harmony_prefix
 from .reader import ReaderConfig, StreamReader
 
 __all__ = [
@@ -43,58 +43,91 @@ __all__ = [
     "ToolCallError",
     "collect",
     "config_for",
+    "prompt_tail",
     "reader_for",
 ]
 
 
-def config_for(spec: Any, prompt_text: str = "", **overrides: Any) -> ReaderConfig:
-    """Derive a `ReaderConfig` from a spec: the one place that knows the spec's attribute names.
+def config_for(spec: Any, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> ReaderConfig:
+    """Derive a `ReaderConfig` from a spec's template analysis: the one place that maps a spec to a reader.
 
-    Uses `spec.template`, `spec.stops.token_ids`, `spec.stops.strings`, `spec.vocab` (optional: a
-    `turnspec.vocab.Vocabulary`) and `spec.special_tokens` (optional). `prompt_text` is the rendered
-    prompt this turn continues: it tells whether the output starts inside `<think>` or inside an open
-    Harmony message. `overrides` replace any derived `ReaderConfig` field (`stop_strings=(...)` replaces
-    the spec's stop strings; `extra_stop_strings=(...)` adds to them).
+    `prompt_text` is the rendered prompt this turn continues: what it wrote after the assistant header is read
+    first (an opened `<think>`, Harmony's open message). `declared_tools` are the request's tools (dicts or Python
+    functions): their schemas type tagged argument values, and calls in loose forms are read for their names.
+    `overrides` replace any derived field (`stop_strings=(...)` replaces the spec's; `extra_stop_strings=(...)`
+    adds to them).
     """
-    template: str = getattr(spec, "template", "") or ""
+    from .call_parse import parameter_schemas
+    from ..render import tool_schemas
+
+    analysis = spec.analysis
     vocab = getattr(spec, "vocab", None)
     added: dict[str, int] = dict(vocab.added_tokens) if vocab is not None else {}
     special_ids = vocab.special_ids if vocab is not None else frozenset()
-    fmt = formats.detect(template, added)
+    harmony = analysis.harmony
 
-    stops = getattr(spec, "stops", None)
-    stop_ids = frozenset(getattr(stops, "token_ids", ()) or ())
-    stop_strings = tuple(getattr(stops, "strings", ()) or ())
+    stops = spec.stops
+    stop_ids = frozenset(stops.token_ids)
     by_id = {i: s for s, i in added.items()}
     stop_text_of = {i: by_id.get(i) or (vocab.decode([i]) if vocab is not None else "") for i in stop_ids}
-    if fmt.reasoning == "harmony":  # <|end|> ends a Harmony message, not the turn: it must not stop the reader
+    if harmony:  # <|end|> ends a Harmony message, not the turn: it must not stop the reader
         stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != HARMONY_END)
     stop_texts = tuple(stop_text_of[i] for i in sorted(stop_ids) if stop_text_of[i])
+    stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and not (harmony and t == HARMONY_END))
     control = {s for s, i in added.items() if i in special_ids}
     control.update(v for v in (getattr(spec, "special_tokens", None) or {}).values() if isinstance(v, str) and v)
-    if fmt.reasoning == "harmony":
+    if harmony:
         control.update(HARMONY_CONTROL_TOKENS)
 
+    schemas = parameter_schemas(tool_schemas(list(declared_tools))) if declared_tools else None
+    warnings: tuple[str, ...] = ()
+    if declared_tools and not harmony and not analysis.tools.readable:
+        warnings = (f"tool calls are not readable for {spec.name} ({analysis.tools.reason}): "
+                    "the output is passed through as content",)
+    reasoning = "harmony" if harmony else ("tags" if analysis.reasoning.kind == "tags" else "none")
     extra = tuple(overrides.pop("extra_stop_strings", ()))
     config = ReaderConfig(
         stop_ids=stop_ids,
         stop_token_texts=stop_texts,
-        stop_strings=stop_strings + extra,
-        turn_headers=fmt.turn_headers,
+        stop_strings=tuple(stops.strings) + extra,
+        turn_headers=analysis.guards,
         control_tokens=tuple(sorted(control)),
-        reasoning=fmt.reasoning,
-        tools=fmt.tools,
-        starts_in_reasoning=fmt.reasoning == "think" and formats.prompt_opens_think(prompt_text),
-        harmony_prefix=formats.harmony_prefix(prompt_text) if fmt.reasoning == "harmony" else "",
+        reasoning=reasoning,
+        reasoning_tags=(analysis.reasoning.open, analysis.reasoning.close) if reasoning == "tags" else ("", ""),
+        tools="harmony" if harmony else ("template" if analysis.tools.calls else "none"),
+        call_syntaxes=() if harmony else analysis.tools.calls,
+        content_markers=(analysis.content.open, analysis.content.close),
+        content_prefix=analysis.content_prefix,
+        prompt_tail="" if harmony else prompt_tail(prompt_text, analysis),
+        harmony_prefix=harmony_prefix(prompt_text) if harmony else "",
+        tool_schemas=schemas,
+        warnings=warnings,
     )
     if overrides:
         config = ReaderConfig(**{**config.__dict__, **overrides})
     return config
 
 
-def reader_for(spec: Any, prompt_text: str = "", **overrides: Any) -> StreamReader:
+def prompt_tail(prompt_text: str, analysis: Any) -> str:
+    """What the prompt wrote after its last assistant header: the start of the turn the model continues.
+
+    Empty when the prompt does not end in an assistant turn (no header, or a turn end or another role after it).
+    """
+    header = analysis.assistant_header
+    if not prompt_text or not header.strip():
+        return ""
+    i = prompt_text.rfind(header)
+    if i < 0:
+        return ""
+    tail = prompt_text[i + len(header):]
+    if any(t in tail for t in (*analysis.turn_ends, *analysis.guards) if t):
+        return ""
+    return tail
+
+
+def reader_for(spec: Any, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> StreamReader:
     """A reader for one assistant turn of the model described by `spec`, continuing `prompt_text`."""
     new_call_id = overrides.pop("new_call_id", None)
     vocab = getattr(spec, "vocab", None)
-    config = config_for(spec, prompt_text, **overrides)
+    config = config_for(spec, prompt_text, declared_tools=declared_tools, **overrides)
     return StreamReader(config, tokenizer=vocab.tokenizer if vocab is not None else None, new_call_id=new_call_id)

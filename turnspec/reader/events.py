@@ -85,6 +85,7 @@ class Result:
     finish_reason: str | None = None
     stopped_by: str | None = None
     stop_kind: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def self_conversation(self) -> bool:
@@ -122,7 +123,7 @@ class Emitter:
     Shared by the think / tool / Harmony parsers so they need not know about each other or the reader.
     """
 
-    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id")
+    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -131,23 +132,28 @@ class Emitter:
         self.tool_calls: list[ToolCall] = []
         self.errors: list[ToolCallError] = []
         self.new_id = new_id or _new_call_id
+        self.muted = False  # while the prompt's own tail is read: nothing it holds is the model's output
 
     def content(self, text: str) -> None:
-        if text:
+        if text and not self.muted:
             self.events.append(Content(text))
             self.content_parts.append(text)
 
     def reasoning(self, text: str) -> None:
-        if text:
+        if text and not self.muted:
             self.events.append(Reasoning(text))
             self.reasoning_parts.append(text)
 
     def tool_call(self, name: str, arguments: dict[str, Any], raw: str, call_id: str | None = None) -> None:
+        if self.muted:
+            return
         call = ToolCall(name, arguments, raw, call_id or self.new_id())
         self.events.append(call)
         self.tool_calls.append(call)
 
     def error(self, raw: str, message: str) -> None:
+        if self.muted:
+            return
         err = ToolCallError(raw, message)
         self.events.append(err)
         self.errors.append(err)

@@ -139,3 +139,14 @@ class HarmonyParser:
             self._emit.error(raw, f"Harmony tool call to={recipient}: the arguments are not a JSON object")
             return
         self._emit.tool_call(name, args, raw)
+
+
+def harmony_prefix(prompt_text: str) -> str:
+    """The Harmony message the prompt leaves open (`<|start|>assistant`, or `…<|channel|>final<|message|>`)."""
+    i = prompt_text.rfind(START)
+    if i < 0:
+        return ""
+    tail = prompt_text[i:]
+    if any(t in tail for t in (END, *TURN_END)):
+        return ""
+    return tail

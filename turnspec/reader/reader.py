@@ -1,30 +1,32 @@
 """The streaming reader: token ids (or text chunks) in, typed events out.
 
     ids/text ──► IncrementalDetokenizer ──► MarkerScanner ──► stop? ──► format parser ──► events
-                 (UTF-8 safe, O(1)/token)    (stops, headers,          (think / Harmony /
-                                              format marks, control)     tool calls)
+                 (UTF-8 safe, O(1)/token)    (stops, headers,          (TurnParser: reasoning, answer,
+                                              syntax marks, control)    calls; HarmonyParser)
 
 The core takes explicit parameters (`ReaderConfig`) so it can be used and tested without a model spec;
-`turnspec.reader.reader_for(spec, prompt_text)` derives them from a spec. One reader per turn.
+`turnspec.reader.reader_for(spec, prompt_text)` derives them from the spec's template analysis. One reader per turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..analysis.markup import Markup
+from ..analysis.syntax import CallSyntax
 from . import events as ev
 from . import markers as mk
 from .detokenize import IncrementalDetokenizer
 from .events import Done, Emitter, Event, Result
 from .harmony import TURN_END as HARMONY_TURN_END
 from .harmony import HarmonyParser
-from .think import ThinkSplitter
-from .tool_calls import TOOL_PARSERS
+from .presets import PRESETS
+from .turn_parser import TurnParser
 
-REASONING_FORMATS = ("none", "think", "harmony")
-TOOL_FORMATS = ("none", "hermes", "llama3", "mistral", "harmony")
+REASONING_FORMATS = ("none", "think", "tags", "harmony")
+TOOL_FORMATS = ("none", "hermes", "llama3", "mistral", "harmony", "template")
 
 _STOP_KIND = {mk.STOP_TOKEN: ev.STOP_TOKEN, mk.STOP_STRING: ev.STOP_STRING, mk.TURN_HEADER: ev.TURN_HEADER}
 
@@ -37,11 +39,17 @@ class ReaderConfig:
     stop_token_texts: the text of those tokens; matched in text streams, and when a model spells one out
         with ordinary tokens.
     stop_strings: the caller's or spec's stop strings (matched across token boundaries).
-    turn_headers: next-turn headers (`<|im_start|>user`, …): writing one is self-conversation, so stop.
+    turn_headers: other roles' headers (`<|im_start|>user`, …): writing one is self-conversation, so stop.
     control_tokens: special tokens of the vocabulary never meant for display: removed from visible text.
-    reasoning: "none" | "think" | "harmony".  tools: "none" | "hermes" | "llama3" | "mistral" | "harmony".
-    starts_in_reasoning: the generation prompt already opened `<think>` (think format).
+    reasoning: "none" | "tags" (`reasoning_tags`; "think" is the same) | "harmony".
+    tools: "none" | "template" (`call_syntaxes`, as a template analysis found them) | a family preset
+        ("hermes", "llama3", "mistral") | "harmony".
+    content_markers / content_prefix: markers around the answer; plain text it starts with (read at the start only).
+    prompt_tail: what the generation prompt wrote after the assistant header (`<think>\n`): read first, silently.
+    starts_in_reasoning: the output starts inside reasoning (same as a prompt tail that opens it).
     harmony_prefix: the still-open message header the generation prompt ended with (Harmony).
+    tool_schemas: the request's tools, {name: {parameter: JSON schema}}: types tagged values, enables lenient forms.
+    warnings: one-line notes the result carries (e.g. tool calls that this template's syntax cannot express).
     """
 
     stop_ids: frozenset[int] = frozenset()
@@ -50,10 +58,17 @@ class ReaderConfig:
     turn_headers: tuple[str, ...] = ()
     control_tokens: tuple[str, ...] = ()
     reasoning: str = "none"
+    reasoning_tags: tuple[str, str] = ("<think>", "</think>")
     tools: str = "none"
+    call_syntaxes: tuple[CallSyntax, ...] = ()
+    content_markers: tuple[str, str] = ("", "")
+    content_prefix: str = ""
+    prompt_tail: str = ""
     starts_in_reasoning: bool = False
     harmony_prefix: str = ""
-    think_tags: tuple[str, str] = ("<think>", "</think>")
+    tool_schemas: Mapping[str, Mapping[str, Any]] | None = None
+    lenient: bool = True
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.reasoning not in REASONING_FORMATS:
@@ -100,13 +115,13 @@ class StreamReader:
             self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix)
             stop_texts += HARMONY_TURN_END
         else:
-            content = TOOL_PARSERS[config.tools](self._emit)
-            if config.reasoning == "think":
-                self._parser = ThinkSplitter(
-                    self._emit, content, starts_in_reasoning=config.starts_in_reasoning, tags=config.think_tags
-                )
-            else:
-                self._parser = content
+            calls = PRESETS.get(config.tools, config.call_syntaxes)
+            self._parser = TurnParser(
+                self._emit,
+                reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,
+                content_markers=config.content_markers, content_prefix=config.content_prefix, calls=calls,
+                schemas=config.tool_schemas, lenient=config.lenient, starts_in_reasoning=config.starts_in_reasoning,
+                markup=Markup(config.control_tokens))
         marks = mk.build_marks(
             [
                 (mk.STOP_TOKEN, stop_texts),
@@ -121,6 +136,12 @@ class StreamReader:
         self._finish_reason: str | None = None
         self._stopped_by: str | None = None
         self._stop_kind: str | None = None
+        if config.prompt_tail and config.reasoning != "harmony":
+            self._emit.muted = True
+            self._run(config.prompt_tail, final=True)
+            self._emit.muted = False
+            self._emit.events = []
+            self._parser.end_priming()
 
     # -- input --
 
@@ -188,6 +209,7 @@ class StreamReader:
             finish_reason=self._finish_reason,
             stopped_by=self._stopped_by,
             stop_kind=self._stop_kind,
+            warnings=list(self.config.warnings),
         )
 
     # -- internals --

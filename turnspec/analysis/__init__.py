@@ -1,0 +1,114 @@
+"""Template analysis: how a chat template frames an assistant turn, learned by rendering probe conversations.
+
+    analysis = spec.analysis                 # cached per spec; milliseconds
+    analysis.reasoning.open, .close          # "<think>", "</think>"
+    analysis.tools.calls[0].describe()       # '<tool_call>\\n{"name": "{name}", "arguments": {arguments}}\\n</tool_call>'
+    analysis.turn_ends, analysis.guards      # what ends the turn; headers a model must never write
+
+Nothing here looks at a model's name: sentinel messages are rendered and the renderings compared. The reader,
+the stop set and the onboarding report are built from this one object. When something cannot be learned, the
+analysis says why (`tools.reason`, `reasoning.reason`, `notes`) instead of guessing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from ..errors import TemplateError, TurnspecError
+from ..template import template_literals
+from .markup import Markup, shaped_tokens
+from .probes import CONTENT, REASONING, Prober, assistant, user
+from .syntax import (CallSyntax, ContentSyntax, ParamSyntax, ReasoningSyntax, TemplateAnalysis, ToolSyntax,
+                     show)
+
+__all__ = ["CallSyntax", "ContentSyntax", "ParamSyntax", "ReasoningSyntax", "TemplateAnalysis", "ToolSyntax",
+           "analyze", "markup_for", "show"]
+
+
+def markup_for(spec: Any) -> Markup:
+    """Control tokens of the spec (vocabulary specials and added tokens the template writes) plus token-shaped
+    strings in the template's own text."""
+    template = spec.select_template()
+    try:
+        tokens = set(spec.control_tokens())
+    except TurnspecError:
+        tokens = set(spec.special_tokens.values())
+    tokens |= shaped_tokens(template_literals(template))
+    return Markup(tokens)
+
+
+def analyze(spec: Any) -> TemplateAnalysis:
+    """Run every probe on `spec`'s default template. Never raises for a template's own failures: see `.error`."""
+    from .calls import learn_tools
+    from .reasoning import learn_reasoning
+    from .turn import (AnalysisError, eos_after_every_rendering, learn_content, learn_guards, learn_turn,
+                       turn_end_after_answer)
+
+    t0 = time.perf_counter()
+    sha = spec.template_sha256
+    markup = markup_for(spec)
+    prober = Prober(spec)
+    notes: list[str] = []
+    try:
+        prober.discover_base()
+        facts = learn_turn(prober, markup)
+        reasoning = learn_reasoning(prober, markup, facts.turn)
+        content, prefix, after = learn_content(facts, reasoning, markup)
+        if prefix:
+            notes.append(f"answers start with the plain text {prefix!r}, read only at the start of a turn")
+        turn_ends: dict[str, str] = {}
+        end, source = turn_end_after_answer(prober, facts, content, after, markup)
+        if end is not None:
+            turn_ends[end] = source
+        found = learn_tools(prober, markup, facts.turn, set(turn_ends), reasoning)
+        starts = {s.text for s in markup.spans(facts.turn.header)[:1]}
+        for tok, source in found.turn_ends.items():
+            if tok not in starts:  # a template that writes the next turn's start right after calls (Command-R+)
+                turn_ends.setdefault(tok, source)
+        if reasoning.kind == "none" and found.empty_block is not None:
+            reasoning = ReasoningSyntax("tags", *found.empty_block, history=reasoning.history,
+                                        source="an empty block the template writes before tool calls")
+        outputs = _outputs(prober, markup, facts, tuple(turn_ends)) + found.outputs
+        guards, end_strings = learn_guards(prober, markup, facts, set(turn_ends), outputs)
+        eos = eos_after_every_rendering(prober, facts)
+    except (AnalysisError, TurnspecError) as exc:
+        if isinstance(exc, TemplateError) and exc.limit:
+            message = f"the template ran past turnspec's limits ({exc.template_message})"
+        else:
+            message = exc.template_message if isinstance(exc, TemplateError) else str(exc)
+        return TemplateAnalysis(sha, error=" ".join(str(message).split()), requires=dict(prober.requires),
+                                control_tokens=tuple(sorted(markup.tokens)),
+                                elapsed_ms=(time.perf_counter() - t0) * 1000)
+    return TemplateAnalysis(
+        sha,
+        generation_prompt=facts.generation_prompt,
+        assistant_header=facts.turn.header,
+        turn_ends=tuple(turn_ends),
+        turn_end_sources=turn_ends,
+        eos_after_every_rendering=eos,
+        guards=guards,
+        end_strings=end_strings,
+        reasoning=reasoning,
+        content=content,
+        content_prefix=prefix,
+        body_prefix=facts.turn.body_prefix,
+        tools=found.tools,
+        control_tokens=tuple(sorted(markup.tokens)),
+        requires=dict(prober.requires),
+        notes=tuple(notes),
+        elapsed_ms=(time.perf_counter() - t0) * 1000,
+    )
+
+
+def _outputs(prober: Prober, markup: Markup, facts: Any, turn_ends: tuple[str, ...]) -> list[str]:
+    """What the assistant itself writes in the probes (up to its turn end): guards must never occur in it."""
+    texts = [facts.content_turn]
+    finished, _ = prober.attempt([user(), assistant(CONTENT, reasoning=REASONING)])
+    if finished is not None and REASONING in finished:
+        texts.append(facts.turn.body_of(finished, REASONING))
+    out = []
+    for text in texts:
+        cut = min([i for i in (text.find(t) for t in turn_ends) if i >= 0], default=len(text))
+        out.append(text[:cut])
+    return out

@@ -1,0 +1,164 @@
+"""Probe conversations with sentinel texts, and the renderer that runs them.
+
+Every probe text is distinctive and different from the others, so finding it in a rendering says exactly where the
+template put it. Arguments mix two strings and an integer so a rendering tells JSON (`"tsv_one"`) from tagged
+values (`>tsv_one<`) and shows how non-string values are written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import TemplateError, TurnspecError
+from ..template import template_variables
+from .markup import Markup
+
+USER, USER_2 = "tsu_first_x", "tsu_second_x"
+SYSTEM = "tss_system_x"
+CONTENT, CONTENT_2 = "tsc_answer_x", "tsc_other_x"
+REASONING = "tsr_thought_x"
+TOOL_RESULT = "tst_result_x"
+
+NAME_A, NAME_B = "tsfn_alpha", "tsfn_beta"
+ID_A, ID_B = "tsid00001", "tsid00002"  # 9 alphanumerics: Mistral templates reject other ids
+ARGS_A = {"tsk_one": "tsv_one", "tsk_two": "tsv_two", "tsk_num": 4711}
+ARGS_B = {"tsk_three": "tsv_three"}
+
+
+def _tool(name: str, args: dict[str, Any], description: str) -> dict[str, Any]:
+    props = {k: {"type": "integer" if isinstance(v, int) else "string", "description": f"The {k}."} for k, v in args.items()}
+    return {"type": "function", "function": {"name": name, "description": description,
+                                             "parameters": {"type": "object", "properties": props,
+                                                            "required": list(args)}}}
+
+
+TOOL_A = _tool(NAME_A, ARGS_A, "First probe function.")
+TOOL_B = _tool(NAME_B, ARGS_B, "Second probe function.")
+TOOLS = [TOOL_A, TOOL_B]
+
+# Template variables that switch reasoning on or off, and the values tried for each.
+REASONING_SWITCHES: dict[str, tuple[Any, ...]] = {
+    "enable_thinking": (True, False),
+    "thinking": (True, False),
+    "enable_reasoning": (True, False),
+    "reasoning_effort": ("low", "medium", "high"),
+    "thinking_budget": (0, 1024),
+}
+
+_UNDEFINED = re.compile(r"'(\w+)' is undefined")
+
+
+def user(text: str = USER) -> dict[str, Any]:
+    return {"role": "user", "content": text}
+
+
+def call(name: str, args: dict[str, Any], call_id: str, as_string: bool) -> dict[str, Any]:
+    return {"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": json.dumps(args) if as_string else dict(args)}}
+
+
+def assistant(content: str = "", *, reasoning: str | None = None, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = calls
+    return message
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def common_suffix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[-1 - i] == b[-1 - i]:
+        i += 1
+    return i
+
+
+@dataclass
+class Aligned:
+    """A finished turn aligned with the prompt that asked for it.
+
+    `cut` is where the two renderings part (never inside a token); `output` is what the finished rendering has
+    from there (the assistant's text, its end, and whatever the template writes after it); `prompt_rest` is what
+    the generation prompt has from there instead (text the prompt supplies, such as an opened `<think>`).
+    """
+
+    cut: int
+    output: str
+    prompt_rest: str
+
+
+def align(prompt: str, full: str, markup: Markup) -> Aligned:
+    n = common_prefix(prompt, full)
+    n = min(markup.snap(full, n), markup.snap(prompt, n))
+    return Aligned(n, full[n:], prompt[n:])
+
+
+@dataclass
+class Prober:
+    """Renders probes through the spec with the keyword arguments every probe needs, and remembers failures."""
+
+    spec: Any
+    base: dict[str, Any] = field(default_factory=dict)
+    requires: dict[str, str] = field(default_factory=dict)
+
+    def render(self, messages: list[dict[str, Any]], **kwargs: Any) -> str:
+        return self.spec.render(messages, **{**self.base, **kwargs})
+
+    def attempt(self, messages: list[dict[str, Any]], **kwargs: Any) -> tuple[str | None, str | None]:
+        """(text, None) or (None, the template's one-line error)."""
+        try:
+            return self.render(messages, **kwargs), None
+        except TurnspecError as exc:
+            if isinstance(exc, TemplateError) and exc.limit:
+                raise
+            return None, _one_line(exc)
+
+    def discover_base(self) -> None:
+        """Find what a one-message conversation needs: nothing, a tools list (tool_use templates), or values for
+        variables the template reads without defining them (probed as empty strings, and reported)."""
+        conversation = [user()]
+        variables = set(template_variables(self.spec.select_template()))
+        for _ in range(6):
+            try:
+                self.render(conversation, add_generation_prompt=True)
+                break
+            except TurnspecError as exc:
+                if isinstance(exc, TemplateError) and exc.limit:
+                    raise
+                missing = _UNDEFINED.search(_one_line(exc))
+                name = missing.group(1) if missing else None
+                if name and name in variables and name not in self.base and name != "tools":
+                    self.base[name] = ""
+                elif "tools" not in self.base:
+                    self.base["tools"] = TOOLS
+                else:
+                    raise
+        else:
+            self.render(conversation, add_generation_prompt=True)
+        for name in list(self.base):  # keep only what is needed
+            trial = {k: v for k, v in self.base.items() if k != name}
+            try:
+                self.spec.render(conversation, add_generation_prompt=True, **trial)
+                del self.base[name]
+            except TurnspecError:
+                self.requires[name] = ("the template fails without a tools list; probed with one" if name == "tools"
+                                       else f"the template reads `{name}` without defining it; probed as an empty "
+                                            f"string (pass it with --kw {name}=...)")
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = exc.template_message if isinstance(exc, TemplateError) and exc.template_message else str(exc)
+    msg = " ".join(str(msg).split())
+    return msg if len(msg) <= 300 else msg[:297] + "..."

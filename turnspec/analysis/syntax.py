@@ -1,0 +1,208 @@
+"""What a template analysis finds, as plain data: the reader, the stops, the onboarding report and (later) grammars
+are all built from these objects, so one place in the code knows how a template frames an assistant turn.
+
+Literals keep the template's exact text (whitespace included); readers match them leniently on whitespace.
+A `Pattern` is a tuple of literal strings and holes (`NAME`, `ID`, `INDEX`, `ANY`): the parts of a call that
+change from one call to the next.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+NAME = "\x00name"  # the function name
+ID = "\x00id"  # a call id the template writes (`[CALL_ID]tsid00001`): optional when a model writes calls
+INDEX = "\x00index"  # a number that counts calls (`functions.get_weather:0`)
+ANY = "\x00any"  # a short run of text that differs between renderings (`string="true"` / `string="false"`)
+HOLES = (NAME, ID, INDEX, ANY)
+
+Pattern = tuple[str, ...]
+
+
+def show(pattern: Pattern | str) -> str:
+    """A pattern as readable text: holes as {name}, {id}, {index}, {…}."""
+    if isinstance(pattern, str):
+        return pattern
+    names = {NAME: "{name}", ID: "{id}", INDEX: "{index}", ANY: "{…}"}
+    return "".join(names.get(p, p) for p in pattern)
+
+
+def literal_text(pattern: Pattern) -> str:
+    """The pattern's literal parts only (holes dropped)."""
+    return "".join(p for p in pattern if p not in HOLES)
+
+
+@dataclass(frozen=True)
+class ParamSyntax:
+    """One argument of a tagged call: `key_prefix KEY key_suffix VALUE value_suffix`, arguments joined by `separator`.
+
+    Values are text; readers type them back with the tool's JSON schema. `string_quote` wraps string values where
+    the template quotes them (Gemma 4 writes `city:<|"|>Paris<|"|>`).
+    """
+
+    key_prefix: Pattern
+    key_suffix: Pattern
+    value_suffix: Pattern
+    separator: str = ""
+    open: str = ""  # before the first argument (`{`)
+    close: str = ""  # after the last argument (`}`)
+    string_quote: str = ""
+
+
+@dataclass(frozen=True)
+class CallSyntax:
+    """How the template writes tool calls in an assistant turn.
+
+    shape "json": each call is a JSON object (`json_name`/`json_args` key paths, or the name as the only key), or
+        the calls are one JSON list (`list_wrapped`).
+    shape "tagged": `call_open` (ending just before the name) NAME `between` ARGUMENTS `call_close`, where the
+        arguments are one JSON object (`args="json"`) or a run of tagged parameters (`args="params"`).
+    shape "pythonic": a Python-like list of calls, `[name(key=value, ...), ...]`.
+    A turn's calls sit between `section_open` and `section_close`, joined by `separator`.
+    `triggers` are the distinctive literals that start the calls in a model's output; with none (Llama 3's bare
+    JSON, functionary's `>>>` written by the generation prompt), the first call can only start the turn.
+    """
+
+    shape: str
+    section_open: str = ""
+    section_close: str = ""
+    call_open: Pattern = ()
+    call_close: Pattern = ()
+    separator: str = ""
+    triggers: tuple[str, ...] = ()
+    json_name: tuple[str, ...] = ("name",)
+    json_args: tuple[str, ...] = ("arguments",)
+    name_is_key: bool = False
+    list_wrapped: bool = False
+    args_as_string: bool = False
+    between: Pattern = ()
+    args: str = "json"
+    params: ParamSyntax | None = None
+
+    @property
+    def start_anchored(self) -> bool:
+        return not self.triggers
+
+    def describe(self) -> str:
+        """One line for reports: the shape of one call, with its section."""
+        if self.shape == "json":
+            body = ("[" if self.list_wrapped else "") + (
+                '{"{name}": {arguments}}' if self.name_is_key else
+                "{" + _json_path(self.json_name, '"{name}"') + ", " +
+                _json_path(self.json_args, '"{arguments}"' if self.args_as_string else "{arguments}") + "}")
+            body += ", …]" if self.list_wrapped else ""
+            call = show(self.call_open) + body + show(self.call_close)
+        elif self.shape == "pythonic":
+            one = "{name}" + show(self.between) + "(key=value, …)"
+            call = show(self.call_open) + (f"[{one}, …]" if self.list_wrapped else one) + show(self.call_close)
+        else:
+            if self.args == "params" and self.params is not None:
+                p = self.params
+                args = (p.open + show(p.key_prefix) + "{key}" + show(p.key_suffix) + "{value}" + show(p.value_suffix)
+                        + p.separator + "…" + p.close)
+            else:
+                args = "{arguments}"
+            call = show(self.call_open) + "{name}" + show(self.between) + args + show(self.call_close)
+        return self.section_open + call + self.section_close
+
+
+def _json_path(path: tuple[str, ...], value: str) -> str:
+    inner = f'"{path[-1]}": {value}'
+    for key in reversed(path[:-1]):
+        inner = f'"{key}": {{{inner}}}'
+    return inner
+
+
+@dataclass(frozen=True)
+class ReasoningSyntax:
+    """How reasoning is written. kind: "none", "tags" (`open`…`close`), or "harmony" (channels; read by hand-written code).
+
+    `prompt_opens`: the default generation prompt leaves reasoning open (the output starts inside it).
+    `history`: what the template does with reasoning of past turns ("kept", "dropped", "last turn only", "not rendered").
+    """
+
+    kind: str = "none"
+    open: str = ""
+    close: str = ""
+    prompt_opens: bool = False
+    history: str = "not rendered"
+    source: str = ""  # how the tags were found (rendering, generation prompt, a switch, inferred)
+    reason: str | None = None  # why reasoning is not readable, when the template has some
+
+    @property
+    def readable(self) -> bool:
+        return self.kind != "none" or self.reason is None
+
+
+@dataclass(frozen=True)
+class ContentSyntax:
+    """Markers around the answer text (`<|START_RESPONSE|>`…`<|END_RESPONSE|>`), when the template writes any."""
+
+    open: str = ""
+    close: str = ""
+
+
+@dataclass(frozen=True)
+class ToolSyntax:
+    """Tool calling: whether tools reach the prompt, and how calls are written (primary syntax first)."""
+
+    rendered: str = "unknown"  # "rendered", "ignored", "raises: …", "required"
+    calls: tuple[CallSyntax, ...] = ()
+    parallel: bool | None = None
+    reason: str | None = None  # why calls are not readable
+
+    @property
+    def readable(self) -> bool:
+        return bool(self.calls)
+
+
+@dataclass(frozen=True)
+class TemplateAnalysis:
+    """Everything turnspec learned about one template by rendering probe conversations.
+
+    `assistant_header`: how the generation prompt starts the assistant's turn; the reader takes what a prompt adds
+    after its last header (`<think>\\n`, `>>>`) as already read. `turn_ends`: what the template writes right after
+    an assistant turn (the first control token after the answer, after a tool call). `guards`: other roles'
+    headers, which a model must never write. `end_strings`: next-turn headers for templates that end turns with
+    plain text only.
+    """
+
+    template_sha256: str
+    generation_prompt: str = ""
+    assistant_header: str = ""
+    turn_ends: tuple[str, ...] = ()
+    turn_end_sources: dict[str, str] = field(default_factory=dict)
+    eos_after_every_rendering: str | None = None
+    guards: tuple[str, ...] = ()
+    end_strings: tuple[str, ...] = ()
+    reasoning: ReasoningSyntax = ReasoningSyntax()
+    content: ContentSyntax = ContentSyntax()
+    content_prefix: str = ""  # plain text answers start with (functionary's `all\n`): read at the turn start only
+    body_prefix: str = ""  # what the default generation prompt adds after the header (`<think>\n`)
+    tools: ToolSyntax = ToolSyntax()
+    control_tokens: tuple[str, ...] = ()
+    requires: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    error: str | None = None  # the template could not be analyzed at all
+    elapsed_ms: float = 0.0
+
+    @property
+    def harmony(self) -> bool:
+        return self.reasoning.kind == "harmony"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (holes shown as {name}, {id}, …)."""
+        out = asdict(self)
+        out["tools"]["calls"] = [dict(asdict(c), describe=c.describe()) for c in self.tools.calls]
+        return _readable(out)
+
+
+def _readable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _readable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, str) for v in value) and any(v in HOLES for v in value):
+            return show(tuple(value))
+        return [_readable(v) for v in value]
+    return value

@@ -1,0 +1,534 @@
+"""Parse the tool calls in a complete piece of model output, for any `CallSyntax` the template analysis learned.
+
+One parser serves every syntax: JSON call objects (Hermes, Llama 3, Mistral Nemo, Command-R7B...), a name
+followed by JSON arguments between literals (Mistral v11 `[TOOL_CALLS]name[ARGS]{…}`, Kimi, DeepSeek,
+functionary), a name followed by tagged parameters (Seed-OSS / Qwen3-Coder `<parameter=k>v</parameter>`,
+GLM `<arg_key>`), and pythonic lists (`[get_weather(city="Paris")]`).
+
+Literals match leniently on whitespace (a model may drop the template's newlines); values of tagged parameters
+are text, typed back with the tool's JSON schema when one is known. Anything that does not parse raises
+`ToolParseError`, which the reader turns into a `ToolCallError` event with the raw text.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping
+
+from ..analysis.syntax import ANY, ID, INDEX, NAME, CallSyntax, Pattern
+
+_DECODER = json.JSONDecoder()
+#: Function names: identifiers with dots, dashes, slashes (MCP-style `server.tool`, `brave-search`).
+_NAME_RE = r"[A-Za-z_][\w.\-/]*"
+
+
+class ToolParseError(ValueError):
+    """A call that does not parse; always turned into a `ToolCallError` event."""
+
+
+@dataclass(frozen=True)
+class ParsedCall:
+    name: str
+    arguments: dict[str, Any]
+    raw: str
+    call_id: str | None = None
+
+
+# --------------------------------------------------------------------------------------------- JSON call objects
+def call_from_object(obj: Any, syntax: CallSyntax | None = None, names: frozenset[str] = frozenset()
+                     ) -> tuple[str, dict[str, Any], str | None]:
+    """(name, arguments, id) from one decoded call object, in the template's shape or any of the usual ones.
+
+    Accepts `{"name", "arguments"|"parameters"}`, `{"tool_name", "parameters"}`, `{"type": "function",
+    "function": {...}}`, the name as the only key (`{"get_weather": {...}}`) when the syntax says so or the key is a
+    declared tool, and arguments given as a JSON string.
+    """
+    if not isinstance(obj, dict):
+        raise ToolParseError(f"a tool call must be a JSON object, got {type(obj).__name__}")
+    if syntax is not None and syntax.shape == "json" and not syntax.name_is_key:
+        name, args = _get_path(obj, syntax.json_name), _get_path(obj, syntax.json_args)
+        if isinstance(name, str) and name:
+            return name, _arguments(name, args), _call_id(obj)
+    if len(obj) == 1 and ((syntax is not None and syntax.name_is_key) or next(iter(obj)) in names):
+        (name, args), = obj.items()
+        if isinstance(args, dict):
+            return name, args, None
+    fn = obj.get("function")
+    if isinstance(fn, dict) and "name" in fn:
+        obj = {**fn, "id": obj.get("id")}
+    name = obj.get("name", obj.get("tool_name"))
+    if not isinstance(name, str) or not name:
+        raise ToolParseError('the tool call has no "name"')
+    args = obj.get("arguments", obj.get("parameters", obj.get("args", {})))
+    return name, _arguments(name, args), _call_id(obj)
+
+
+def _get_path(obj: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def _call_id(obj: dict[str, Any]) -> str | None:
+    for key in ("id", "tool_call_id", "call_id"):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _arguments(name: str, args: Any) -> dict[str, Any]:
+    if args is None:
+        return {}
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ToolParseError(f"the arguments of {name!r} are a string that is not JSON: {exc}") from None
+    if not isinstance(args, dict):
+        raise ToolParseError(f"the arguments of {name!r} are not a JSON object")
+    return args
+
+
+def decode_json_values(text: str) -> list[Any]:
+    """All JSON values in `text`, separated by whitespace, ',' or ';' (how models list several calls)."""
+    values: list[Any] = []
+    i, n = 0, len(text)
+    while True:
+        while i < n and (text[i].isspace() or text[i] in ",;"):
+            i += 1
+        if i >= n:
+            return values
+        try:
+            value, i = _DECODER.raw_decode(text, i)
+        except json.JSONDecodeError as exc:
+            raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+        values.append(value)
+
+
+def json_calls(text: str, syntax: CallSyntax | None = None, names: frozenset[str] = frozenset()) -> list[ParsedCall]:
+    """Calls from JSON text: one object, several objects, or a list of objects."""
+    values = decode_json_values(text)
+    if not values:
+        raise ToolParseError("the tool call is empty")
+    flat: list[Any] = []
+    for v in values:
+        flat.extend(v if isinstance(v, list) else [v])
+    raw = text.strip()
+    out = []
+    for v in flat:
+        name, args, call_id = call_from_object(v, syntax, names)
+        out.append(ParsedCall(name, args, raw if len(flat) == 1 else json.dumps(v, ensure_ascii=False), call_id))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- literal patterns
+def lenient(literal: str) -> str:
+    """Regex for a literal where any whitespace run matches any whitespace (or none)."""
+    parts = [re.escape(p) for p in re.split(r"\s+", literal) if p]
+    return r"\s*" + r"\s*".join(parts) + r"\s*" if parts else r"\s*"
+
+
+def pattern_regex(pattern: Pattern, *, optional_id: bool = True) -> str:
+    """Regex for a pattern. An `ID` hole and the literal before it are optional: models rarely write call ids."""
+    out: list[str] = []
+    parts = list(pattern)
+    i = 0
+    while i < len(parts):
+        part = parts[i]
+        if part == NAME:
+            out.append(rf"\s*(?P<name>{_NAME_RE})")
+        elif part == INDEX:
+            out.append(r"\d+")
+        elif part == ANY:
+            out.append(r"[^\n<>]*?")
+        elif part == ID:
+            out.append(r"(?P<id>[\w\-]+)")
+        elif i + 1 < len(parts) and parts[i + 1] == ID and optional_id:
+            out.append(f"(?:{lenient(part)}(?P<id>[\\w\\-]+))?")
+            i += 1
+        else:
+            out.append(lenient(part))
+        i += 1
+    return "".join(out)
+
+
+@lru_cache(maxsize=256)
+def _compiled(source: str) -> re.Pattern[str]:
+    return re.compile(source, re.S)
+
+
+def _match(pattern: Pattern, text: str, pos: int) -> re.Match[str] | None:
+    if not pattern:
+        return _compiled(r"\s*").match(text, pos)
+    return _compiled(pattern_regex(pattern)).match(text, pos)
+
+
+# --------------------------------------------------------------------------------------------- typing by schema
+def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
+    """A tagged parameter's text as the JSON value its schema says (string when there is no schema)."""
+    if not schema:
+        return text
+    types = schema.get("type")
+    if types is None:
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list):
+                types = [s.get("type") for s in schema[key] if isinstance(s, dict) and s.get("type")]
+                break
+    if isinstance(types, str):
+        types = [types]
+    if not types:
+        types = ["object", "array", "number", "boolean", "null", "string"] if "enum" not in schema else ["string"]
+    stripped = text.strip()
+    for t in types:
+        try:
+            if t == "string":
+                return text
+            if t == "integer":
+                return int(stripped)
+            if t == "number":
+                value = json.loads(stripped)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    return value
+            elif t == "boolean" and stripped.lower() in ("true", "false"):
+                return stripped.lower() == "true"
+            elif t == "null" and stripped.lower() in ("null", "none"):
+                return None
+            elif t in ("object", "array"):
+                value = json.loads(stripped)
+                if isinstance(value, dict if t == "object" else list):
+                    return value
+        except (ValueError, TypeError):
+            continue
+    return text
+
+
+def parameter_schemas(tools: Any) -> dict[str, dict[str, Any]]:
+    """name -> {parameter -> JSON schema} from OpenAI-style tool definitions (or Python functions' schemas)."""
+    out: dict[str, dict[str, Any]] = {}
+    for tool in tools or ():
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            continue
+        params = fn.get("parameters") or {}
+        props = params.get("properties") if isinstance(params, dict) else None
+        out[fn["name"]] = dict(props) if isinstance(props, dict) else {}
+    return out
+
+
+# --------------------------------------------------------------------------------------------- one syntax
+class CallParser:
+    """Parses the calls of one `CallSyntax` from complete text (a call section, or a whole output)."""
+
+    def __init__(self, syntax: CallSyntax, schemas: Mapping[str, Mapping[str, Any]] | None = None):
+        self.syntax = syntax
+        self.schemas = dict(schemas or {})
+        self.names = frozenset(self.schemas)
+
+    def parse(self, text: str) -> list[ParsedCall]:
+        """Every call in `text`, which must hold nothing else; raises ToolParseError otherwise."""
+        calls, end = self.parse_prefix(text)
+        if text[end:].strip():
+            raise ToolParseError(f"unexpected text after the calls: {text[end:end + 40]!r}")
+        return calls
+
+    def parse_prefix(self, text: str) -> tuple[list[ParsedCall], int]:
+        """The calls `text` starts with, and where they end (text after them is the model's, e.g. content)."""
+        s = self.syntax
+        pos = _skip(text, 0)
+        if s.section_open.strip():
+            m = _compiled(lenient(s.section_open)).match(text, pos)
+            if m:
+                pos = m.end()
+        if s.list_wrapped:
+            calls, pos = self._list(text, pos)
+        else:
+            calls, pos = self._sequence(text, pos)
+        if s.section_close.strip():
+            m = _compiled(lenient(s.section_close)).match(text, pos)
+            if m:
+                pos = m.end()
+        return calls, pos
+
+    # -- a list of calls: [ {...}, {...} ] or [f(a=1), g(b=2)] --
+    def _list(self, text: str, pos: int) -> tuple[list[ParsedCall], int]:
+        pos = _skip(text, pos)
+        if self.syntax.shape == "pythonic":
+            end = bracket_end(text, pos)
+            if end is None:
+                raise ToolParseError(f"the call list at {text[pos:pos + 40]!r} does not close")
+            return pythonic_calls(text[pos:end]), end
+        try:
+            value, end = _DECODER.raw_decode(text, pos)
+        except json.JSONDecodeError as exc:
+            raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+        items = value if isinstance(value, list) else [value]
+        raw = text[pos:end]
+        calls = []
+        for item in items:
+            name, args, call_id = call_from_object(item, self.syntax, self.names)
+            calls.append(ParsedCall(name, args, raw if len(items) == 1 else json.dumps(item, ensure_ascii=False),
+                                    call_id))
+        return calls, end
+
+    # -- calls one after another --
+    def _sequence(self, text: str, pos: int) -> tuple[list[ParsedCall], int]:
+        s = self.syntax
+        sep = _compiled(lenient(s.separator)) if s.separator.strip() else None
+        out: list[ParsedCall] = []
+        first_error: ToolParseError | None = None
+        while True:
+            start = pos
+            if out and sep is not None:
+                m = sep.match(text, pos)
+                if m:
+                    pos = m.end()
+            pos = _skip(text, pos)
+            if out and s.shape == "json" and pos < len(text) and text[pos] in ",;":
+                pos = _skip(text, pos + 1)  # models list several JSON calls with , or ;
+            if pos >= len(text):
+                return out, start if not out else pos
+            try:
+                calls, pos = self._one(text, pos)
+            except ToolParseError as exc:
+                first_error = first_error or exc
+                if not out:
+                    raise
+                return out, start
+            out.extend(calls)
+
+    def _one(self, text: str, start: int) -> tuple[list[ParsedCall], int]:
+        s = self.syntax
+        if s.shape == "json":
+            pos = start
+            m = _match(s.call_open, text, pos) if s.call_open else None
+            if m is not None:
+                pos = m.end()
+            pos = value_start = _skip(text, pos)
+            try:
+                value, pos = _DECODER.raw_decode(text, pos)
+            except json.JSONDecodeError as exc:
+                raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+            items = value if isinstance(value, list) else [value]
+            calls = []
+            for item in items:
+                name, args, call_id = call_from_object(item, s, self.names)
+                calls.append(ParsedCall(name, args, "", call_id))
+            raw = text[value_start:pos].strip()
+            m = _match(s.call_close, text, pos) if s.call_close else None
+            end = m.end() if m is not None else pos
+            return [ParsedCall(c.name, c.arguments, raw, c.call_id) for c in calls], end
+        if s.shape == "pythonic":
+            m = _match(s.call_open, text, start) if s.call_open else None
+            pos = _skip(text, m.end() if m is not None else start)
+            end = _call_end(text, pos)
+            if end is None:
+                raise ToolParseError(f"no call at {text[pos:pos + 40]!r}")
+            calls = pythonic_calls(text[pos:end], _literal(s.between))
+            m = _match(s.call_close, text, end) if s.call_close else None
+            return calls, m.end() if m is not None else end
+        call, end = self._one_tagged(text, start)
+        return [call], end
+
+    def _one_tagged(self, body: str, start: int) -> tuple[ParsedCall, int]:
+        s = self.syntax
+        m = _match(s.call_open + (NAME,), body, start)
+        if m is None:  # a model that skipped the opener: the name alone
+            m = _match((NAME,), body, start)
+        if m is None:
+            raise ToolParseError(f"expected a tool call at {body[start:start + 40]!r}")
+        name, pos, name_at = m.group("name"), m.end(), m.start("name")
+        name, pos = self._fix_name(name, pos)
+        m = _match(s.between, body, pos)
+        if m is None:
+            raise ToolParseError(f"after the name {name!r}: expected {_literal(s.between)!r}")
+        call_id = m.groupdict().get("id")
+        pos = m.end()
+        if s.args == "params" and s.params is not None:
+            args, pos = self._params(body, pos, name)
+        else:
+            pos = _skip(body, pos)
+            try:
+                value, pos = _DECODER.raw_decode(body, pos)
+            except json.JSONDecodeError as exc:
+                raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+            args = _arguments(name, value)
+        m = _match(s.call_close, body, pos) if s.call_close else None
+        end = m.end() if m is not None else pos
+        return ParsedCall(name, args, body[name_at:pos].strip(), call_id), end
+
+    def _fix_name(self, name: str, pos: int) -> tuple[str, int]:
+        """The name regex is greedy over dots: give back a suffix that `between` starts with (`name.` + ...)."""
+        between = self.syntax.between
+        if between and between[0] not in (NAME, ID, INDEX, ANY):
+            first = between[0].strip()[:1]
+            if first and first in ".-/" and first in name:
+                cut = name.index(first)
+                return name[:cut], pos - (len(name) - cut)
+        return name, pos
+
+    def _params(self, body: str, pos: int, name: str) -> tuple[dict[str, Any], int]:
+        p = self.syntax.params
+        assert p is not None
+        schema = self.schemas.get(name) or {}
+        args: dict[str, Any] = {}
+        if p.open:
+            m = _compiled(lenient(p.open)).match(body, pos)
+            if m:
+                pos = m.end()
+        key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + pattern_regex(p.key_suffix))
+        suffix_re = _compiled(pattern_regex(p.value_suffix)) if _literal(p.value_suffix).strip() else None
+        sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
+        close_re = _compiled(lenient(p.close)) if p.close.strip() else None
+        stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
+                                 _first_literal(self.syntax.call_close)) if lit]
+        trim = "\n" in _literal(p.key_suffix) + _literal(p.value_suffix)
+        while True:
+            if args and sep_re is not None:
+                m = sep_re.match(body, pos)
+                if m:
+                    pos = m.end()
+            m = key_re.match(body, pos)
+            if m is None:
+                break
+            key, pos = m.group("key"), m.end()
+            if p.string_quote and body.startswith(p.string_quote, pos):
+                end = body.find(p.string_quote, pos + len(p.string_quote))
+                if end < 0:
+                    raise ToolParseError(f"the value of {name}.{key} has no closing {p.string_quote}")
+                args[key] = body[pos + len(p.string_quote):end]
+                pos = end + len(p.string_quote)
+            else:
+                ends = [i for i in (body.find(lit, pos) for lit in stops) if i >= 0]
+                end = min(ends) if ends else len(body)
+                value = body[pos:end]
+                args[key] = type_value(value.strip("\n") if trim else value, schema.get(key))
+                pos = end
+            if suffix_re is not None:
+                m = suffix_re.match(body, pos)
+                if m is None:
+                    raise ToolParseError(f"the value of {name}.{key} is not closed by {_literal(p.value_suffix)!r}")
+                pos = m.end()
+        if close_re is not None:
+            m = close_re.match(body, pos)
+            if m:
+                pos = m.end()
+        return args, pos
+
+
+def _skip(text: str, pos: int) -> int:
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    return pos
+
+
+def bracket_end(text: str, i: int) -> int | None:
+    """End of the bracketed value starting at `i` (a list, a call's parentheses), skipping quoted strings."""
+    depth, quote, k = 0, "", i
+    while k < len(text):
+        ch = text[k]
+        if quote:
+            if ch == "\\":
+                k += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[({":
+            depth += 1
+        elif ch in "])}":
+            depth -= 1
+            if depth == 0:
+                return k + 1
+        k += 1
+    return None
+
+
+def _call_end(text: str, pos: int) -> int | None:
+    """End of `name(...)` at pos."""
+    m = re.compile(_NAME_RE + r"\s*").match(text, pos)
+    if m is None:
+        return None
+    paren = text.find("(", m.end() - 1 if text[m.end() - 1] == "(" else m.end())
+    if paren < 0 or text[m.end():paren].strip():
+        return None
+    return bracket_end(text, paren)
+
+
+def _literal(pattern: Pattern | str) -> str:
+    if isinstance(pattern, str):
+        return pattern
+    return "".join(p for p in pattern if p not in (NAME, ID, INDEX, ANY))
+
+
+def _first_literal(pattern: Pattern) -> str:
+    for part in pattern:
+        if part not in (NAME, ID, INDEX, ANY) and part.strip():
+            return part.strip().split()[0]
+    return ""
+
+
+# --------------------------------------------------------------------------------------------- pythonic
+def pythonic_calls(text: str, suffix: str = "") -> list[ParsedCall]:
+    """`[get_weather(city="Paris"), get_time(tz="UTC")]` (or one call without brackets) -> calls.
+
+    `suffix` is text the template writes between the name and the parentheses (Llama's `brave_search.call(...)`).
+    """
+    src = text.strip()
+    try:
+        node = ast.parse(src, mode="eval").body
+    except SyntaxError:
+        raise ToolParseError(f"not a Python call list: {src[:60]!r}") from None
+    calls = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
+    out = []
+    for c in calls:
+        if not isinstance(c, ast.Call):
+            raise ToolParseError("a pythonic tool call must be name(key=value, ...)")
+        name = _dotted(c.func)
+        if name is not None and suffix and name.endswith(suffix.strip()):
+            name = name[: -len(suffix.strip())]
+        if name is None:
+            raise ToolParseError("a pythonic tool call must start with a function name")
+        if c.args:
+            raise ToolParseError(f"{name}: positional arguments cannot be mapped to parameter names")
+        try:
+            args = {kw.arg: _literal_value(kw.value) for kw in c.keywords if kw.arg}
+        except ValueError:
+            raise ToolParseError(f"{name}: arguments must be literals") from None
+        out.append(ParsedCall(name, args, ast.get_source_segment(src, c) or src))
+    return out
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return f"{base}.{node.attr}" if base else None
+    return None
+
+
+def _literal_value(node: ast.AST) -> Any:
+    """A literal argument; JSON's true/false/null are accepted too (small models mix the two languages)."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name) and node.id in _NAMED:
+        return _NAMED[node.id]
+    if isinstance(node, (ast.List, ast.Tuple)):
+        return [_literal_value(e) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        return {_literal_value(k): _literal_value(v) for k, v in zip(node.keys, node.values) if k is not None}
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal_value(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    raise ValueError("not a literal")
+
+
+_NAMED = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}

@@ -1,0 +1,359 @@
+"""Reads one assistant turn in the syntax a template analysis found: reasoning, the answer, tool calls.
+
+    START ──reasoning open──► REASONING ──close──► START (an interleaved block may follow)
+      │  ──content open / text──► CONTENT ──call trigger──► CALLS ──call or section close──► AFTER
+      │  ──call trigger──► CALLS
+      └─ text that may start a call with no trigger (Llama 3's bare JSON, functionary's `name\\n{…}`) ──► HOLD
+
+Marks (the syntax's tokens) come from the marker scanner, so they are found across any chunking. Calls are
+buffered from their trigger and parsed when a closing mark arrives or the turn ends; a call is emitted whole.
+What the generation prompt already wrote after the assistant header (`<think>\\n`, `>>>`) is read first, silently,
+so the output is read from the state the prompt left.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping, Sequence
+
+from ..analysis.syntax import HOLES, CallSyntax
+from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
+from .content import ContentText, LenientCalls, PlainContent
+from .events import Emitter
+from .markers import Mark
+from .presets import CODE_TRIGGERS
+
+_START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
+_LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
+
+
+def _literal(pattern: Sequence[str]) -> str:
+    return "".join(p for p in pattern if p not in HOLES)
+
+
+def _tokens(literal: str, markup: Any) -> list[str]:
+    return [s.text for s in markup.spans(literal)] if markup is not None else []
+
+
+class TurnParser:
+    """The format parser behind `StreamReader` for every syntax except Harmony's."""
+
+    def __init__(self, emit: Emitter, *, reasoning_tags: tuple[str, str] | None = None,
+                 content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
+                 calls: Sequence[CallSyntax] = (), schemas: Mapping[str, Mapping[str, Any]] | None = None,
+                 lenient: bool = True, starts_in_reasoning: bool = False, markup: Any = None):
+        self._emit = emit
+        self._open, self._close = reasoning_tags or ("", "")
+        self._c_open, self._c_close = content_markers
+        self._prefix = content_prefix
+        self._calls = tuple(calls)
+        self._schemas = dict(schemas or {})
+        self._by_trigger: dict[str, list[CallSyntax]] = {}
+        for syntax in self._calls:
+            for trigger in syntax.triggers:
+                self._by_trigger.setdefault(trigger, []).append(syntax)
+        self._anchored = [s for s in self._calls if s.start_anchored]
+        self._enders = self._ender_marks(markup)
+        markers = [m for m in (self._open, self._close, self._c_open, self._c_close) if m]
+        markers += list(self._by_trigger) + sorted(self._enders)
+        markers += [t for s in self._calls for lit in self._literals(s) for t in _tokens(lit, markup)]
+        self.markers: tuple[str, ...] = tuple(dict.fromkeys(markers))
+        self._out: Any = ContentText(emit) if self._calls or (lenient and self._schemas) else PlainContent(emit)
+        hermes_native = "<tool_call>" in self._by_trigger
+        self._content: Any = (LenientCalls(emit, self._out, self._schemas, skip_hermes=hermes_native)
+                              if lenient and self._schemas else self._out)
+        # START decides how the output begins; with nothing to decide, the output is content from its first byte.
+        needs_start = bool(self._open or self._prefix or self._anchored)
+        self._state = _REASONING if starts_in_reasoning and self._open else _START if needs_start else _CONTENT
+        self._start: list[str] = []  # START/HOLD: text not decided yet
+        self._primed = 0  # characters of the start buffer that the prompt wrote (never content)
+        self._buf: list[str] = []  # CALLS: the section so far
+        self._trigger = ""
+        self._reasoning_started = False
+        self._ws = ""  # trailing whitespace of the reasoning, held until we know it is not the end
+
+    # -- priming --
+    def begin_priming(self) -> None:
+        self._priming_start = len("".join(self._start))
+
+    def end_priming(self) -> None:
+        self._primed = len("".join(self._start))
+
+    # -- input --
+    def text(self, t: str) -> None:
+        state = self._state
+        if state == _CONTENT:
+            self._content.text(t)
+        elif state == _REASONING:
+            self._reason(t)
+        elif state == _CALLS:
+            self._buf.append(t)
+        elif state == _HOLD:
+            self._start.append(t)
+            self._hold_check(final=False)
+        else:
+            self._start.append(t)
+            self._decide_start(final=False)
+
+    def mark(self, m: Mark) -> None:
+        s, state = m.text, self._state
+        if state == _REASONING:
+            if s == self._close:
+                self._ws = ""
+                self._state = _START
+                self._start, self._primed = [], 0
+                self._out.skip_leading_ws()
+            elif s == self._c_open:
+                self._ws = ""
+                self._state = _CONTENT
+                self._out.skip_leading_ws()
+            elif s != self._open:  # a nested opener is dropped
+                self._reason(s)  # a model musing about "<tool_call>" while thinking: it is reasoning text
+            return
+        if state == _CALLS:
+            self._buf.append(s)
+            if s in self._enders:
+                self._finish_calls(final=False)
+            return
+        if state in (_START, _HOLD, _AFTER):
+            if state == _HOLD and s not in self._by_trigger:
+                self._start.append(s)
+                return
+            self._flush_start()
+        if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
+            self._state = _REASONING
+            self._reasoning_started = False
+        elif s == self._open:
+            pass  # a late <think> in the answer is dropped
+        elif s in self._by_trigger:
+            self._to_calls(s)
+        elif s == self._c_open:
+            self._state = _CONTENT
+        elif s in (self._close, self._c_close) or s in self._enders:
+            if self._state != _CONTENT:
+                self._state = _AFTER
+        else:
+            self._state = _CONTENT  # another token of the syntax outside a call: never shown
+
+    def close(self) -> None:
+        state = self._state
+        if state in (_START, _HOLD, _AFTER):
+            if state == _HOLD:
+                self._hold_check(final=True)
+            self._flush_start(final=True)
+        if self._state == _CALLS:
+            self._finish_calls(final=True)
+        if hasattr(self._content, "close") and self._content is not self._out:
+            self._content.close()
+        self._out.close()
+
+    def skip_leading_ws(self) -> None:
+        self._out.skip_leading_ws()
+
+    # -- START: reasoning, a content prefix, or a call with no trigger --
+    def _decide_start(self, final: bool) -> None:
+        buf = "".join(self._start)
+        lead = buf[self._primed:] if self._primed else buf
+        s = buf.lstrip()
+        if not s:
+            if final:
+                self._start = []
+            return
+        if self._prefix:
+            p = self._prefix.lstrip()
+            if s.startswith(p):
+                rest = s[len(p):]
+                self._start, self._primed = [], 0
+                self._state = _CONTENT
+                if rest.strip():
+                    self._content.text(rest)
+                return
+            if p.startswith(s) and not final:
+                return
+        if self._anchored and self._may_start_call(s):
+            self._state = _HOLD
+            self._hold_check(final)
+            return
+        self._start, self._primed = [], 0
+        self._state = _CONTENT
+        if lead.strip():
+            self._content.text(lead.lstrip())
+
+    def _may_start_call(self, s: str) -> bool:
+        for syntax in self._anchored:
+            lit = _literal(syntax.call_open).strip() or syntax.section_open.strip()
+            if syntax.shape == "json" or syntax.list_wrapped:
+                if s[0] in "{[" or (lit and (s.startswith(lit) or lit.startswith(s))):
+                    return True
+            elif lit:
+                if s.startswith(lit) or lit.startswith(s):
+                    return True
+            elif s[0].isalpha() or s[0] == "_":
+                return True
+        return False
+
+    def _hold_check(self, final: bool) -> None:
+        """HOLD: parse once the held text can be judged (its JSON closed and no other call follows, or the turn
+        ended)."""
+        buf = "".join(self._start)
+        text = buf.lstrip()
+        if not final:
+            if text[:1] in "{[":
+                if not _json_run_settled(text):
+                    return
+            elif len(text) < 4096:
+                if not any(self._anchored_prefix_fails(s, text) for s in self._anchored):
+                    return
+        for syntax in self._anchored:
+            try:
+                calls, end = CallParser(syntax, self._schemas).parse_prefix(text)
+            except ToolParseError:
+                continue
+            if calls:
+                self._start, self._primed = [], 0
+                self._emit_calls(calls)
+                self._state = _AFTER
+                rest = text[end:]
+                if rest.strip():
+                    self._state = _CONTENT
+                    self._content.text(rest.lstrip())
+                return
+        if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
+            self._start, self._primed = [], 0
+            self._emit.error(text, "a JSON tool call that does not parse")
+            self._state = _AFTER
+            return
+        if final or text[:1] in "{[" or any(self._anchored_prefix_fails(s, text) for s in self._anchored):
+            self._state = _START
+            self._flush_start(final=final)
+
+    def _anchored_prefix_fails(self, syntax: CallSyntax, text: str) -> bool:
+        """A name-first call (functionary `name\\n{…}`): give up once the text cannot be `name` + `between`."""
+        if syntax.shape == "json" or syntax.list_wrapped:
+            return text[:1] not in "{["
+        lit = _literal(syntax.call_open).strip()
+        body = text[len(lit):] if lit and text.startswith(lit) else text
+        m = re.match(r"[A-Za-z_][\w.\-/]*", body)
+        if m is None:
+            return bool(body)
+        rest = body[m.end():]
+        between = _literal(syntax.between)
+        if not rest:
+            return len(body) > 64
+        return not (rest.startswith(between) or between.startswith(rest) or rest.lstrip().startswith(between.strip()))
+
+    def _flush_start(self, final: bool = False) -> None:
+        """Release undecided start text as content (what the prompt wrote is never content)."""
+        if not self._start:
+            return
+        buf = "".join(self._start)
+        lead = buf[self._primed:]
+        self._start, self._primed = [], 0
+        if self._prefix and buf.lstrip().startswith(self._prefix.lstrip()):
+            lead = buf.lstrip()[len(self._prefix.lstrip()):]
+        if lead.strip():
+            self._state = _CONTENT
+            self._content.text(lead.lstrip())
+
+    # -- CALLS --
+    def _to_calls(self, trigger: str) -> None:
+        self._out.drop_pending()
+        if self._content is not self._out:
+            self._content.close()
+        self._state = _CALLS
+        self._trigger = trigger
+        self._buf = [trigger]
+
+    def _finish_calls(self, final: bool) -> None:
+        text = "".join(self._buf)
+        syntaxes = self._by_trigger.get(self._trigger, [])
+        error: ToolParseError | None = None
+        for syntax in syntaxes:
+            try:
+                calls, end = CallParser(syntax, self._schemas).parse_prefix(text)
+            except ToolParseError as exc:
+                error = error or exc
+                continue
+            if calls:
+                self._emit_calls(calls)
+                self._buf = []
+                self._state = _AFTER
+                self._out.skip_leading_ws()
+                rest = text[end:]
+                if rest.strip():
+                    self._state = _CONTENT
+                    self._content.text(rest.lstrip())
+                return
+        ended = bool(self._buf) and self._buf[-1] in self._enders
+        if not final and not ended:
+            return
+        self._buf = []
+        body = text[len(self._trigger):].strip()
+        if self._trigger in CODE_TRIGGERS and body and not body.startswith(("{", "[")):
+            self._emit.tool_call("python", {"code": body}, body)
+        elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
+            raw = text[len(self._trigger):]
+            for ender in self._enders:
+                raw = raw[: -len(ender)] if raw.endswith(ender) else raw
+            self._emit.error(raw.strip(), f"{self._trigger}: {error or 'no tool call follows it'}")
+        else:  # a plain-text trigger (Command-R+ `Action:`) that did not lead to calls: it was prose
+            self._state = _CONTENT
+            self._content.text(text)
+        self._state = _AFTER
+
+    def _emit_calls(self, calls: list[ParsedCall]) -> None:
+        self._out.drop_pending()
+        for c in calls:
+            self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
+        self._out.skip_leading_ws()
+
+    # -- reasoning --
+    def _reason(self, t: str) -> None:
+        if not self._reasoning_started:
+            t = t.lstrip()
+            if not t:
+                return
+            self._reasoning_started = True
+        body = t.rstrip()
+        if body:
+            self._emit.reasoning(self._ws + body if self._ws else body)
+            self._ws = t[len(body):]
+        else:
+            self._ws += t
+
+    # -- syntax literals --
+    @staticmethod
+    def _literals(syntax: CallSyntax) -> list[str]:
+        lits = [syntax.section_open, syntax.section_close, _literal(syntax.call_open), _literal(syntax.call_close),
+                _literal(syntax.between)]
+        if syntax.params is not None:
+            p = syntax.params
+            lits += [_literal(p.key_prefix), _literal(p.key_suffix), _literal(p.value_suffix)]
+        return [lit for lit in lits if lit.strip()]
+
+    def _ender_marks(self, markup: Any) -> set[str]:
+        """Marks after which the buffered calls can be parsed: the last token of a call's or a section's close."""
+        out: set[str] = set()
+        for syntax in self._calls:
+            for lit in (_literal(syntax.call_close), syntax.section_close):
+                toks = _tokens(lit, markup) if markup is not None else []
+                if toks:
+                    out.add(toks[-1])
+                elif lit.strip() and not any(ch.isspace() for ch in lit.strip()):
+                    out.add(lit.strip())
+        return out
+
+
+def _json_run_settled(text: str) -> bool:
+    """Whether held JSON can be judged: its values are complete and something other than another value follows."""
+    pos = 0
+    while True:
+        end = bracket_end(text, pos)
+        if end is None:
+            return False
+        rest = text[end:].lstrip().lstrip(",;").lstrip()
+        if not rest:
+            return False  # another call may still follow
+        if rest[0] not in "{[":
+            return True
+        pos = len(text) - len(rest)
