@@ -59,3 +59,16 @@ def smollm2_hf(smollm2_gguf, tmp_path_factory) -> Path:
     from turnspec.engines.convert import gguf_to_hf_folder
 
     return gguf_to_hf_folder(smollm2_gguf, tmp_path_factory.mktemp("smollm2-hf"))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print the round-trip table (tests/test_roundtrip.py) when those tests ran."""
+    import sys
+
+    module = sys.modules.get("test_roundtrip")
+    reports = getattr(module, "REPORTS", None)
+    if reports:
+        from roundtrip import table
+
+        terminalreporter.write_sep("-", "round trip: assistant messages rendered by each template, read back")
+        terminalreporter.write_line(table(sorted(reports, key=lambda r: r.template)))

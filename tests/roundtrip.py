@@ -91,13 +91,22 @@ def spec_for(template: str, special_tokens: dict[str, str], base_tokenizer: Path
     return turnspec.from_template(template, special_tokens=special_tokens, tokenizer=tok)
 
 
+def tools_for(spec: Any) -> list[dict[str, Any]]:
+    """The tools as the template takes them: OpenAI-style, or bare function schemas where the analysis found it
+    wants those (Apertus)."""
+    return [t["function"] for t in TOOLS] if "bare function schemas" in spec.analysis.tools.rendered else TOOLS
+
+
 def _render(spec: Any, case: str) -> tuple[str, str] | str:
     """(prompt text the output continues, output) or the reason the case is not rendered."""
     error = ""
+    tools = tools_for(spec)
+    # variables the template reads without defining (firefunction's `functions`), as the analysis probed them
+    extra = {k: "" for k in spec.analysis.requires if k != "tools"}
     for as_string in (False, True):
         try:
-            full = spec.render([*CONVERSATION, message(case, as_string)], tools=TOOLS)
-            prompt = spec.render(CONVERSATION, add_generation_prompt=True, tools=TOOLS)
+            full = spec.render([*CONVERSATION, message(case, as_string)], tools=tools, **extra)
+            prompt = spec.render(CONVERSATION, add_generation_prompt=True, tools=tools, **extra)
         except turnspec.TurnspecError as exc:
             error = f"the template raises ({' '.join(str(exc).split())[:120]})"
             continue
@@ -115,6 +124,10 @@ def _render(spec: Any, case: str) -> tuple[str, str] | str:
             continue  # arguments not rendered as given: try them as a JSON string
         if content and content not in output:
             return "the template does not render the answer"
+        r = spec.analysis.reasoning
+        if content and not reasoning and r.prompt_opens and r.close not in output and prompt_text == prompt:
+            return ("the template writes a finished answer inside the reasoning block its generation prompt opens, "
+                    "never closed (read as reasoning, as an unclosed block from a model is)")
         return prompt_text, output
     return error or "the template does not render tool calls"
 
@@ -129,6 +142,9 @@ def _split(spec: Any, prompt: str, full: str) -> tuple[str, str]:
     while n < min(len(full), len(prompt)) and full[n] == prompt[n]:
         n += 1
     n = min(markup.snap(full, n), markup.snap(prompt, n))
+    r = spec.analysis.reasoning
+    if r.prompt_opens and r.close and r.close in full[n:]:
+        return prompt, full[n:]  # the rendering continues the block the prompt opened (Apriel's reasoning)
     header = spec.analysis.assistant_header.strip()
     if header and full.find(header, n) >= 0 and not full[n:full.find(header, n)].strip(" \n") .replace(header, ""):
         n = full.find(header, n) + len(header)
@@ -138,10 +154,11 @@ def _split(spec: Any, prompt: str, full: str) -> tuple[str, str]:
 
 
 def read_back(spec: Any, prompt: str, output: str, tokenizer: Tokenizer | None) -> tuple[Any, Any]:
-    whole = spec.reader(prompt, tools=TOOLS).read_all(output)
+    tools = tools_for(spec)
+    whole = spec.reader(prompt, tools=tools).read_all(output)
     streamed = None
     if tokenizer is not None:
-        reader = spec.reader(prompt, tools=TOOLS)
+        reader = spec.reader(prompt, tools=tools)
         for tid in tokenizer.encode(output, add_special_tokens=False).ids:
             reader.feed_token(tid)
             if reader.done:

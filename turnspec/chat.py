@@ -20,6 +20,7 @@ class GenerationOptions:
     top_p: float = 1.0
     seed: int | None = None
     stop_strings: tuple[str, ...] = ()
+    tools: list[Any] | None = None  # the tools the model may call: rendered into the prompt, and read back
 
 
 @dataclass
@@ -82,7 +83,8 @@ def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, re
     stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`."""
     result.prompt_tokens = len(enc.ids)
     # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
-    reader = spec.reader(enc.text, extra_stop_strings=options.stop_strings, stop_ids=spec.stops.halt_ids)
+    reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings,
+                         stop_ids=spec.stops.halt_ids)
     t0 = time.perf_counter()
     generated = 0
     steps = engine.generate(enc.ids, max_tokens=options.max_tokens, temperature=options.temperature,
@@ -105,6 +107,7 @@ def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, re
     result.total_s = time.perf_counter() - t0
     result.completion_tokens = generated
     final = reader.result
+    result.notices.extend(w for w in final.warnings if w not in result.notices)
     result.content, result.reasoning = final.content, final.reasoning
     result.finish_reason, result.stopped_by = final.finish_reason, final.stopped_by
     result.tool_calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
@@ -160,7 +163,7 @@ class ChatSession:
         limit = getattr(self.engine, "context_length", 0) or 0
         while True:
             enc = self.spec.encode(self.conversation(history), add_generation_prompt=True, assistant_mask=False,
-                                   **self.template_kwargs)
+                                   tools=self.options.tools, **self.template_kwargs)
             if not limit or len(enc.ids) + self.options.max_tokens <= limit or len(history) <= 1:
                 break
             cut = next((k for k in range(1, len(history)) if history[k].get("role") == "user"), len(history) - 1)

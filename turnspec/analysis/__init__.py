@@ -43,7 +43,7 @@ def analyze(spec: Any) -> TemplateAnalysis:
     from .calls import learn_tools
     from .reasoning import learn_reasoning
     from .turn import (AnalysisError, eos_after_every_rendering, learn_content, learn_guards, learn_turn,
-                       turn_end_after_answer)
+                       plain_turn_end, turn_end_after_answer)
 
     t0 = time.perf_counter()
     sha = spec.template_sha256
@@ -71,6 +71,9 @@ def analyze(spec: Any) -> TemplateAnalysis:
                                         source="an empty block the template writes before tool calls")
         outputs = _outputs(prober, markup, facts, tuple(turn_ends)) + found.outputs
         guards, end_strings = learn_guards(prober, markup, facts, set(turn_ends), outputs)
+        if not turn_ends:
+            plain = plain_turn_end(prober, facts, after)
+            end_strings = tuple(dict.fromkeys(s for s in (plain, *end_strings) if s))
         eos = eos_after_every_rendering(prober, facts)
     except (AnalysisError, TurnspecError) as exc:
         if isinstance(exc, TemplateError) and exc.limit:

@@ -574,7 +574,7 @@ def _triggers(literals: list[str], markup: Markup) -> tuple[str, ...]:
     out: list[str] = []
     for lit in literals:
         stripped = lit.strip()
-        if not stripped:
+        if not stripped or stripped[0] in ">])}":  # never from the middle of a tag
             continue
         first = markup.first(stripped)
         if first is not None and not stripped[:first.start].strip():

@@ -19,7 +19,7 @@ TOKEN_SHAPE = re.compile(
     r"|<｜[^<>｜]+｜>"  # <｜tool▁sep｜> (full-width bars)
     r"|<\|[^<>|\s]+>|<[^<>|\s/]+\|>"  # Gemma 4: <|turn>, <turn|>
     r"|\[/?[A-Z][A-Z_]*\]"  # [INST], [/INST], [TOOL_CALLS]
-    r"|</?[A-Za-z_][\w:.\-]*>"  # <think>, </tool_call>, <seed:think>, <SPECIAL_12>
+    r"|</?(?:｜\w+｜)?[A-Za-z_][\w:.\-]*>"  # <think>, </tool_call>, <seed:think>, <SPECIAL_12>, <｜DSML｜invoke>
 )
 #: Openers of markup that carries a value: `<function=`, `<parameter name="`, `[TOOL_CALLS`.
 _TAG_OPENER = re.compile(r"<[|｜/]?[A-Za-z_]|\[[A-Z/]")

@@ -71,7 +71,7 @@ def learn_turn(prober: Prober, markup: Markup) -> TurnFacts:
     candidates = [gen]
     if aligned.prompt_rest and gen.endswith(aligned.prompt_rest):
         candidates.append(gen[: len(gen) - len(aligned.prompt_rest)])
-    role = role_header(gen, markup)
+    role = role_header(gen, markup, frozenset(s.text for s in markup.spans(finished)))
     if role:
         candidates.append(role + gen[len(role):][: len(gen[len(role):]) - len(gen[len(role):].lstrip())])
     for other in _switch_prompts(prober, before):
@@ -94,16 +94,17 @@ def _switch_prompts(prober: Prober, before: str) -> list[str]:
     return out
 
 
-def role_header(text: str, markup: Markup) -> str:
+def role_header(text: str, markup: Markup, closers: frozenset[str] = frozenset()) -> str:
     """The leading tokens of a header and the role word between or after them (`<|im_start|>assistant`,
-    `<|start_header_id|>user<|end_header_id|>`), never the message text after it."""
+    `<|start_header_id|>user<|end_header_id|>`), never the message text after it, nor a token that opens a block
+    closed later (`<think>` after `<assistant>`, when `</think>` is among `closers`)."""
     h = text.strip()
     spans = markup.spans(h)
     if not spans or spans[0].start != 0:
         return ""
     end = 0
-    for span in spans:
-        if span.start != end:
+    for i, span in enumerate(spans):
+        if span.start != end or (i and any(pairs(span.text, c) for c in closers)):
             break
         end = span.end
         word = re.match(r"[A-Za-z][\w.\-]{0,23}", h[end:])
@@ -154,7 +155,7 @@ _END_WORD = re.compile(r"end|close|stop", re.IGNORECASE)
 
 def pairs(open_: str, close: str) -> bool:
     """Whether `close` is the closing partner of `open_`: `<x>`/`</x>`, `[X]`/`[/X]`, `<|START_X|>`/`<|END_X|>`."""
-    if close in (open_.replace("<", "</", 1), open_.replace("[", "[/", 1)):
+    if close != open_ and close in (open_.replace("<", "</", 1), open_.replace("[", "[/", 1)):
         return True
     a, b = _START_WORD.sub("", open_).lower(), _END_WORD.sub("", close).lower()
     return a == b and a != open_.lower()
@@ -173,6 +174,19 @@ def turn_end_after_answer(prober: Prober, facts: TurnFacts, content: ContentSynt
         if spans and not rest[:spans[0].start].replace(content.close, "").strip():
             return spans[0].text, "template (history)"
     return None, ""
+
+
+def plain_turn_end(prober: Prober, facts: TurnFacts, after: int) -> str:
+    """For templates that write no control token after an answer: the text they write after every answer, in the
+    final turn and in history alike (MiniMax's `[e~[`, when its vocabulary is not at hand). '' when that is only
+    whitespace (alpaca, falcon: the next turn's header is then the stop string)."""
+    final = facts.content_turn[after:]
+    three, _ = prober.attempt([user(), assistant(CONTENT), user(USER_2)])
+    if three is None or CONTENT not in three:
+        return ""
+    history = three[three.find(CONTENT) + len(CONTENT):]
+    common = final[:common_prefix(final, history)].strip()
+    return common if len(common) >= 2 and "tsu_" not in common else ""
 
 
 def eos_after_every_rendering(prober: Prober, facts: TurnFacts) -> str | None:

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import load_pinned_spec, open_engine, parse_kwargs
+from .common import load_pinned_spec, open_engine, parse_kwargs, read_json_file
 
 EXIT_WORDS = ("exit", "quit")
 
@@ -38,6 +38,7 @@ def run(
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Extra stop string (repeatable)."),
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
+    tools: Optional[Path] = typer.Option(None, "--tools", help="JSON file: a list of tool schemas the model may call."),
     show_prompt: bool = typer.Option(False, "--show-prompt", help="Print each turn's rendered prompt (stderr)."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
@@ -54,7 +55,7 @@ def run(
         show_reasoning = sys.stdout.isatty()
     eng = open_engine(spec, engine, n_ctx)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop_strings=tuple(stop or ()))
+                                stop_strings=tuple(stop or ()), tools=read_json_file(tools, "tools") if tools else None)
     session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",
                           options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)})
     ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)

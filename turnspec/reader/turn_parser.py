@@ -229,10 +229,12 @@ class TurnParser:
 
     def _anchored_prefix_fails(self, syntax: CallSyntax, text: str) -> bool:
         """A name-first call (functionary `name\\n{…}`): give up once the text cannot be `name` + `between`."""
+        lit = _literal(syntax.call_open).strip() or syntax.section_open.strip()
+        if lit and lit.startswith(text):
+            return False  # still reading the opener (firefunction's `functools`)
+        body = text[len(lit):].lstrip() if lit and text.startswith(lit) else text
         if syntax.shape == "json" or syntax.list_wrapped:
-            return text[:1] not in "{["
-        lit = _literal(syntax.call_open).strip()
-        body = text[len(lit):] if lit and text.startswith(lit) else text
+            return body[:1] not in "{[" if body else False
         m = re.match(r"[A-Za-z_][\w.\-/]*", body)
         if m is None:
             return bool(body)
@@ -337,10 +339,11 @@ class TurnParser:
         for syntax in self._calls:
             for lit in (_literal(syntax.call_close), syntax.section_close):
                 toks = _tokens(lit, markup) if markup is not None else []
+                stripped = lit.strip()
                 if toks:
                     out.add(toks[-1])
-                elif lit.strip() and not any(ch.isspace() for ch in lit.strip()):
-                    out.add(lit.strip())
+                elif len(stripped) >= 3 and not stripped.isalnum() and not any(ch.isspace() for ch in stripped):
+                    out.add(stripped)  # a plain-text closer such as a code fence, never a lone ">"
         return out
 
 

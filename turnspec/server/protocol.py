@@ -317,5 +317,5 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int) -> tuple[Any, 
     else:
         max_tokens = call.max_tokens or FALLBACK_MAX_TOKENS
     options = GenerationOptions(max_tokens=max_tokens, temperature=call.temperature, top_p=call.top_p,
-                                seed=call.seed, stop_strings=call.stop)
+                                seed=call.seed, stop_strings=call.stop, tools=call.tools)
     return enc, options
