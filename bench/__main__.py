@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import RESULTS, machine, table, write_result
 
-ALL = ("render", "startup", "reader", "mask", "e2e")
+ALL = ("render", "startup", "reader", "analysis", "mask", "e2e")
 
 
 def run(name: str, quick: bool) -> None:
@@ -33,6 +33,10 @@ def run(name: str, quick: bool) -> None:
         from bench import bench_reader
 
         bench_reader.main(["--runs", "3" if quick else "5"])
+    elif name == "analysis":
+        from bench import bench_analysis
+
+        bench_analysis.main(["--runs", "2" if quick else "5"])
     elif name == "mask":
         from bench import bench_mask
 
@@ -74,8 +78,14 @@ def headline() -> list[list[str]]:
     if r := load("reader"):
         worst = max(r["formats"], key=lambda f: f["us_per_token"])
         frac = max((f["fraction_of_decode_step"] or 0) for f in r["formats"])
-        add("streaming reader, worst format", f"{worst['us_per_token']:.1f} µs/token ({worst['format']})")
+        best = min(r["formats"], key=lambda f: f["us_per_token"])
+        add(f"streaming reader, {len(r['formats'])} syntaxes learned from real templates",
+            f"{best['us_per_token']:.1f}–{worst['us_per_token']:.1f} µs/token (worst: {worst['format']})")
         add("reader cost per SmolLM2 llama.cpp decode step", f"{100 * frac:.3f}%", "< 1%", frac < 0.01)
+    if r := load("analysis"):
+        a = r["summary"]
+        add(f"template analysis, once per model ({a['templates']} templates)",
+            f"median {a['median_warm_ms']:.0f} ms (max {a['max_warm_ms']:.0f} ms; {a['median_cold_ms']:.0f} ms cold)")
     if r := load("e2e"):
         a = r["llamacpp_in_process"]
         if "engine_only_ratio" in a:

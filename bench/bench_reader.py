@@ -1,16 +1,15 @@
-"""Benchmark: the streaming reader's cost per token, against one llama.cpp decode step of SmolLM2-135M.
+"""Benchmark: the streaming reader's cost per token, for each syntax the template analysis learns, against one
+llama.cpp decode step of SmolLM2-135M.
 
     python bench/bench_reader.py [--runs 5] [--tokens 4000] [--no-llama]
 
-For each output format it feeds a ~4000-token output (synthetic text in the format's shape, tokenized by
-the real SmolLM2 tokenizer) to a reader one token id at a time — detokenizing, stop/marker scanning,
-format parsing, events — and reports the median µs/token over several runs. It also reports the cost of
-the first and the last 1000 tokens (equal when the per-token cost does not grow with the output), and the
-median time of one greedy decode step of the real SmolLM2 GGUF with llama-cpp-python in this process.
-Target: the reader costs < 1% of a decode step. Writes bench/results/reader.json.
-
-Harmony: no o200k_harmony tokenizer is available offline, so the Harmony control tokens are added as
-special tokens to a copy of the SmolLM2 tokenizer (a synthetic stand-in with real byte-level splitting).
+Each format is a real template from ../shared (its reader built by `spec.reader`, as `run` and `serve` build it):
+a ~4000-token output in that template's own syntax (its tool calls are rendered by the template itself, between
+answer paragraphs) is fed one token id at a time — detokenizing, stop/marker scanning, format parsing, events —
+and the median µs/token over several runs is reported, with the first and last 1000 tokens (equal when the cost
+per token does not grow with the output). Tokens: SmolLM2's byte-level BPE with the template's control tokens as
+special tokens; Harmony uses the real o200k_harmony tokenizer. Target: < 1% of a decode step.
+Writes bench/results/reader.json.
 """
 
 from __future__ import annotations
@@ -22,18 +21,19 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tokenizers import AddedToken, Tokenizer  # noqa: E402
 
+import turnspec  # noqa: E402
 from turnspec.reader import StreamReader  # noqa: E402
-from turnspec.reader.formats import turn_headers  # noqa: E402
-from turnspec.reader.harmony import CONTROL_TOKENS as HARMONY_TOKENS  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TOKENIZER = SHARED / "models" / "smollm2-135m-instruct" / "tokenizer.json"
+CORPUS = SHARED / "corpus" / "templates"
 RESULTS = ROOT / "bench" / "results" / "reader.json"
 
 PARAGRAPH = (
@@ -41,6 +41,23 @@ PARAGRAPH = (
     "Each turn ends with an end-of-turn token; the runner must stop there <exactly>. 👋 Ünïcödé, 日本語, "
     "and “quotes” split across byte-level tokens. Code: `for i in range(10): print(i)`.\n\n"
 )
+WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}, "required": ["city"]}}}
+USER = [{"role": "user", "content": "What is the weather?"}]
+CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"id": "call00001", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}}]}
+# format name -> (template, special tokens, kind of output)
+FORMATS = {
+    "plain (SmolLM2)": ("smollm2", {}, "plain"),
+    "plain + stop strings (SmolLM2)": ("smollm2", {}, "stops"),
+    "think + Hermes calls (Qwen3)": ("Qwen-Qwen3-0.6B.jinja", {"eos_token": "<|im_end|>"}, "think+calls"),
+    "Hermes calls (Qwen2.5)": ("Qwen-Qwen2.5-7B-Instruct.jinja", {"eos_token": "<|im_end|>"}, "calls"),
+    "Mistral v11 [TOOL_CALLS]name[ARGS]": ("Mistral-Small-3.2-24B-Instruct-2506.jinja", {"bos_token": "<s>", "eos_token": "</s>"}, "calls"),
+    "Kimi-K2 call sections": ("moonshotai-Kimi-K2.jinja", {"bos_token": "[BOS]", "eos_token": "[EOS]"}, "calls"),
+    "Seed-OSS tagged parameters": ("ByteDance-Seed-OSS.jinja", {}, "calls"),
+    "loose ```json calls (Gemma-2)": ("google-gemma-2-2b-it.jinja", {"bos_token": "<bos>", "eos_token": "<eos>"}, "loose"),
+    "Harmony (gpt-oss, real tokenizer)": ("gpt-oss", {}, "harmony"),
+}
 
 
 def long_text(tok: Tokenizer, n_tokens: int) -> str:
@@ -48,48 +65,78 @@ def long_text(tok: Tokenizer, n_tokens: int) -> str:
     return PARAGRAPH * max(1, n_tokens // per)
 
 
-def outputs(tok: Tokenizer, n: int) -> dict[str, tuple[str, dict]]:
-    """name -> (output text, reader options). All synthetic, in each format's documented shape."""
+def load_spec(template: str, special: dict[str, str]) -> Any:
+    """The spec and the tokenizer its outputs are fed with (SmolLM2's BPE + the template's control tokens)."""
+    if template == "smollm2":
+        spec = turnspec.load(TOKENIZER.parent)
+        return spec, spec.vocab.tokenizer
+    if template == "gpt-oss":
+        spec = turnspec.load(SHARED / "models" / "gpt-oss-tokenizer")
+        return spec, spec.vocab.tokenizer
+    source = (CORPUS / template).read_text()
+    bare = turnspec.from_template(source, special_tokens=special)
+    tok = Tokenizer.from_file(str(TOKENIZER))
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                            for t in {*bare.analysis.control_tokens, *special.values()} if t.strip()])
+    return turnspec.from_template(source, special_tokens=special, tokenizer=tok), tok
+
+
+def rendered_call(spec: Any) -> str:
+    """What the template writes for one tool call (its syntax, not a hand-written imitation), without the turn end."""
+    prompt = spec.render(USER, add_generation_prompt=True, tools=[WEATHER])
+    full = spec.render([*USER, CALL], tools=[WEATHER])
+    out = full[len(prompt):] if full.startswith(prompt) else full[len(full) - len(full.lstrip()):]
+    for end in spec.analysis.turn_ends:
+        if end and end in out:
+            out = out[:out.index(end)]
+    return out.strip()
+
+
+def output_for(spec: Any, tok: Tokenizer, kind: str, n: int) -> tuple[str, str, dict[str, Any]]:
+    """(prompt, output, reader options) for a ~n-token output of this kind."""
+    prompt = spec.render(USER, add_generation_prompt=True, tools=[WEATHER] if kind != "plain" else None)
+    options: dict[str, Any] = {}
     half = long_text(tok, n // 2)
-    call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": [1, 2, 3]}}\n</tool_call>\n'
-    calls_text = "".join(("Checking the weather.\n" if i % 2 else "") + call for i in range(n // 46))
-    smol_template = (SHARED / "models" / "smollm2-135m-instruct" / "chat_template.jinja").read_text()
-    common = dict(
-        stop_ids=frozenset({0, 2}),
-        stop_token_texts=("<|endoftext|>", "<|im_end|>"),
-        turn_headers=turn_headers(smol_template),
-        control_tokens=tuple(t.content for t in tok.get_added_tokens_decoder().values() if t.special),
-    )
-    reserved = tuple(f"<|reserved_special_token_{i}|>" for i in range(256))
-    return {
-        "plain": (long_text(tok, n), common),
-        "plain, 256 extra control tokens": (long_text(tok, n), {**common, "control_tokens": common["control_tokens"] + reserved}),
-        "plain + stop strings": (long_text(tok, n), {**common, "stop_strings": ("\n\nUser:", "###", "</answer>")}),
-        "think": ("<think>\n" + half + "</think>\n\n" + half, {**common, "reasoning": "think", "tools": "hermes"}),
-        "hermes tool calls": (calls_text, {**common, "tools": "hermes"}),
-        "harmony": (
-            "<|channel|>analysis<|message|>" + half + "<|end|><|start|>assistant<|channel|>final<|message|>" + half,
-            {**common, "reasoning": "harmony", "harmony_prefix": "<|start|>assistant"},
-        ),
-    }
-
-
-def check(name: str, text: str, reader: StreamReader) -> None:
-    """The benchmark must measure real work: the reader's result is what the output says."""
-    res = reader.result
-    if name.startswith("plain"):
-        ok = res.content == text
-    elif name == "hermes tool calls":
-        ok = len(res.tool_calls) == text.count("<tool_call>") and res.content.count("Checking") == len(res.tool_calls) // 2
+    if kind == "plain":
+        return prompt, long_text(tok, n), options
+    if kind == "stops":
+        return prompt, long_text(tok, n), {"extra_stop_strings": ("\n\nUser:", "###", "</answer>")}
+    if kind == "harmony":
+        return prompt, "<|channel|>analysis<|message|>" + half + "<|end|><|start|>assistant<|channel|>final<|message|>" + half, options
+    if kind == "loose":
+        call = '```json\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}\n```\n'
     else:
-        ok = bool(res.reasoning) and bool(res.content) and "<|" not in res.content and "<think>" not in res.reasoning
+        call = rendered_call(spec) + "\n"
+    body = "".join(("Checking the weather.\n" if i % 2 else "") + call
+                   for i in range(max(2, n // max(1, len(tok.encode(call, add_special_tokens=False).ids) + 3))))
+    if kind == "think+calls":
+        r = spec.analysis.reasoning
+        body = f"{r.open}\n{half}\n{r.close}\n\n" + body
+    return prompt, body, options
+
+
+def check(kind: str, text: str, result: Any) -> None:
+    """The benchmark must measure real work: the reader's result is what the output says."""
+    if kind in ("plain", "stops"):
+        ok = result.content == text
+    elif kind == "harmony":
+        ok = bool(result.reasoning) and bool(result.content) and "<|" not in result.content
+    else:
+        expected = text.count("Checking the weather.") * 2 + (text.count("Checking the weather.") < 1)
+        ok = len(result.tool_calls) >= 2 and result.content.count("Checking") == text.count("Checking") and \
+            all(c.arguments == {"city": "Paris", "days": 3} for c in result.tool_calls)
+        del expected
+        if kind == "think+calls":
+            ok = ok and bool(result.reasoning)
     if not ok:
-        raise RuntimeError(f"{name}: the reader's result does not match the output")
+        raise RuntimeError(f"{kind}: the reader's result does not match the output "
+                           f"({len(result.tool_calls)} calls, content {result.content[:80]!r})")
 
 
-def time_reader(tok: Tokenizer, ids: list[int], options: dict, name: str, text: str) -> tuple[float, float, float]:
+def time_reader(spec: Any, ids: list[int], prompt: str, options: dict, kind: str, text: str
+                ) -> tuple[float, float, float]:
     """(µs/token overall, µs/token first 1000, µs/token last 1000) for one pass."""
-    reader = StreamReader(tokenizer=tok, **options)
+    reader = spec.reader(prompt, tools=[WEATHER], **options)
     feed = reader.feed_token
     clock = time.perf_counter
     k = min(1000, len(ids) // 4)
@@ -106,7 +153,7 @@ def time_reader(tok: Tokenizer, ids: list[int], options: dict, name: str, text: 
     if reader.done:
         raise RuntimeError(f"the benchmark output stopped early: {reader.result.stopped_by!r}")
     reader.finish()
-    check(name, text, reader)
+    check(kind, text, reader.result)
     return (t3 - t0) / len(ids) * 1e6, (t1 - t0) / k * 1e6, (t3 - t2) / k * 1e6
 
 
@@ -152,15 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{TOKENIZER} is absent: the benchmark needs the ../shared data folder", file=sys.stderr)
         return 2
 
-    tok = Tokenizer.from_file(str(TOKENIZER))
-    harmony_tok = Tokenizer.from_file(str(TOKENIZER))
-    harmony_tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in HARMONY_TOKENS])
-
     rows = []
-    for name, (text, options) in outputs(tok, args.tokens).items():
-        t = harmony_tok if name == "harmony" else tok
-        ids = t.encode(text, add_special_tokens=False).ids
-        passes = [time_reader(t, ids, options, name, text) for _ in range(args.runs)]
+    for name, (template, special, kind) in FORMATS.items():
+        spec, tok = load_spec(template, special)
+        prompt, text, options = output_for(spec, tok, kind, args.tokens)
+        ids = tok.encode(text, add_special_tokens=False).ids
+        passes = [time_reader(spec, ids, prompt, options, kind, text) for _ in range(args.runs)]
         rows.append(
             {
                 "format": name,
@@ -175,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     for row in rows:
         row["fraction_of_decode_step"] = row["us_per_token"] / step if step else None
 
-    print(f"{'format':34} {'tokens':>6} {'µs/token':>9} {'first 1k':>9} {'last 1k':>9} {'% of decode step':>17}")
+    print(f"{'format':36} {'tokens':>6} {'µs/token':>9} {'first 1k':>9} {'last 1k':>9} {'% of decode step':>17}")
     for row in rows:
         frac = f"{100 * row['fraction_of_decode_step']:.3f}%" if step else "n/a"
         print(
-            f"{row['format']:34} {row['tokens']:>6} {row['us_per_token']:>9.2f} "
+            f"{row['format']:36} {row['tokens']:>6} {row['us_per_token']:>9.2f} "
             f"{row['us_per_token_first_1000']:>9.2f} {row['us_per_token_last_1000']:>9.2f} {frac:>17}"
         )
     if step:

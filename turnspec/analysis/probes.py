@@ -112,9 +112,20 @@ class Prober:
     spec: Any
     base: dict[str, Any] = field(default_factory=dict)
     requires: dict[str, str] = field(default_factory=dict)
+    _seen: dict[str, Any] = field(default_factory=dict)
 
     def render(self, messages: list[dict[str, Any]], **kwargs: Any) -> str:
-        return self.spec.render(messages, **{**self.base, **kwargs})
+        """Render (each distinct probe once: the learners ask for some of the same renderings)."""
+        key = json.dumps([messages, self.base, kwargs], sort_keys=True, default=str)
+        if key not in self._seen:
+            try:
+                self._seen[key] = self.spec.render(messages, **{**self.base, **kwargs})
+            except TurnspecError as exc:
+                self._seen[key] = exc
+        result = self._seen[key]
+        if isinstance(result, TurnspecError):
+            raise result
+        return result
 
     def attempt(self, messages: list[dict[str, Any]], **kwargs: Any) -> tuple[str | None, str | None]:
         """(text, None) or (None, the template's one-line error)."""

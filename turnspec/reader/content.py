@@ -28,23 +28,27 @@ _MAX_HOLD = 65536
 
 class ContentText:
     """Content with the whitespace rule: holds a trailing whitespace run until it is known not to precede a tool
-    call, and can drop the whitespace that follows one."""
+    call; after a call, whitespace is kept only if more answer text follows it."""
 
-    __slots__ = ("_emit", "_pending_ws", "_skip_ws")
+    __slots__ = ("_emit", "_pending_ws", "_skip_ws", "_after_call", "_emitted")
 
     def __init__(self, emit: Emitter):
         self._emit = emit
         self._pending_ws = ""
         self._skip_ws = False
+        self._after_call = False
+        self._emitted = False
 
     def text(self, t: str) -> None:
-        if self._skip_ws:
-            t = t.lstrip()
+        if self._skip_ws or (self._after_call and not self._emitted):
+            t = t.lstrip()  # nothing to separate from yet
             if not t:
                 return
             self._skip_ws = False
         body = t.rstrip()
         if body:
+            self._after_call = False
+            self._emitted = True
             self._emit.content(self._pending_ws + body if self._pending_ws else body)
             self._pending_ws = t[len(body):]
         else:
@@ -54,15 +58,20 @@ class ContentText:
         """A tool call follows: the whitespace before it was separation, not content."""
         self._pending_ws = ""
 
+    def after_call(self) -> None:
+        """A tool call ended: the whitespace that follows is content only if answer text comes after it."""
+        self._pending_ws = ""
+        self._after_call = True
+
     def skip_leading_ws(self) -> None:
-        """Drop whitespace until the next visible character (after a tool call or a reasoning block)."""
+        """Drop whitespace until the next visible character (after a reasoning block)."""
         self._pending_ws = ""
         self._skip_ws = True
 
     def close(self) -> None:
-        if self._pending_ws:
+        if self._pending_ws and not self._after_call:
             self._emit.content(self._pending_ws)
-            self._pending_ws = ""
+        self._pending_ws = ""
 
 
 class PlainContent:
@@ -84,6 +93,9 @@ class PlainContent:
 
     def drop_pending(self) -> None:
         pass
+
+    def after_call(self) -> None:
+        self._skip_ws = True
 
     def skip_leading_ws(self) -> None:
         self._skip_ws = True
@@ -141,7 +153,7 @@ class LenientCalls:
             self._out.drop_pending()
             for c in calls:
                 self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
-            self._out.skip_leading_ws()
+            self._out.after_call()
             rest = self._held[end:]
             self._held = ""
             if rest:

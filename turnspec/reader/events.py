@@ -85,7 +85,7 @@ class Result:
     finish_reason: str | None = None
     stopped_by: str | None = None
     stop_kind: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list, compare=False)  # about the reading, not what was read
 
     @property
     def self_conversation(self) -> bool:

@@ -128,6 +128,9 @@ class HarmonyParser:
         recipient = self._recipient
         name = recipient[len("functions."):] if recipient.startswith("functions.") else recipient
         body = raw.strip()
+        if not name:
+            self._emit.error(raw, f"Harmony tool call to={recipient}: no function name")
+            return
         try:
             args = json.loads(body) if body else {}
         except json.JSONDecodeError as exc:

@@ -27,6 +27,10 @@ _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
 
 
+def _joined(pieces: list[Any]) -> str:
+    return "".join(p.text if isinstance(p, Mark) else p for p in pieces)
+
+
 def _literal(pattern: Sequence[str]) -> str:
     return "".join(p for p in pattern if p not in HOLES)
 
@@ -73,11 +77,8 @@ class TurnParser:
         self._ws = ""  # trailing whitespace of the reasoning, held until we know it is not the end
 
     # -- priming --
-    def begin_priming(self) -> None:
-        self._priming_start = len("".join(self._start))
-
     def end_priming(self) -> None:
-        self._primed = len("".join(self._start))
+        self._primed = len(_joined(self._start))
 
     # -- input --
     def text(self, t: str) -> None:
@@ -91,6 +92,9 @@ class TurnParser:
         elif state == _HOLD:
             self._start.append(t)
             self._hold_check(final=False)
+        elif state == _AFTER:  # text after calls is answer text (its leading whitespace kept only if text follows)
+            self._state = _CONTENT
+            self._content.text(t)
         else:
             self._start.append(t)
             self._decide_start(final=False)
@@ -111,13 +115,13 @@ class TurnParser:
                 self._reason(s)  # a model musing about "<tool_call>" while thinking: it is reasoning text
             return
         if state == _CALLS:
-            self._buf.append(s)
+            self._buf.append(m)
             if s in self._enders:
                 self._finish_calls(final=False)
             return
         if state in (_START, _HOLD, _AFTER):
             if state == _HOLD and s not in self._by_trigger:
-                self._start.append(s)
+                self._start.append(m)
                 return
             self._flush_start()
         if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
@@ -126,7 +130,7 @@ class TurnParser:
         elif s == self._open:
             pass  # a late <think> in the answer is dropped
         elif s in self._by_trigger:
-            self._to_calls(s)
+            self._to_calls(m)
         elif s == self._c_open:
             self._state = _CONTENT
         elif s in (self._close, self._c_close) or s in self._enders:
@@ -141,7 +145,9 @@ class TurnParser:
             if state == _HOLD:
                 self._hold_check(final=True)
             self._flush_start(final=True)
-        if self._state == _CALLS:
+        for _ in range(10_000):  # calls parsed at the end may hand back text holding further calls
+            if self._state != _CALLS:
+                break
             self._finish_calls(final=True)
         if hasattr(self._content, "close") and self._content is not self._out:
             self._content.close()
@@ -152,7 +158,7 @@ class TurnParser:
 
     # -- START: reasoning, a content prefix, or a call with no trigger --
     def _decide_start(self, final: bool) -> None:
-        buf = "".join(self._start)
+        buf = _joined(self._start)
         lead = buf[self._primed:] if self._primed else buf
         s = buf.lstrip()
         if not s:
@@ -195,8 +201,10 @@ class TurnParser:
     def _hold_check(self, final: bool) -> None:
         """HOLD: parse once the held text can be judged (its JSON closed and no other call follows, or the turn
         ended)."""
-        buf = "".join(self._start)
+        pieces = self._start
+        buf = _joined(pieces)
         text = buf.lstrip()
+        lead = len(buf) - len(text)
         if not final:
             if text[:1] in "{[":
                 if not _json_run_settled(text):
@@ -213,10 +221,7 @@ class TurnParser:
                 self._start, self._primed = [], 0
                 self._emit_calls(calls)
                 self._state = _AFTER
-                rest = text[end:]
-                if rest.strip():
-                    self._state = _CONTENT
-                    self._content.text(rest.lstrip())
+                self._replay(pieces, lead + end)
                 return
         if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
             self._start, self._primed = [], 0
@@ -248,7 +253,7 @@ class TurnParser:
         """Release undecided start text as content (what the prompt wrote is never content)."""
         if not self._start:
             return
-        buf = "".join(self._start)
+        buf = _joined(self._start)
         lead = buf[self._primed:]
         self._start, self._primed = [], 0
         if self._prefix and buf.lstrip().startswith(self._prefix.lstrip()):
@@ -258,16 +263,30 @@ class TurnParser:
             self._content.text(lead.lstrip())
 
     # -- CALLS --
-    def _to_calls(self, trigger: str) -> None:
+    def _to_calls(self, trigger: Mark) -> None:
         self._out.drop_pending()
         if self._content is not self._out:
             self._content.close()
         self._state = _CALLS
-        self._trigger = trigger
+        self._trigger = trigger.text
         self._buf = [trigger]
 
+    def _replay(self, pieces: list[Any], offset: int) -> None:
+        """Feed what follows `offset` in `pieces` (text and marks) through the parser again."""
+        pos = 0
+        for piece in pieces:
+            text = piece.text if isinstance(piece, Mark) else piece
+            end = pos + len(text)
+            if end > offset:
+                if isinstance(piece, Mark) and pos >= offset:
+                    self.mark(piece)
+                else:
+                    self.text(text[max(0, offset - pos):])
+            pos = end
+
     def _finish_calls(self, final: bool) -> None:
-        text = "".join(self._buf)
+        pieces = self._buf
+        text = _joined(pieces)
         syntaxes = self._by_trigger.get(self._trigger, [])
         error: ToolParseError | None = None
         for syntax in syntaxes:
@@ -280,13 +299,10 @@ class TurnParser:
                 self._emit_calls(calls)
                 self._buf = []
                 self._state = _AFTER
-                self._out.skip_leading_ws()
-                rest = text[end:]
-                if rest.strip():
-                    self._state = _CONTENT
-                    self._content.text(rest.lstrip())
+                self._replay(pieces, end)
                 return
-        ended = bool(self._buf) and self._buf[-1] in self._enders
+        last = pieces[-1] if pieces else None
+        ended = isinstance(last, Mark) and last.text in self._enders
         if not final and not ended:
             return
         self._buf = []
@@ -307,7 +323,7 @@ class TurnParser:
         self._out.drop_pending()
         for c in calls:
             self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
-        self._out.skip_leading_ws()
+        self._out.after_call()
 
     # -- reasoning --
     def _reason(self, t: str) -> None:
