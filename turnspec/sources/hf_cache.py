@@ -19,11 +19,14 @@ from .folder import CHAT_FILES
 
 __all__ = [
     "CachedModel",
+    "cached_gguf_path",
     "download_tokenizer_files",
     "find_cached_snapshot",
     "hub_cache_dir",
     "list_cached_models",
     "looks_like_repo_id",
+    "repo_storage",
+    "split_gguf_name",
 ]
 
 # The small files that decide how a conversation is framed; never weights.
@@ -36,6 +39,8 @@ _COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
 # The hub's naming rules for "org/name": letters, digits, - _ . ; no "--" or ".."; no leading/trailing - or .
 _REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+# "org/name/path/in/repo.gguf": one GGUF file of a repo (what `turnspec pull` fetches and `run` accepts).
+_GGUF_NAME = re.compile(rf"({_REPO_PART}/{_REPO_PART})/((?:[^/\\]+/)*[^/\\]+\.gguf)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -74,12 +79,38 @@ def looks_like_repo_id(s: str) -> bool:
     return not Path(s).expanduser().exists()
 
 
+def split_gguf_name(text: str) -> tuple[str, str] | None:
+    """("org/name", "dir/file.gguf") for "org/name/dir/file.gguf", else None (existing paths are never split)."""
+    m = _GGUF_NAME.fullmatch(text)
+    if m is None or ".." in m.group(2).split("/") or Path(text).expanduser().exists():
+        return None
+    return m.group(1), m.group(2)
+
+
+def cached_gguf_path(text: str, *, cache_dir: Path | None = None) -> Path | None:
+    """The cached file "org/name/file.gguf" names (at main, else the newest snapshot), or None; never the network."""
+    parts = split_gguf_name(text)
+    if parts is None:
+        return None
+    repo_id, filename = parts
+    snapshot = find_cached_snapshot(repo_id, cache_dir=cache_dir) or _main_or_newest_snapshot(
+        repo_storage(repo_id, cache_dir))
+    if snapshot is None or not (snapshot / filename).is_file():
+        return None
+    return snapshot / filename
+
+
+def repo_storage(repo_id: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder of a model repo: `<cache>/models--Org--Name` (it may not exist)."""
+    return hub_cache_dir(cache_dir) / _repo_folder_name(repo_id)
+
+
 def find_cached_snapshot(repo_id: str, *, cache_dir: Path | None = None, revision: str = "main") -> Path | None:
     """The snapshot folder of `repo_id` at `revision` (a branch, tag or commit hash), or None; never the network.
 
     Follows the hub's layout: `models--Org--Name/refs/<revision>` names a commit, `snapshots/<commit>/` holds files.
     """
-    storage = hub_cache_dir(cache_dir) / _repo_folder_name(repo_id)
+    storage = repo_storage(repo_id, cache_dir)
     commit = revision if _COMMIT_HASH.fullmatch(revision) else _read_ref(storage, revision)
     if commit is None:
         return None
@@ -127,40 +158,14 @@ def download_tokenizer_files(repo_id: str, *, cache_dir: Path | None = None) -> 
             "files, or pass a local folder or .gguf path"
         )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+
+    from .hub_errors import hub_endpoint, hub_error
 
     try:
-        folder = snapshot_download(
-            repo_id, cache_dir=str(hub_cache_dir(cache_dir)), allow_patterns=TOKENIZER_FILE_PATTERNS
-        )
-    except GatedRepoError:
-        raise ModelSourceError(
-            f"{repo_id}: gated on the Hugging Face Hub; accept its license at https://huggingface.co/{repo_id} and "
-            "log in with `hf auth login`"
-        ) from None
-    except RepositoryNotFoundError:
-        raise ModelSourceError(
-            f"{repo_id}: no such model on the Hugging Face Hub (or it is private); check the id, or log in with "
-            "`hf auth login`"
-        ) from None
-    except RevisionNotFoundError:
-        raise ModelSourceError(f"{repo_id}: the Hub has no 'main' revision for it; check the repo id") from None
-    except HFValidationError:
-        raise ModelSourceError(f"{repo_id}: not a valid Hugging Face repo id; expected org/name") from None
-    except LocalEntryNotFoundError:
-        raise ModelSourceError(
-            f"{repo_id}: cannot reach the Hugging Face Hub and it is not cached; check your connection (or "
-            "HF_ENDPOINT / proxy settings), or pass a local folder or .gguf path"
-        ) from None
-    except Exception as exc:  # other HTTP errors, proxy errors, disk full, permissions...: one line, no traceback
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ModelSourceError(f"{repo_id}: downloading its tokenizer files failed ({reason})") from None
+        folder = snapshot_download(repo_id, cache_dir=str(hub_cache_dir(cache_dir)), endpoint=hub_endpoint(),
+                                   allow_patterns=TOKENIZER_FILE_PATTERNS)
+    except Exception as exc:  # HTTP, proxy, disk full, permissions...: one line, no traceback
+        raise hub_error(exc, repo_id, "downloading its tokenizer files") from None
     return Path(folder)
 
 
