@@ -23,6 +23,8 @@ __all__ = [
     "download_tokenizer_files",
     "find_cached_snapshot",
     "hub_cache_dir",
+    "hub_offline",
+    "is_repo_id",
     "list_cached_models",
     "looks_like_repo_id",
     "repo_storage",
@@ -72,11 +74,14 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
+def is_repo_id(s: str) -> bool:
+    """True for a name the Hub accepts as "org/name"."""
+    return bool(_REPO_ID.fullmatch(s)) and "--" not in s and ".." not in s and all(len(p) <= 96 for p in s.split("/"))
+
+
 def looks_like_repo_id(s: str) -> bool:
     """True for "org/name" that is not an existing path: a local folder of that name wins."""
-    if not _REPO_ID.fullmatch(s) or "--" in s or ".." in s or any(len(part) > 96 for part in s.split("/")):
-        return False
-    return not Path(s).expanduser().exists()
+    return is_repo_id(s) and not Path(s).expanduser().exists()
 
 
 def split_gguf_name(text: str) -> tuple[str, str] | None:
@@ -149,7 +154,7 @@ def download_tokenizer_files(repo_id: str, *, cache_dir: Path | None = None) -> 
     Only called when the user asked to download. Offline (HF_HUB_OFFLINE), an already cached snapshot is returned
     as it is. Every failure becomes a one-line ModelSourceError.
     """
-    if _offline():
+    if hub_offline():
         cached = find_cached_snapshot(repo_id, cache_dir=cache_dir)
         if cached is not None:
             return cached
@@ -195,7 +200,7 @@ def _main_or_newest_snapshot(storage: Path) -> Path | None:
     return max(snapshots, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, or as huggingface_hub saw it at import."""
     env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     if env.upper() in _TRUE:
