@@ -93,7 +93,7 @@ def test_three_turns_keep_context(smollm2_gguf):
 
 def test_bad_model_path_is_one_line(tmp_path):
     proc = turnspec_cmd("run", str(tmp_path / "missing.gguf"), "-p", "hi")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # not found (README: exit codes)
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
