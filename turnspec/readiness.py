@@ -25,7 +25,7 @@ def chat_readiness(spec: Any) -> dict[str, Any]:
         stops = spec.stops
         out["stops"] = {"ok": bool(stops.token_ids) and not stops.warnings, "token_ids": sorted(stops.token_ids),
                         "tokens": list(stops.tokens), "warnings": list(stops.warnings)}
-        out["reasoning"], out["tools"] = _syntax(spec)
+        out["reasoning"], out["tools"] = output_syntax(spec)
     except TurnspecError as exc:
         out["error"] = " ".join(str(exc).split())
         return out
@@ -38,7 +38,9 @@ def no_template() -> dict[str, Any]:
     return {"ready": False, "template": False, "error": None}
 
 
-def _syntax(spec: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def output_syntax(spec: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """({"readable", "format"}, {"readable", "format", "reason"}) for reasoning and tool calls (also the server's
+    `capabilities`)."""
     analysis = getattr(spec, "analysis", None)
     if analysis is not None:
         reasoning, tools = analysis.reasoning, analysis.tools
