@@ -105,10 +105,16 @@ def starcoder_vocab():
     return tokenizer_from_gguf(read_gguf_metadata(need(CORPUS / "vocab" / "ggml-vocab-starcoder.gguf")))
 
 
-def test_fill_in_the_middle_uses_the_vocabulary_s_fim_tokens(starcoder_vocab):
+@pytest.fixture
+def starcoder_spec(starcoder_vocab):
+    """A chat template over the StarCoder vocabulary (its FIM tokens are what matters here)."""
     template = need(SMOLLM2_DIR / "chat_template.jinja").read_text(encoding="utf-8")
-    spec = turnspec.from_template(template, name="code/starcoder-vocab", tokenizer=starcoder_vocab,
+    return turnspec.from_template(template, name="code/starcoder-vocab", tokenizer=starcoder_vocab,
                                   special_tokens={"eos_token": "<|endoftext|>"})
+
+
+def test_fill_in_the_middle_uses_the_vocabulary_s_fim_tokens(starcoder_spec, starcoder_vocab):
+    spec = starcoder_spec
     engine = ScriptedEngine(starcoder_vocab, lambda prompt: "    return a + b\n<file_sep>print('next file')")
     with running(create_app(spec, engine)) as url:
         api = client(url)
@@ -124,11 +130,9 @@ def test_fill_in_the_middle_uses_the_vocabulary_s_fim_tokens(starcoder_vocab):
     assert reply.choices[0].text == "    return a + b\n" and reply.choices[0].finish_reason == "stop"
 
 
-def test_fim_tokens_spelled_in_the_prompt_stay_text(starcoder_vocab):
+def test_fim_tokens_spelled_in_the_prompt_stay_text(starcoder_spec, starcoder_vocab):
     """The layout is built from ids: a prefix that contains '<fim_suffix>' as text cannot move the hole."""
-    template = need(SMOLLM2_DIR / "chat_template.jinja").read_text(encoding="utf-8")
-    spec = turnspec.from_template(template, name="code", tokenizer=starcoder_vocab,
-                                  special_tokens={"eos_token": "<|endoftext|>"})
+    spec = starcoder_spec
     engine = ScriptedEngine(starcoder_vocab, lambda prompt: "x<|endoftext|>")
     with running(create_app(spec, engine)) as url:
         client(url).completions.create(model="m", prompt="a = '<fim_suffix>'", suffix="b", max_tokens=5)

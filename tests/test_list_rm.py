@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hub_layout import add_cached_repo
+from test_onboard_cli import assert_one_line_error
 
 from turnspec.cli import app
 
@@ -33,15 +34,6 @@ def envelope(result) -> dict:
     data = json.loads(lines[0])
     assert data["schema"] == "turnspec/1" and set(data) == {"schema", "command", "ok", "data", "notices", "error"}
     return data
-
-
-def assert_one_line_error(result, exit_code: int, *fragments: str) -> None:
-    assert result.exit_code == exit_code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("turnspec: error: "), result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def engines(fmt: str) -> list[str]:
@@ -176,7 +168,7 @@ def test_empty_cache_says_how_to_get_a_model(tmp_path):
 
 def test_a_gguf_dir_that_is_not_a_folder_is_one_line(tmp_path):
     result = invoke("list", "--cache", tmp_path, "--gguf-dir", tmp_path / "nope", "--json")
-    assert_one_line_error(result, 3, "not a folder")
+    assert_one_line_error(result, "not a folder", exit_code=3)
     data = envelope(result)
     assert data["ok"] is False and data["error"]["code"] == "not_found" and data["error"]["exit_code"] == 3
 
@@ -279,10 +271,10 @@ def test_rm_keeps_the_profile_of_a_removed_repo_and_says_so(machine, tmp_path):
 
 def test_rm_unknown_names_and_own_files(machine, tmp_path):
     cache, folder, profiles = machine
-    assert_one_line_error(invoke("rm", "nobody/nothing", "--cache", cache, "--profiles", profiles, "-f"), 3,
-                          "nobody/nothing", "turnspec list")
-    assert_one_line_error(invoke("rm", folder / GGUF_FILE, "--cache", cache, "-f"), 1, "not your own files")
+    assert_one_line_error(invoke("rm", "nobody/nothing", "--cache", cache, "--profiles", profiles, "-f"),
+                          "nobody/nothing", "turnspec list", exit_code=3)
+    assert_one_line_error(invoke("rm", folder / GGUF_FILE, "--cache", cache, "-f"), "not your own files", exit_code=1)
     assert (folder / GGUF_FILE).exists()
     result = invoke("rm", "someone/SmolLM2-GGUF/nope.gguf", "--cache", cache, "-f", "--json")
-    assert_one_line_error(result, 3, "holds no nope.gguf")
+    assert_one_line_error(result, "holds no nope.gguf", exit_code=3)
     assert envelope(result)["error"]["code"] == "not_found"

@@ -16,26 +16,17 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from ..chat import GenerationOptions
-from .protocol import APIError, StreamOptions, _Open, bad, validation_error
+from .protocol import APIError, GenerationRequest, bad, sampling, validation_error
 
 OPENAI_DEFAULT_MAX_TOKENS = 16
 
 
-class CompletionRequest(_Open):
-    model: Optional[str] = None
+class CompletionRequest(GenerationRequest):
     prompt: Union[str, list[str], list[int], list[list[int]]]
     suffix: Optional[str] = None
-    max_tokens: Optional[int] = Field(None, ge=1)
-    temperature: Optional[float] = Field(None, ge=0, le=2)
-    top_p: Optional[float] = Field(None, gt=0, le=1)
-    seed: Optional[int] = None
-    stop: Union[str, list[str], None] = None
-    stream: bool = False
-    stream_options: Optional[StreamOptions] = None
-    n: Optional[int] = None
     best_of: Optional[int] = None
     echo: bool = False
     logprobs: Optional[int] = None
@@ -78,13 +69,7 @@ def parse_completion(data: Any, *, generation_config: dict[str, Any] | None = No
         prompt = prompt[0]
     text = prompt if isinstance(prompt, str) else None
     ids = None if isinstance(prompt, str) else [int(t) for t in prompt]
-    stop: tuple[str, ...] = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
-    if any(not s for s in stop):
-        raise bad("stop: stop strings must not be empty", param="stop")
-    gen = generation_config or {}
-    temperature = next(float(v) for v in (req.temperature, gen.get("temperature"), 1.0) if isinstance(v, (int, float)))
-    top_p = next(float(v) for v in (req.top_p, gen.get("top_p"), 1.0) if isinstance(v, (int, float)))
-    include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
+    stop, temperature, top_p, include_usage = sampling(req, None, generation_config)
     return CompletionCall(req.model, text, ids, req.suffix, req.max_tokens or OPENAI_DEFAULT_MAX_TOKENS,
                           temperature, top_p, req.seed, stop, req.stream, include_usage)
 
