@@ -75,8 +75,9 @@ def turnspec(hub: LocalHub, home: Path, *args: object, token: str | None = None,
         env["HF_TOKEN"] = token
     cmd = [sys.executable, "-m", "turnspec.cli", *map(str, args)]
     if popen:
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.Popen(cmd, env=env, cwd=home, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                **popen)
+    return subprocess.run(cmd, env=env, cwd=home, capture_output=True, text=True, timeout=600)
 
 
 def envelope(proc) -> dict:
@@ -189,7 +190,8 @@ def test_gated_repo_is_one_line_and_exit_4_before_any_weight(hub, tmp_path, toke
 
 
 def test_gated_repo_with_a_granted_token_pulls(hub, tmp_path):
-    proc = turnspec(hub, tmp_path, "pull", "someone/gated-model", "--json", token="hf_granted")
+    proc = turnspec(hub, tmp_path, "pull", "someone/gated-model", "--json", "--profiles", tmp_path / "p",
+                    token="hf_granted")
     assert proc.returncode == 0, proc.stderr
     assert envelope(proc)["data"]["files"][-1] == "model.safetensors"
 
@@ -205,7 +207,7 @@ def test_base_model_is_refused_before_its_weights(hub, tmp_path):
     assert envelope(proc)["error"]["code"] == "no_chat_template"
     assert hub.file_requests("someone/base-model", "tokenizer_config.json", "GET")
     assert hub.file_requests("someone/base-model", "model.safetensors") == []
-    forced = turnspec(hub, tmp_path, "pull", "someone/base-model", "--force", "--json")
+    forced = turnspec(hub, tmp_path, "pull", "someone/base-model", "--force", "--json", "--profiles", tmp_path / "p")
     assert forced.returncode == 0, forced.stderr
     assert any("pulled anyway" in n for n in envelope(forced)["notices"])
     assert hub.file_requests("someone/base-model", "model.safetensors", "GET")
