@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO as REPO_ROOT
 from hub_layout import sha256_of
 from hub_server import LocalHub, Repo
 
@@ -70,7 +71,8 @@ def turnspec(hub: LocalHub, home: Path, *args: object, token: str | None = None,
     With Popen arguments (start_new_session=...), start it in the background and return the Popen."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
     env.update(HF_ENDPOINT=endpoint or hub.url, HF_HUB_CACHE=str(home / "hub"), HF_HOME=str(home / "hf"),
-               NO_COLOR="1", HF_HUB_DISABLE_TELEMETRY="1")
+               NO_COLOR="1", HF_HUB_DISABLE_TELEMETRY="1",
+               PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     if token:
         env["HF_TOKEN"] = token
     cmd = [sys.executable, "-m", "turnspec.cli", *map(str, args)]
