@@ -25,8 +25,8 @@ def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 1, (result.stdout, result.stderr)
+def assert_one_line_error(result, *fragments: str, exit_code: int = 1) -> None:
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("turnspec: error: "), result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -97,7 +97,9 @@ def test_onboard_save_writes_org_name_yaml_and_show_prints_it(hub, tmp_path):
 def test_onboard_json(smollm2_dir, tmp_path):
     result = invoke("onboard", smollm2_dir, "--json", "--out", tmp_path)
     assert result.exit_code == 0
-    data = json.loads(result.stdout)
+    envelope = json.loads(result.stdout)
+    assert envelope["schema"] == "turnspec/1" and envelope["command"] == "onboard" and envelope["ok"]
+    data = envelope["data"]
     assert data["findings"]["system"]["mode"] == "replaces" and data["error"] is None
     assert len(data["template_sha256"]) == 64
 
@@ -120,7 +122,7 @@ def test_onboard_a_bare_jinja_file(tmp_path):
 
 def test_show_without_a_profile_is_one_line(tmp_path):
     assert_one_line_error(invoke("show", "org/absent", "--out", tmp_path), "no saved profile for org/absent",
-                          "org--absent.yaml")
+                          "org--absent.yaml", exit_code=3)
 
 
 # ------------------------------------------------------------------------------------------ errors: one line + partial report
@@ -166,57 +168,3 @@ def test_template_that_loops_forever_with_the_default_limit_via_subprocess(tmp_p
 
 def test_unknown_model_is_one_line(tmp_path):
     assert_one_line_error(invoke("onboard", tmp_path / "nowhere", "--out", tmp_path), "no such file or folder")
-
-
-# ------------------------------------------------------------------------------------------ scan
-def test_scan_cache_json(hub, tmp_path):
-    result = invoke("scan", "--cache", hub, "--json")
-    assert result.exit_code == 0, result.stderr
-    rows = {row["label"]: row for row in json.loads(result.stdout)}
-    assert set(rows) == {REPO, "someone/broken-config"}  # weights-only repo skipped
-    smol = rows[REPO]
-    assert smol["model"] == REPO and smol["error"] is None
-    assert smol["system"] == "replaces" and smol["tools"] == "ignored"
-    assert smol["reasoning"] == "none" and smol["stops"] == "<|im_end|> (2)"
-    assert smol["format"] == '"<|im_start|>assistant\\n"'
-    assert smol["findings"]["system"]["default"].startswith("You are a helpful AI assistant named SmolLM")
-    broken = rows["someone/broken-config"]
-    assert "tokenizer_config.json" in broken["error"] and broken["system"] == "replaces"  # partial, not a crash
-
-
-def test_scan_table_and_save(hub, tmp_path):
-    out_dir = tmp_path / "profiles"
-    result = invoke("scan", "--cache", hub, "--save", "--out", out_dir)
-    assert result.exit_code == 0, result.stderr
-    for column in ("model", "format", "system", "tools", "reasoning", "stops", "warnings"):
-        assert column in result.stdout
-    assert "HuggingFaceTB/SmolLM2-135M-Instruct" in result.stdout and "replaces" in result.stdout
-    assert "2 models onboarded, 1 with errors" in result.stdout and "someone/weights-only" in result.stdout
-    assert (out_dir / "HuggingFaceTB--SmolLM2-135M-Instruct.yaml").is_file()
-
-
-def test_scan_empty_cache(tmp_path):
-    result = invoke("scan", "--cache", tmp_path / "empty", "--json")
-    assert result.exit_code == 0 and json.loads(result.stdout) == []
-    assert "no chat models found" in result.stderr
-
-
-def test_scan_bad_gguf_dir_is_one_line(tmp_path):
-    assert_one_line_error(invoke("scan", "--cache", tmp_path, "--gguf-dir", tmp_path / "nope"), "not a folder")
-
-
-def test_scan_gguf_in_cache_and_in_a_folder(hub, tmp_path, smollm2_gguf):
-    pytest.importorskip("turnspec.sources.gguf", reason="GGUF loading (turnspec/sources/gguf.py) is not there yet")
-    add_repo(hub, "someone/SmolLM2-GGUF", {"SmolLM2-135M-Instruct.Q4_1.gguf": smollm2_gguf})
-    folder = tmp_path / "ggufs"
-    folder.mkdir()
-    (folder / "smol.gguf").symlink_to(smollm2_gguf)
-    (folder / "big-00002-of-00003.gguf").write_bytes(b"not the first shard")  # skipped: no metadata in it
-    result = invoke("scan", "--cache", hub, "--gguf-dir", folder, "--json")
-    assert result.exit_code == 0, result.stderr
-    rows = {row["label"]: row for row in json.loads(result.stdout)}
-    gguf_rows = [rows["someone/SmolLM2-GGUF/SmolLM2-135M-Instruct.Q4_1.gguf"], rows["ggufs/smol.gguf"]]
-    for row in gguf_rows:
-        assert row["error"] is None and row["origin"] == "gguf"
-        assert row["system"] == "replaces" and row["stops"] == "<|im_end|> (2)"
-    assert not any("00002-of-00003" in label for label in rows)

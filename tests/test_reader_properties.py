@@ -20,10 +20,10 @@ FRAGMENTS = [
 
 CONFIGS = {
     "plain": dict(),
-    "think+hermes": dict(reasoning="think", tools="hermes"),
+    "think+hermes": dict(reasoning="think", call_format="hermes"),
     "think opened": dict(reasoning="think", starts_in_reasoning=True),
-    "llama3": dict(tools="llama3"),
-    "mistral": dict(tools="mistral"),
+    "llama3": dict(call_format="llama3"),
+    "mistral": dict(call_format="mistral"),
     "harmony": dict(reasoning="harmony", harmony_prefix="<|start|>assistant"),
 }
 

@@ -61,11 +61,11 @@ def test_config_for_smollm2(smollm2_dir):
     prompt = spec.render([{"role": "user", "content": "hi"}], add_generation_prompt=True)
     cfg = config_for(spec, prompt)
     assert cfg.stop_ids == frozenset({2}) and cfg.stop_token_texts == ("<|im_end|>",)
-    assert (cfg.reasoning, cfg.tools) == ("none", "none")
+    assert (cfg.reasoning, cfg.call_format) == ("none", "none")
     assert "<|im_start|>user" in cfg.turn_headers and cfg.prompt_tail == ""
     assert {"<|im_start|>", "<repo_name>", "<filename>", "<|endoftext|>"} <= set(cfg.control_tokens)
     assert config_for(spec, extra_stop_strings=("\n\n",)).stop_strings == ("\n\n",)
-    assert config_for(spec, tools="hermes").tools == "hermes"
+    assert config_for(spec, call_format="hermes").call_format == "hermes"
 
 
 def test_tools_the_template_cannot_express_are_said_not_guessed(smollm2_dir):
@@ -100,7 +100,7 @@ def test_control_tokens_split_across_text_chunks_are_removed():
 
 
 def test_control_tokens_are_removed_whatever_the_format():
-    for kw in (dict(reasoning="think"), dict(tools="hermes"), dict(tools="llama3"), dict(tools="mistral")):
+    for kw in (dict(reasoning="think"), dict(call_format="hermes"), dict(call_format="llama3"), dict(call_format="mistral")):
         res = StreamReader(control_tokens=("<|x|>",), **kw).read_all("A<|x|>B")
         assert res.content == "AB", kw
     res = StreamReader(reasoning="think", control_tokens=("<|x|>",)).read_all("<think>r<|x|>s</think>t")

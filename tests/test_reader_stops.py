@@ -108,7 +108,7 @@ def test_bad_config_is_refused():
     with pytest.raises(ValueError):
         ReaderConfig(reasoning="xml")
     with pytest.raises(ValueError):
-        ReaderConfig(tools="harmony")
+        ReaderConfig(call_format="harmony")
     with pytest.raises(TypeError):
         StreamReader(stop_string=("x",))
 

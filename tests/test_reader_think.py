@@ -60,7 +60,7 @@ def test_qwen3_thinking_output_is_split(tok):
     assert analysis.tools.calls[0].triggers == ("<tool_call>",)
     assert not analysis.reasoning.prompt_opens and prompt_tail(prompt, analysis) == ""
     output = "<think>\nThe user asks 2+2. That is 4.\n</think>\n\nThe answer is **4**."  # synthetic
-    r, events = read_by_token(tok, dict(reasoning="think", tools="hermes"), output)
+    r, events = read_by_token(tok, dict(reasoning="think", call_format="hermes"), output)
     assert r.result.reasoning == "The user asks 2+2. That is 4."
     assert r.result.content == "The answer is **4**."
     # streamed: several reasoning deltas, all before the first content delta
@@ -84,7 +84,7 @@ def test_qwen3_enable_thinking_false_output_is_content(tok):
     assert prompt.endswith("<think>\n\n</think>\n\n")
     tail = prompt_tail(prompt, corpus_spec("Qwen-Qwen3-0.6B.jinja").analysis)
     assert tail == "<think>\n\n</think>\n\n"
-    r, _ = read_by_token(tok, dict(reasoning="think", tools="hermes", prompt_tail=tail), "The answer is 4.")
+    r, _ = read_by_token(tok, dict(reasoning="think", call_format="hermes", prompt_tail=tail), "The answer is 4.")
     assert (r.result.reasoning, r.result.content) == ("", "The answer is 4.")
 
 
@@ -109,7 +109,7 @@ def test_think_then_hermes_tool_call(tok):
         '<think>\nI need the weather tool.\n</think>\n\n<tool_call>\n{"name": "get_weather", '
         '"arguments": {"city": "Paris"}}\n</tool_call>'
     )
-    r, events = read_by_token(tok, dict(reasoning="think", tools="hermes", stop_ids=frozenset({2})), output + "<|im_end|>")
+    r, events = read_by_token(tok, dict(reasoning="think", call_format="hermes", stop_ids=frozenset({2})), output + "<|im_end|>")
     assert r.result.reasoning == "I need the weather tool."
     assert r.result.content == ""
     assert r.result.tool_calls == [ToolCall("get_weather", {"city": "Paris"}, '{"name": "get_weather", "arguments": {"city": "Paris"}}')]
@@ -117,7 +117,7 @@ def test_think_then_hermes_tool_call(tok):
 
 
 def test_tool_call_text_inside_reasoning_stays_reasoning():
-    res = StreamReader(reasoning="think", tools="hermes").read_all("<think>maybe <tool_call> here</think>ok")
+    res = StreamReader(reasoning="think", call_format="hermes").read_all("<think>maybe <tool_call> here</think>ok")
     assert res.reasoning == "maybe <tool_call> here" and res.content == "ok" and not res.tool_calls
 
 

@@ -55,7 +55,7 @@ HERMES_TWO = (
 
 
 def test_hermes_several_calls_streamed(tok):
-    res, events = three_ways(tok, HERMES_TWO, tools="hermes")
+    res, events = three_ways(tok, HERMES_TWO, call_format="hermes")
     assert res.content == "Let me look both up."
     assert names_args(res) == [("get_weather", {"city": "Paris", "unit": "°C"}), ("get_time", {"tz": "Europe/Paris"})]
     assert res.tool_calls[0].raw == '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "°C"}}'
@@ -67,7 +67,7 @@ def test_hermes_several_calls_streamed(tok):
 
 def test_hermes_malformed_json_is_an_error_event(tok):
     out = '<tool_call>\n{"name": "f", "arguments": {"x": 1,}}\n</tool_call>\n<tool_call>{"name": "g", "arguments": {}}</tool_call>'
-    res, events = three_ways(tok, out, tools="hermes")
+    res, events = three_ways(tok, out, call_format="hermes")
     assert names_args(res) == [("g", {})]
     [err] = res.errors
     assert err.raw == '{"name": "f", "arguments": {"x": 1,}}' and "invalid JSON" in err.message
@@ -76,13 +76,13 @@ def test_hermes_malformed_json_is_an_error_event(tok):
 
 def test_hermes_string_arguments_and_unterminated_call(tok):
     out = 'ok <tool_call>{"name": "f", "arguments": "{\\"a\\": [1, 2]}"}'
-    res, _ = three_ways(tok, out, tools="hermes")
+    res, _ = three_ways(tok, out, call_format="hermes")
     assert names_args(res) == [("f", {"a": [1, 2]})] and res.content == "ok"
 
 
 def test_hermes_text_without_calls_is_verbatim(tok):
     out = "Plain answer.\n\nWith  spacing.\n"
-    res, _ = three_ways(tok, out, tools="hermes")
+    res, _ = three_ways(tok, out, call_format="hermes")
     assert res.content == out and res.finish_reason == "stop"
 
 
@@ -91,41 +91,41 @@ def test_hermes_text_without_calls_is_verbatim(tok):
 
 def test_llama3_json_call(tok):
     out = '{"name": "get_weather", "parameters": {"city": "Paris"}}'
-    res, _ = three_ways(tok, out, tools="llama3")
+    res, _ = three_ways(tok, out, call_format="llama3")
     assert names_args(res) == [("get_weather", {"city": "Paris"})] and res.content == ""
     assert res.finish_reason == "tool_calls"
 
 
 def test_llama3_several_calls_and_the_type_function_shape(tok):
     out = '{"type": "function", "name": "a", "parameters": {}}; {"name": "b", "parameters": {"x": "y"}}'
-    res, _ = three_ways(tok, out, tools="llama3")
+    res, _ = three_ways(tok, out, call_format="llama3")
     assert names_args(res) == [("a", {}), ("b", {"x": "y"})]
 
 
 def test_llama3_python_tag_builtin_and_json(tok):
-    res, _ = three_ways(tok, 'Searching.<|python_tag|>brave_search.call(query="weather in Paris")', tools="llama3")
+    res, _ = three_ways(tok, 'Searching.<|python_tag|>brave_search.call(query="weather in Paris")', call_format="llama3")
     assert res.content == "Searching." and names_args(res) == [("brave_search", {"query": "weather in Paris"})]
-    res, _ = three_ways(tok, '<|python_tag|>{"name": "f", "parameters": {"n": 3}}', tools="llama3")
+    res, _ = three_ways(tok, '<|python_tag|>{"name": "f", "parameters": {"n": 3}}', call_format="llama3")
     assert names_args(res) == [("f", {"n": 3})]
-    res, _ = three_ways(tok, "<|python_tag|>import math\nprint(math.pi)", tools="llama3")
+    res, _ = three_ways(tok, "<|python_tag|>import math\nprint(math.pi)", call_format="llama3")
     assert names_args(res) == [("python", {"code": "import math\nprint(math.pi)"})]
 
 
 def test_llama3_json_answer_that_is_not_a_call_stays_content(tok):
     out = '{"capital": "Paris"}'
-    res, _ = three_ways(tok, out, tools="llama3")
+    res, _ = three_ways(tok, out, call_format="llama3")
     assert res.content == out and not res.tool_calls and not res.errors
 
 
 def test_llama3_malformed_call(tok):
     out = '{"name": "f", "parameters": {"x": '
-    res, _ = three_ways(tok, out, tools="llama3")
+    res, _ = three_ways(tok, out, call_format="llama3")
     assert not res.tool_calls and res.errors[0].raw == out and res.content == ""
 
 
 def test_llama3_real_special_token_with_stop_ids(tok):
     # <|eom_id|> after a call: the turn ends with finish_reason tool_calls
-    r = StreamReader(tools="llama3", stop_token_texts=("<|eot_id|>", "<|eom_id|>"))
+    r = StreamReader(call_format="llama3", stop_token_texts=("<|eot_id|>", "<|eom_id|>"))
     res = r.read_all('<|python_tag|>brave_search.call(query="x")<|eom_id|>')
     assert (res.finish_reason, res.stopped_by, names_args(res)) == ("tool_calls", "<|eom_id|>", [("brave_search", {"query": "x"})])
 
@@ -135,7 +135,7 @@ def test_llama3_real_special_token_with_stop_ids(tok):
 
 def test_mistral_array_keeps_the_models_ids(tok):
     out = '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "a1b2c3d4e"}, {"name": "f", "arguments": {}}]'
-    res, _ = three_ways(tok, out, tools="mistral")
+    res, _ = three_ways(tok, out, call_format="mistral")
     assert names_args(res) == [("get_weather", {"city": "Paris"}), ("f", {})]
     assert res.tool_calls[0].id == "a1b2c3d4e" and len(res.tool_calls[1].id) == 9
     assert res.content == ""
@@ -143,12 +143,12 @@ def test_mistral_array_keeps_the_models_ids(tok):
 
 def test_mistral_newer_args_form(tok):
     out = 'Checking.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_time[ARGS]{}'
-    res, _ = three_ways(tok, out, tools="mistral")
+    res, _ = three_ways(tok, out, call_format="mistral")
     assert res.content == "Checking." and names_args(res) == [("get_weather", {"city": "Paris"}), ("get_time", {})]
 
 
 def test_mistral_malformed(tok):
-    res, _ = three_ways(tok, '[TOOL_CALLS][{"name": "f", "arguments": {]', tools="mistral")
+    res, _ = three_ways(tok, '[TOOL_CALLS][{"name": "f", "arguments": {]', call_format="mistral")
     assert not res.tool_calls and res.errors[0].raw == '[{"name": "f", "arguments": {]'
 
 
@@ -183,6 +183,6 @@ def test_call_shapes_and_their_errors():
 
 
 def test_content_events_around_calls_are_only_visible_text():
-    r = StreamReader(tools="hermes")
+    r = StreamReader(call_format="hermes")
     events = r.feed_text('Hi.\n<tool_call>{"name": "f", "arguments": {}}</tool_call>\n') + r.finish()
     assert [e for e in events if isinstance(e, Content)] == [Content("Hi.")]

@@ -30,7 +30,7 @@ def turnspec_cmd(*args: str, stdin: str | None = None, timeout: int = 180) -> su
 def capital_answer(smollm2_gguf):
     proc = turnspec_cmd("run", "-p", "What is the capital of France?", "--system", SYSTEM, "--json", "--show-prompt")
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout), proc.stderr
+    return json.loads(proc.stdout)["data"], proc.stderr
 
 
 def test_default_model_answers_paris_and_stops_on_im_end(capital_answer):
@@ -55,7 +55,7 @@ def test_without_system_the_template_default_is_kept(smollm2_gguf):
 
 def test_max_tokens_gives_length(smollm2_gguf):
     proc = turnspec_cmd("run", "-p", "Tell me a long story.", "--max-tokens", "5", "--json")
-    answer = json.loads(proc.stdout)
+    answer = json.loads(proc.stdout)["data"]
     assert answer["finish_reason"] == "length" and answer["usage"]["completion_tokens"] == 5
 
 
@@ -93,7 +93,7 @@ def test_three_turns_keep_context(smollm2_gguf):
 
 def test_bad_model_path_is_one_line(tmp_path):
     proc = turnspec_cmd("run", str(tmp_path / "missing.gguf"), "-p", "hi")
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # not found (README: exit codes)
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
 
 
@@ -131,7 +131,7 @@ def test_a_saved_profile_s_pinned_stop_string_is_applied(smollm2_gguf, tmp_path)
     pin = "\npinned:\n  stops:\n    extra_strings: [\" is Paris\"]\n"
     profile.write_text(text.replace("\npinned: {}\n", pin), encoding="utf-8")
     args = ("run", "-p", "What is the capital of France?", "--system", SYSTEM, "--json")
-    pinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path)).stdout)
+    pinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path)).stdout)["data"]
     assert pinned["content"] == "The capital of France" and pinned["stopped_by"] == " is Paris"
-    unpinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path / "none")).stdout)
+    unpinned = json.loads(turnspec_cmd(*args, "--profiles", str(tmp_path / "none")).stdout)["data"]
     assert unpinned["content"] == "The capital of France is Paris."

@@ -29,7 +29,7 @@ def test_capital_answer_stops_on_im_end_with_the_system_prompt_replaced(engine_n
     proc = turnspec_cmd("run", str(smollm2_hf), "--engine", engine_name, "-p", "What is the capital of France?",
                         "--system", SYSTEM, "--json", "--show-prompt", "--max-tokens", "40", timeout=600)
     assert proc.returncode == 0, proc.stderr
-    answer = json.loads(proc.stdout)
+    answer = json.loads(proc.stdout)["data"]
     assert "Paris" in answer["content"] and not CONTROL.search(answer["content"])
     assert answer["finish_reason"] == "stop" and answer["stopped_by"] == "<|im_end|>"
     assert proc.stderr.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n")
@@ -39,7 +39,7 @@ def test_capital_answer_stops_on_im_end_with_the_system_prompt_replaced(engine_n
 def test_max_tokens_gives_length(engine_name, smollm2_hf):
     proc = turnspec_cmd("run", str(smollm2_hf), "--engine", engine_name, "-p", "Tell me a long story.",
                         "--max-tokens", "5", "--json", timeout=600)
-    answer = json.loads(proc.stdout)
+    answer = json.loads(proc.stdout)["data"]
     assert answer["finish_reason"] == "length" and answer["usage"]["completion_tokens"] == 5
 
 

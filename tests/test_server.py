@@ -634,14 +634,16 @@ def test_importing_turnspec_and_its_cli_does_not_load_the_server():
 
 
 def test_serve_without_fastapi_is_one_line_naming_the_extra(monkeypatch):
-    from turnspec.cli import serve_cmd
-    from turnspec.errors import TurnspecError
+    from typer.testing import CliRunner
+
+    from turnspec.cli import app
 
     monkeypatch.setitem(__import__("sys").modules, "fastapi", None)
-    with pytest.raises(TurnspecError, match=r"pip install 'turnspec\[serve\]'"):
-        serve_cmd.serve(model=None, host="127.0.0.1", port=0, api_key=None, model_id=None, engine=None, n_ctx=None,
-                        template=None, kw=None, max_tokens=None, system_mode=None, max_queue=8,
-                        profiles=__import__("pathlib").Path("config/models"), log_level="warning")
+    result = CliRunner().invoke(app, ["serve", "--port", "0", "--json"])
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("turnspec: error: turnspec serve needs fastapi: pip install 'turnspec[serve]'")
+    assert json.loads(result.stdout)["error"]["code"] == "error"
 
 
 def test_a_busy_port_is_one_line():

@@ -87,7 +87,7 @@ def test_usage_counts(whole, real):
     run = subprocess.run([sys.executable, "-m", "turnspec.cli", "run", "-p", "What is the capital of France?",
                           "--system", "You are a helpful assistant.", "--json"],
                          capture_output=True, text=True, timeout=180)
-    by_run = json.loads(run.stdout)
+    by_run = json.loads(run.stdout)["data"]
     assert by_run["content"] == answer
     assert by_run["usage"] == whole.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
 

@@ -78,17 +78,21 @@ def system_role_error(spec: Any) -> str | None:
 
 
 def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
-                cancel: threading.Event | None = None) -> Iterator[Event]:
+                cancel: threading.Event | None = None, *, reader: Any = None,
+                stop_ids: Any = None) -> Iterator[Event]:
     """Generate one assistant turn from an encoded prompt: the engine stops on the spec's halt ids, the reader
-    stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`."""
+    stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`.
+
+    `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own)."""
     result.prompt_tokens = len(enc.ids)
+    halt = spec.stops.halt_ids if stop_ids is None else stop_ids
     # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
-    reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings,
-                         stop_ids=spec.stops.halt_ids)
+    if reader is None:
+        reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings, stop_ids=halt)
     t0 = time.perf_counter()
     generated = 0
     steps = engine.generate(enc.ids, max_tokens=options.max_tokens, temperature=options.temperature,
-                            top_p=options.top_p, seed=options.seed, stop_ids=spec.stops.halt_ids, cancel=cancel)
+                            top_p=options.top_p, seed=options.seed, stop_ids=halt, cancel=cancel)
     try:
         for token in steps:
             if generated == 0:

@@ -1,4 +1,8 @@
-"""Errors turnspec raises. Every message is one line that names the file or model and the fix."""
+"""Errors turnspec raises. Every message is one line that names the file or model and the fix.
+
+Each class carries the command-line exit code and the stable `code` that `--json` output reports, so scripts can
+tell "not found" from "access refused" from "not a chat model" without parsing messages (README: Exit codes).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,44 @@ from __future__ import annotations
 class TurnspecError(Exception):
     """Base class: the CLI prints these as one line, never a traceback."""
 
+    exit_code = 1
+    code = "error"
+
 
 class ModelSourceError(TurnspecError):
     """A model could not be found or read (missing file, corrupt JSON/GGUF, unknown repo id)."""
 
 
+class NotFoundError(TurnspecError):
+    """No such model, repo, revision, file or profile."""
+
+    exit_code = 3
+    code = "not_found"
+
+
+class ModelNotFoundError(NotFoundError, ModelSourceError):
+    """A model source that does not exist (no such path, not in the cache, not on the Hub)."""
+
+
+class AccessError(ModelSourceError):
+    """A gated or private repo: the token is missing or was refused."""
+
+    exit_code = 4
+    code = "access_denied"
+
+
 class NoChatTemplateError(ModelSourceError):
     """The model has no chat template (a base model): pass one with `--template FILE`."""
+
+    exit_code = 5
+    code = "no_chat_template"
+
+
+class DownloadError(ModelSourceError):
+    """A download failed midway (network, Hub error, disk full): running the same pull again resumes it."""
+
+    exit_code = 6
+    code = "download_failed"
 
 
 class TemplateError(TurnspecError):
@@ -20,6 +55,8 @@ class TemplateError(TurnspecError):
 
     `limit` is True when turnspec stopped the template (time, output size), not the template itself.
     """
+
+    code = "template_error"
 
     def __init__(self, message: str, *, model: str | None = None, template_message: str | None = None,
                  limit: bool = False):

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import TurnspecError
 
 
-@contextmanager
-def fail_cleanly() -> Iterator[None]:
-    """Print turnspec errors as `turnspec: error: ...` and exit 1; Ctrl-C exits 130 without a traceback."""
-    try:
-        yield
-    except TurnspecError as exc:
-        print(f"turnspec: error: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
-    except KeyboardInterrupt:
-        print("", file=sys.stderr)
-        raise SystemExit(130) from None
+def fail_cleanly(command: str | None = None, as_json: bool = False) -> Any:
+    """Errors as one line and their exit code (README: Exit codes); with `as_json`, also the error envelope."""
+    from .envelope import reporting
+
+    return reporting(command, as_json)
 
 
 def read_json_file(path: Path, what: str) -> Any:

@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 
 from ..errors import TurnspecError
-from .common import load_spec, parse_kwargs, read_json_file
+from .common import fail_cleanly, load_spec, parse_kwargs, read_json_file
+from .envelope import emit
 
 
 def register(app: typer.Typer) -> None:
@@ -24,8 +25,15 @@ def render(
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (JSON value)."),
     tokens: bool = typer.Option(False, "--tokens", help="Show each token with its id, the boundary and the mask."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print the turnspec/1 JSON envelope; data is {text} (with --tokens: ids, generation_start, assistant_mask)."),
 ) -> None:
     """Render a conversation with the model's own chat template, as transformers would."""
+    with fail_cleanly("render", as_json):
+        _render(model, messages, tools, no_generation_prompt, continue_final, kw, tokens, template, as_json)
+
+
+def _render(model: str, messages: Path, tools: Optional[Path], no_generation_prompt: bool, continue_final: bool,
+            kw: Optional[list[str]], tokens: bool, template: Optional[Path], as_json: bool) -> None:
     spec = load_spec(model, template)
     conversation = read_json_file(messages, "messages")
     if isinstance(conversation, dict) and "messages" in conversation:
@@ -36,9 +44,18 @@ def render(
     options = dict(add_generation_prompt=not no_generation_prompt and not continue_final,
                    continue_final_message=continue_final, tools=tool_list, **parse_kwargs(kw))
     if not tokens:
-        typer.echo(spec.render(conversation, **options), nl=False)
+        text = spec.render(conversation, **options)
+        if as_json:
+            emit("render", {"model": spec.name, "text": text})
+        else:
+            typer.echo(text, nl=False)
         return
     enc = spec.encode(conversation, **options)
+    if as_json:
+        emit("render", {"model": spec.name, "text": enc.text, "ids": enc.ids, "generation_start": enc.generation_start,
+                        "assistant_mask": enc.assistant_mask, "mask_method": enc.mask_method,
+                        "mask_exact": enc.mask_exact, "bos_added": enc.bos_added})
+        return
     vocab = spec.require_vocab()
     mask = enc.assistant_mask or [0] * len(enc.ids)
     for k, (tid, m) in enumerate(zip(enc.ids, mask)):

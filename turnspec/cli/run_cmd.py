@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import typer
 
-from .common import load_pinned_spec, open_engine, parse_kwargs, read_json_file
+from .common import fail_cleanly, load_pinned_spec, open_engine, parse_kwargs, read_json_file
 
 EXIT_WORDS = ("exit", "quit")
 
@@ -32,7 +32,7 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed"),
     show_reasoning: Optional[bool] = typer.Option(None, "--show-reasoning/--hide-reasoning",
                                                   help="Show reasoning (dimmed). Default: shown on a terminal, hidden in pipes."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per answer (content, reasoning, tool calls, usage, timings)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one turnspec/1 JSON envelope per answer (content, reasoning, tool calls, usage, timings)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="llamacpp | mlx | transformers (default: by model kind)."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the engine."),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Extra stop string (repeatable)."),
@@ -44,7 +44,17 @@ def run(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
 ) -> None:
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
+    with fail_cleanly("run", as_json):
+        _run(model, prompt, system, system_mode, max_tokens, temperature, top_p, seed, show_reasoning, as_json, engine,
+             n_ctx, stop, kw, template, show_prompt, profiles, verbose)
+
+
+def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], system_mode: Optional[str],
+         max_tokens: int, temperature: float, top_p: float, seed: Optional[int], show_reasoning: Optional[bool],
+         as_json: bool, engine: Optional[str], n_ctx: Optional[int], stop: Optional[list[str]],
+         kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool) -> None:
     from ..chat import ChatSession, GenerationOptions
+
     spec, pins = load_pinned_spec(model, template, profiles)
     stdin_prompt = None
     if prompt is None and not sys.stdin.isatty():
@@ -160,8 +170,9 @@ class _Terminal:
         if result is None:
             return
         if self.as_json:
-            sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False) + "\n")
-            sys.stdout.flush()
+            from .envelope import emit
+
+            emit("run", result.as_dict(), result.notices)
             return
         self._write("\n")
         for notice in result.notices:

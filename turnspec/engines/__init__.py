@@ -15,7 +15,12 @@ from turnspec.engines.base import Engine, EngineBase, EngineError, stop_rules
 
 ENGINE_NAMES = ("llamacpp", "mlx", "transformers")
 
-__all__ = ["ENGINE_NAMES", "Engine", "EngineBase", "EngineError", "load_engine", "pick_engine", "stop_rules"]
+__all__ = ["ENGINE_NAMES", "Engine", "EngineBase", "EngineError", "engines_for_format", "load_engine", "pick_engine",
+           "stop_rules"]
+
+# The packages each engine imports, and the weight formats it runs.
+_ENGINE_MODULES = {"llamacpp": ("llama_cpp",), "mlx": ("mlx_lm",), "transformers": ("torch", "transformers")}
+_ENGINE_FORMATS = {"llamacpp": ("gguf",), "mlx": ("safetensors",), "transformers": ("safetensors", "pytorch")}
 
 
 def _is_apple_silicon() -> bool:
@@ -39,6 +44,21 @@ def pick_engine(model_path: Path) -> str:
             return "transformers"
         raise EngineError(f"{model_path}: no weights found (neither *.safetensors nor a single *.gguf)")
     raise EngineError(f"{model_path}: no such file or folder")
+
+
+def engines_for_format(weights_format: str) -> list[str]:
+    """The engines installed here that run `weights_format` ("gguf", "safetensors", "pytorch"), preferred first.
+
+    Checked with `importlib.util.find_spec`: nothing is imported, so `turnspec list` stays fast.
+    """
+    from importlib.util import find_spec
+
+    order = ("llamacpp", "mlx", "transformers") if _is_apple_silicon() else ("llamacpp", "transformers")
+    found = []
+    for name in order:
+        if weights_format in _ENGINE_FORMATS[name] and all(find_spec(m) is not None for m in _ENGINE_MODULES[name]):
+            found.append(name)
+    return found
 
 
 def load_engine(name: str | None, model_path: Path, **opts: Any) -> Engine:

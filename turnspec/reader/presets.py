@@ -1,4 +1,4 @@
-"""Call syntaxes by family name, for readers configured by hand (`StreamReader(tools="hermes")`).
+"""Call syntaxes by family name, for readers configured by hand (`StreamReader(call_format="hermes")`).
 
 A spec's reader never uses these: it reads the syntax its template analysis learned. They are the same data the
 analysis produces for those families' templates, written out, so tests and callers without a template can name

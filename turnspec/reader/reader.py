@@ -42,7 +42,7 @@ class ReaderConfig:
     turn_headers: other roles' headers (`<|im_start|>user`, …): writing one is self-conversation, so stop.
     control_tokens: special tokens of the vocabulary never meant for display: removed from visible text.
     reasoning: "none" | "tags" (`reasoning_tags`; "think" is the same) | "harmony".
-    tools: "none" | "template" (`call_syntaxes`, as a template analysis found them) | a family preset
+    call_format: "none" | "template" (`call_syntaxes`, as a template analysis found them) | a family preset
         ("hermes", "llama3", "mistral") | "harmony".
     content_markers / content_prefix: markers around the answer; plain text it starts with (read at the start only).
     prompt_tail: what the generation prompt wrote after the assistant header (`<think>\n`): read first, silently.
@@ -59,7 +59,7 @@ class ReaderConfig:
     control_tokens: tuple[str, ...] = ()
     reasoning: str = "none"
     reasoning_tags: tuple[str, str] = ("<think>", "</think>")
-    tools: str = "none"
+    call_format: str = "none"
     call_syntaxes: tuple[CallSyntax, ...] = ()
     content_markers: tuple[str, str] = ("", "")
     content_prefix: str = ""
@@ -73,9 +73,9 @@ class ReaderConfig:
     def __post_init__(self) -> None:
         if self.reasoning not in REASONING_FORMATS:
             raise ValueError(f"reasoning format {self.reasoning!r} is not one of {REASONING_FORMATS}")
-        if self.tools not in TOOL_FORMATS:
-            raise ValueError(f"tool-call format {self.tools!r} is not one of {TOOL_FORMATS}")
-        if (self.tools == "harmony") != (self.reasoning == "harmony") and self.tools != "none":
+        if self.call_format not in TOOL_FORMATS:
+            raise ValueError(f"tool-call format {self.call_format!r} is not one of {TOOL_FORMATS}")
+        if (self.call_format == "harmony") != (self.reasoning == "harmony") and self.call_format != "none":
             raise ValueError("Harmony tool calls need reasoning='harmony' (the recipient is in the message header)")
 
 
@@ -115,7 +115,7 @@ class StreamReader:
             self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix)
             stop_texts += HARMONY_TURN_END
         else:
-            calls = PRESETS.get(config.tools, config.call_syntaxes)
+            calls = PRESETS.get(config.call_format, config.call_syntaxes)
             self._parser = TurnParser(
                 self._emit,
                 reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,

@@ -1,7 +1,8 @@
-"""The FastAPI app: /v1/chat/completions (whole and SSE), /v1/models, /health, with OpenAI-style errors.
+"""The FastAPI app: /v1/chat/completions and /v1/completions (whole and SSE), /v1/models, /health, with
+OpenAI-style errors, over one or several models (models.py: which one is resident).
 
-Request handling stays on the event loop except the two blocking parts: rendering + tokenizing the prompt
-(`asyncio.to_thread`) and generation (the worker thread, see worker.py).
+Request handling stays on the event loop except the blocking parts: rendering + tokenizing the prompt
+(`asyncio.to_thread`) and loading weights and generating (the worker thread, see worker.py).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..chat import system_role_error
 from ..errors import TurnspecError
+from ..reader.events import Done
+from . import completions as raw
+from .models import ModelManager, ServedModel
 from .protocol import (APIError, ChatCall, ServeDefaults, bad, encode_prompt, error_body, merge_system, parse_request,
                        validation_error)
 from .responses import TurnAssembler, chunk_body, completion_body, new_completion_id, sse, usage
@@ -48,25 +51,22 @@ class _SSEResponse(StreamingResponse):
             self._on_close()
 
 
-def create_app(spec: Any, engine: Any, model_id: str | None = None, api_key: str | None = None, *,
-               defaults: ServeDefaults | None = None, max_queue: int = 256) -> FastAPI:
-    """An OpenAI-compatible app serving `spec` on `engine` under the name `model_id` (default: the spec's name).
+def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
+               models: ModelManager | None = None, defaults: ServeDefaults | None = None,
+               max_queue: int = 256) -> FastAPI:
+    """An OpenAI-compatible app: `spec` on an already loaded `engine` under the name `model_id` (default: the
+    spec's name), or the `models` of a ModelManager (several models, loaded on demand, one resident at a time).
 
     `api_key`: when set, /v1 routes need `Authorization: Bearer <api_key>` (/health stays open for probes).
     """
-    model_id = model_id or spec.name
-    defaults = defaults or ServeDefaults()
-    context_length = int(getattr(engine, "context_length", 0) or 0)
-    generation_config = dict(getattr(getattr(spec, "files", None), "generation_config", None) or {})
-    # Built once here, not raced for by the first concurrent requests.
-    spec.require_vocab()
-    _ = spec.stops
-    try:
-        developer_role = "developer" in spec.template
-    except TurnspecError:
-        developer_role = False
-    merge = defaults.system_mode == "merge" and system_role_error(spec) is not None
-    worker = GenerationWorker(spec, engine, max_queue=max_queue)
+    if models is None:
+        if spec is None or engine is None:
+            raise TypeError("create_app needs spec and engine, or models")
+        served = ServedModel(model_id or spec.name, spec, getattr(engine, "name", None),
+                             defaults=defaults or ServeDefaults(),
+                             context_length=int(getattr(engine, "context_length", 0) or 0))
+        models = ModelManager.preloaded(served, engine)
+    worker = GenerationWorker(models, max_queue=max_queue)
     worker.start()
     created = int(time.time())
 
@@ -77,7 +77,30 @@ def create_app(spec: Any, engine: Any, model_id: str | None = None, api_key: str
 
     app = FastAPI(title="turnspec", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.worker = worker
-    app.state.model_id = model_id
+    app.state.models = models
+    app.state.model_id = next(iter(models.models))
+
+    def cards() -> list[dict[str, Any]]:
+        return [m.card(created, m is models.resident) for m in models.models.values()]
+
+    def submit(job: Job) -> None:
+        try:
+            worker.submit(job)
+        except QueueFull as exc:
+            raise APIError(503, f"the server is busy ({exc}); retry later", type="server_error",
+                           code="queue_full") from None
+
+    async def read_json(request: Request) -> Any:
+        raw_body = await request.body()
+        try:
+            return json.loads(raw_body)
+        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+            raise bad(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+
+    def pick(data: Any) -> ServedModel:
+        served = models.find(data.get("model") if isinstance(data, dict) else None)
+        models.check_fits(served)
+        return served
 
     def check_auth(request: Request) -> None:
         if api_key is None:
@@ -114,51 +137,59 @@ def create_app(spec: Any, engine: Any, model_id: str | None = None, api_key: str
     # --- routes ---------------------------------------------------------------------------------------------
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model_id, "engine": getattr(engine, "name", None),
-                "queued": worker.queued, **asdict(worker.stats)}
+        resident = models.resident
+        return {"status": "ok", "model": resident.id if resident is not None else None,
+                "engine": getattr(models.engine, "name", None), "models": list(models.models),
+                "swaps": models.swaps, "last_swap_s": models.last_swap_s, "queued": worker.queued,
+                **asdict(worker.stats)}
 
     @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
+    async def list_models(request: Request) -> dict[str, Any]:
         check_auth(request)
-        return {"object": "list", "data": [_model_card(model_id, created)]}
+        return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{name:path}")
     async def model(name: str, request: Request) -> dict[str, Any]:
         check_auth(request)
-        if name != model_id:
-            raise APIError(404, f"the model {name!r} does not exist; this server serves {model_id!r}",
-                           param="model", code="model_not_found")
-        return _model_card(model_id, created)
+        for card in cards():
+            if card["id"] == name:
+                return card
+        raise APIError(404, f"the model {name!r} does not exist; this server serves: {', '.join(models.models)}",
+                       param="model", code="model_not_found")
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         check_auth(request)
-        raw = await request.body()
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-            raise bad(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
-        call = parse_request(data, defaults=defaults, generation_config=generation_config,
-                             developer_role=developer_role)
-        if merge:
+        data = await read_json(request)
+        served = pick(data)
+        call = parse_request(data, defaults=served.defaults, generation_config=served.generation_config,
+                             developer_role=served.developer_role)
+        if served.merge_system:
             call.messages = merge_system(call.messages)
-        enc, options = await asyncio.to_thread(encode_prompt, spec, call, context_length)
-        job = Job(enc, options)
-        try:
-            worker.submit(job)
-        except QueueFull as exc:
-            raise APIError(503, f"the server is busy ({exc}); retry later", type="server_error",
-                           code="queue_full") from None
+        enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length)
+        job = Job(served, enc, options)
+        submit(job)
         cid = new_completion_id()
         if call.stream:
-            return _SSEResponse(_stream(job, call, cid, model_id), on_close=job.cancel.set)
-        return await _whole(job, call, cid, model_id, request)
+            return _SSEResponse(_stream(job, call, cid, served.id), on_close=job.cancel.set)
+        return await _whole(job, call, cid, served.id, request)
+
+    @app.post("/v1/completions")
+    async def text_completions(request: Request) -> Any:
+        check_auth(request)
+        data = await read_json(request)
+        served = pick(data)
+        call = raw.parse_completion(data, generation_config=served.generation_config)
+        prompt, options = await asyncio.to_thread(raw.encode_completion, served, call)
+        reader = raw.completion_reader(served.spec, prompt, call.stop)
+        job = Job(served, prompt, options, reader=reader, stop_ids=prompt.stop_ids)
+        submit(job)
+        cid = raw.new_completion_id()
+        if call.stream:
+            return _SSEResponse(_stream_text(job, call, cid, served.id), on_close=job.cancel.set)
+        return await _whole_text(job, cid, served.id, request)
 
     return app
-
-
-def _model_card(model_id: str, created: int) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": created, "owned_by": "turnspec"}
 
 
 def _server_error(exc: BaseException, what: str = "generation failed", code: str = "generation_failed") -> dict[str, Any]:
@@ -175,13 +206,16 @@ async def _watch_disconnect(request: Request, job: Job) -> None:
             job.cancel.set()
 
 
-async def _whole(job: Job, call: ChatCall, cid: str, model_id: str, request: Request) -> JSONResponse:
-    asm = TurnAssembler(call.tools_enabled)
+_CANCELLED = "the request was cancelled before it started"
+
+
+async def _finish_whole(job: Job, request: Request, on_event: Callable[[Any], Any]) -> Finished | JSONResponse:
+    """Wait for a non-streamed job, folding its events with `on_event`; the Finished item, or the error reply."""
     watch = asyncio.create_task(_watch_disconnect(request, job))
     item: Any = None
     try:
         while not isinstance(item := await job.events.get(), Finished):
-            asm.add(item)
+            on_event(item)
     finally:
         watch.cancel()
         if not isinstance(item, Finished):  # this handler was cancelled (server shutdown)
@@ -190,8 +224,26 @@ async def _whole(job: Job, call: ChatCall, cid: str, model_id: str, request: Req
         log.error("generation failed", exc_info=item.error)
         return JSONResponse(_server_error(item.error), status_code=500)
     if item.skipped:
-        return JSONResponse(error_body("the request was cancelled before it started", type="server_error",
-                                       code="cancelled"), status_code=503)
+        return JSONResponse(error_body(_CANCELLED, type="server_error", code="cancelled"), status_code=503)
+    return item
+
+
+def _failed(item: Finished) -> list[str] | None:
+    """The closing SSE events of a stream whose job failed or was skipped; None when it succeeded."""
+    if item.error is None and not item.skipped:
+        return None
+    if item.error is not None:
+        log.error("generation failed", exc_info=item.error)
+    body = _server_error(item.error) if item.error is not None else error_body(_CANCELLED, type="server_error",
+                                                                               code="cancelled")
+    return [sse(body), sse("[DONE]")]
+
+
+async def _whole(job: Job, call: ChatCall, cid: str, model_id: str, request: Request) -> JSONResponse:
+    asm = TurnAssembler(call.tools_enabled)
+    item = await _finish_whole(job, request, asm.add)
+    if isinstance(item, JSONResponse):
+        return item
     result = item.result
     return JSONResponse(completion_body(cid, model_id, asm, usage(result.prompt_tokens, result.completion_tokens)))
 
@@ -206,17 +258,57 @@ async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIte
         delta = asm.add(item)
         if delta is not None:
             yield sse(chunk_body(cid, created, model_id, delta, with_usage=with_usage))
-    if item.error is not None or item.skipped:
-        if item.error is not None:
-            log.error("generation failed", exc_info=item.error)
-        body = _server_error(item.error) if item.error is not None else error_body(
-            "the request was cancelled before it started", type="server_error", code="cancelled")
-        yield sse(body)
-        yield sse("[DONE]")
+    if (tail := _failed(item)) is not None:
+        for event in tail:
+            yield event
         return
     yield sse(chunk_body(cid, created, model_id, {}, asm.finish_reason, with_usage=with_usage))
     if with_usage:
         last = chunk_body(cid, created, model_id, None)
         last["usage"] = usage(item.result.prompt_tokens, item.result.completion_tokens)
         yield sse(last)
+    yield sse("[DONE]")
+
+
+class _TextFold:
+    """Reader events of a raw completion as text and a finish reason."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.done_reason: str | None = None
+
+    def add(self, event: Any) -> str:
+        if isinstance(event, Done):
+            self.done_reason = event.finish_reason
+            return ""
+        text = getattr(event, "text", None) or getattr(event, "raw", None) or ""
+        self.parts.append(text)
+        return text
+
+
+async def _whole_text(job: Job, cid: str, model_id: str, request: Request) -> JSONResponse:
+    fold = _TextFold()
+    item = await _finish_whole(job, request, fold.add)
+    if isinstance(item, JSONResponse):
+        return item
+    use = usage(item.result.prompt_tokens, item.result.completion_tokens)
+    return JSONResponse(raw.text_completion(cid, model_id, "".join(fold.parts), raw.finish_reason(fold.done_reason),
+                                            use))
+
+
+async def _stream_text(job: Job, call: Any, cid: str, model_id: str) -> AsyncIterator[str]:
+    """SSE: one text chunk per piece of text, a last chunk with the finish reason, usage if asked, [DONE]."""
+    created = int(time.time())
+    fold = _TextFold()
+    while not isinstance(item := await job.events.get(), Finished):
+        if text := fold.add(item):
+            yield sse(raw.text_completion(cid, model_id, text, None, None, created))
+    if (tail := _failed(item)) is not None:
+        for event in tail:
+            yield event
+        return
+    yield sse(raw.text_completion(cid, model_id, "", raw.finish_reason(fold.done_reason), None, created))
+    if call.include_usage:
+        yield sse(raw.usage_chunk(cid, model_id, usage(item.result.prompt_tokens, item.result.completion_tokens),
+                                  created))
     yield sse("[DONE]")

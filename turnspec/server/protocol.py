@@ -87,24 +87,28 @@ class StreamOptions(_Open):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(_Open):
-    """Fields turnspec reads; unknown fields are accepted and ignored (as most OpenAI-compatible servers do)."""
+class GenerationRequest(_Open):
+    """The fields chat and text completions share; unknown fields are accepted and ignored (as most
+    OpenAI-compatible servers do)."""
 
     model: Optional[str] = None
-    messages: list[MessageIn]
-    tools: Optional[list[ToolDef]] = None
-    tool_choice: Union[str, dict[str, Any], None] = None
     max_tokens: Optional[int] = Field(None, ge=1)
-    max_completion_tokens: Optional[int] = Field(None, ge=1)
     temperature: Optional[float] = Field(None, ge=0, le=2)
     top_p: Optional[float] = Field(None, gt=0, le=1)
     seed: Optional[int] = None
     stop: Union[str, list[str], None] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
+    n: Optional[int] = None
+
+
+class ChatCompletionRequest(GenerationRequest):
+    messages: list[MessageIn]
+    tools: Optional[list[ToolDef]] = None
+    tool_choice: Union[str, dict[str, Any], None] = None
+    max_completion_tokens: Optional[int] = Field(None, ge=1)
     chat_template_kwargs: Optional[dict[str, Any]] = None
     reasoning_effort: Optional[str] = None
-    n: Optional[int] = None
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
     response_format: Optional[dict[str, Any]] = None
@@ -203,16 +207,24 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
     if req.reasoning_effort is not None:
         kwargs["reasoning_effort"] = req.reasoning_effort
 
+    stop, temperature, top_p, include_usage = sampling(req, defaults, generation_config)
+    max_tokens = req.max_completion_tokens or req.max_tokens or defaults.max_tokens
+    return ChatCall(messages, tools, tools_enabled, kwargs, max_tokens, temperature, top_p, req.seed, stop,
+                    req.stream, include_usage)
+
+
+def sampling(req: GenerationRequest, defaults: ServeDefaults | None,
+             generation_config: dict[str, Any] | None) -> tuple[tuple[str, ...], float, float, bool]:
+    """Stop strings, temperature and top_p (the request's, else the server's, else generation_config, else 1.0)
+    and whether the stream ends with usage."""
     stop: tuple[str, ...] = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
     if any(not s for s in stop):
         raise bad("stop: stop strings must not be empty", param="stop")
     gen = generation_config or {}
-    temperature = _first_number(req.temperature, defaults.temperature, gen.get("temperature"), 1.0)
-    top_p = _first_number(req.top_p, defaults.top_p, gen.get("top_p"), 1.0)
-    max_tokens = req.max_completion_tokens or req.max_tokens or defaults.max_tokens
+    temperature = _first_number(req.temperature, defaults and defaults.temperature, gen.get("temperature"), 1.0)
+    top_p = _first_number(req.top_p, defaults and defaults.top_p, gen.get("top_p"), 1.0)
     include_usage = bool(req.stream and req.stream_options and req.stream_options.include_usage)
-    return ChatCall(messages, tools, tools_enabled, kwargs, max_tokens, temperature, top_p, req.seed, stop,
-                    req.stream, include_usage)
+    return stop, temperature, top_p, include_usage
 
 
 def _first_number(*values: Any) -> float:

@@ -1,5 +1,6 @@
 """The generation queue: one engine runs one generation at a time, so requests wait in FIFO order for a single
-worker thread. The thread runs `stream_turn` and hands each reader event to the request's asyncio queue with
+worker thread. The thread asks the model manager for the job's model (loading it, and unloading the resident one,
+when it is another), runs `stream_turn` and hands each reader event to the request's asyncio queue with
 `call_soon_threadsafe`: the event loop never blocks on the engine, and the engine never waits for a client
 (a slow reader only grows its own queue, bounded by max_tokens). A request's `cancel` Event stops its generation
 before the next token, or skips it if it has not started yet.
@@ -26,14 +27,19 @@ class Finished:
 
 
 class Job:
-    """One request's generation: its prompt, options, cancel flag and the asyncio queue its events arrive on.
+    """One request's generation: its model, prompt, options, cancel flag and the asyncio queue its events arrive on.
 
-    Create it on the event loop's thread (it binds to the running loop).
+    `reader`/`stop_ids` replace the chat reader and the model's halt ids (raw completions). Create it on the event
+    loop's thread (it binds to the running loop).
     """
 
-    def __init__(self, enc: Any, options: GenerationOptions):
+    def __init__(self, model: Any, enc: Any, options: GenerationOptions, *, reader: Any = None,
+                 stop_ids: Any = None):
+        self.model = model
         self.enc = enc
         self.options = options
+        self.reader = reader
+        self.stop_ids = stop_ids
         self.cancel = threading.Event()
         self.events: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -65,11 +71,10 @@ class WorkerStats:
 
 
 class GenerationWorker:
-    """A thread that owns the engine and runs queued jobs one after another."""
+    """A thread that owns the engines (through the model manager) and runs queued jobs one after another."""
 
-    def __init__(self, spec: Any, engine: Any, *, max_queue: int = 256):
-        self.spec = spec
-        self.engine = engine
+    def __init__(self, models: Any, *, max_queue: int = 256):
+        self.models = models
         self.stats = WorkerStats()
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="turnspec-generation", daemon=True)
@@ -135,7 +140,9 @@ class GenerationWorker:
             self.stats.busy = True
         self._current = job
         try:
-            for event in stream_turn(self.spec, self.engine, job.enc, job.options, result, cancel=job.cancel):
+            engine = self.models.acquire(job.model)
+            for event in stream_turn(job.model.spec, engine, job.enc, job.options, result, cancel=job.cancel,
+                                     reader=job.reader, stop_ids=job.stop_ids):
                 job.emit(event)
         except Exception as exc:  # an engine failure ends this request only; the worker goes on
             error = exc

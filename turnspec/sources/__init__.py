@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelSourceError
+from ..errors import ModelNotFoundError, ModelSourceError
 from .folder import CHAT_FILES, load_folder
 from .model_files import ModelFiles
 
@@ -26,20 +26,26 @@ def resolve(source: str | Path, *, cache_dir: Path | None = None, download: bool
                               templates={"default": path.read_text(encoding="utf-8")},
                               provenance={"template": path.name})
         raise ModelSourceError(f"{path}: not a model; pass a model folder, a .gguf file or a cached repo id")
-    from .hf_cache import download_tokenizer_files, find_cached_snapshot, looks_like_repo_id
+    from .hf_cache import cached_gguf_path, download_tokenizer_files, find_cached_snapshot, looks_like_repo_id
 
     text = str(source)
+    gguf = cached_gguf_path(text, cache_dir=cache_dir)
+    if gguf is not None:
+        from .gguf import load_gguf
+
+        return load_gguf(gguf)
     if looks_like_repo_id(text):
         snapshot = find_cached_snapshot(text, cache_dir=cache_dir)
         if snapshot is None and download:
             snapshot = download_tokenizer_files(text, cache_dir=cache_dir)
         if snapshot is None:
-            raise ModelSourceError(
-                f"{text}: not in the local Hugging Face cache; run `hf download {text}` (or pass --download to "
-                "fetch only its tokenizer files), or pass a folder or .gguf path"
+            raise ModelNotFoundError(
+                f"{text}: not in the local Hugging Face cache; run `turnspec pull {text}` (`--tokenizer-only` fetches "
+                "only its chat files), or pass a folder or .gguf path"
             )
         return _load_dir(Path(snapshot), name=text, origin="hf-cache")
-    raise ModelSourceError(f"{text}: no such file or folder, and not a repo id (org/name); check the path")
+    raise ModelNotFoundError(f"{text}: no such file or folder, and not a repo id (org/name) or a cached "
+                             "org/name/file.gguf; check the path")
 
 
 def _load_dir(folder: Path, name: str | None = None, origin: str = "folder") -> ModelFiles:

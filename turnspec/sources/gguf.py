@@ -55,6 +55,14 @@ class _Corrupt(Exception):
     """Internal: the bytes do not follow the GGUF layout; turned into a ModelSourceError naming the file."""
 
 
+class _PastEnd(_Corrupt):
+    """Internal: a length runs past the end of the bytes: a truncated file, or a prefix that needs more bytes."""
+
+
+class GGUFHeaderIncomplete(ModelSourceError):
+    """The bytes given end inside the key/value header (`gguf_keys_from_prefix`): fetch more of the file."""
+
+
 class _LazyArray:
     """An array value not yet decoded: its element type, count and byte span in the header."""
 
@@ -153,8 +161,10 @@ class _Cursor:
         self._u64 = struct.Struct(byte_order + "Q").unpack_from
 
     def need(self, n: int) -> None:
-        if n < 0 or self.offset + n > self.size:
-            raise _Corrupt(f"data runs past the end of the file at byte {self.offset}")
+        if n < 0:
+            raise _Corrupt(f"negative length at byte {self.offset}")
+        if self.offset + n > self.size:
+            raise _PastEnd(f"data runs past the end of the file at byte {self.offset}")
 
     def u32(self) -> int:
         self.need(4)
@@ -207,10 +217,10 @@ class _Cursor:
             u64, buf, size, offset = self._u64, self.buf, self.size, self.offset
             for _ in range(count):
                 if offset + 8 > size:
-                    raise _Corrupt(f"string array runs past the end of the file at byte {offset}")
+                    raise _PastEnd(f"string array runs past the end of the file at byte {offset}")
                 offset += 8 + u64(buf, offset)[0]
             if offset > size:
-                raise _Corrupt(f"string array runs past the end of the file at byte {offset}")
+                raise _PastEnd(f"string array runs past the end of the file at byte {offset}")
             self.offset = offset
         elif item_type == GGUFValueType.ARRAY:
             for _ in range(count):
@@ -248,7 +258,25 @@ def read_gguf_metadata(path: Path) -> GGUFMetadata:
         raise ModelSourceError(f"{path}: cannot read it ({exc.strerror or exc}); check the file and its permissions") from None
 
 
-def _parse(path: Path, mm: Any, size: int) -> GGUFMetadata:
+def gguf_keys_from_prefix(prefix: bytes, name: str = "remote.gguf") -> GGUFMetadata:
+    """The key/value header of a GGUF from its first bytes (e.g. an HTTP range), tensor table not read.
+
+    Raises GGUFHeaderIncomplete when `prefix` ends inside the header (fetch more), ModelSourceError when the
+    bytes are not a GGUF. `turnspec pull` reads a remote GGUF's chat template this way before downloading it.
+    """
+    try:
+        if len(prefix) < 24:
+            raise _PastEnd(f"only {len(prefix)} bytes")
+        byte_order, version, tensor_count, values, cur = _read_keys(prefix)
+    except _PastEnd:
+        raise GGUFHeaderIncomplete(f"{name}: the first {len(prefix)} bytes end inside the GGUF header") from None
+    except _Corrupt as exc:
+        raise ModelSourceError(f"{name}: not a readable GGUF file ({exc})") from None
+    return GGUFMetadata(Path(name), bytes(prefix[:cur.offset]), byte_order, values, version, tensor_count)
+
+
+def _read_keys(mm: Any) -> tuple[str, int, int, dict[str, Any], _Cursor]:
+    """Magic, version and the key/value section; the cursor is left at the tensor table."""
     (magic,) = struct.unpack_from("<I", mm, 0)
     if magic != GGUF_MAGIC:
         raise _Corrupt(f"it does not start with the GGUF magic bytes but with {bytes(mm[:4])!r}")
@@ -265,6 +293,11 @@ def _parse(path: Path, mm: Any, size: int) -> GGUFMetadata:
     for _ in range(kv_count):
         key = cur.string()
         values[key] = cur.value()
+    return byte_order, version, tensor_count, values, cur
+
+
+def _parse(path: Path, mm: Any, size: int) -> GGUFMetadata:
+    byte_order, version, tensor_count, values, cur = _read_keys(mm)
     header_end = cur.offset
     _check_tensor_data(cur, tensor_count, values.get("general.alignment", GGUF_DEFAULT_ALIGNMENT), size)
     return GGUFMetadata(path, bytes(mm[:header_end]), byte_order, values, version, tensor_count)
@@ -340,6 +373,11 @@ def load_gguf(path: Path) -> ModelFiles:
         provenance=provenance,
         add_bos_token=add_bos if isinstance(add_bos, bool) else None,
     )
+
+
+def chat_templates(meta: GGUFMetadata) -> dict[str, str]:
+    """The chat templates a GGUF header holds ("default" and named ones); empty for a base model."""
+    return _templates(meta, {})
 
 
 def _templates(meta: GGUFMetadata, provenance: dict[str, str]) -> dict[str, str]:

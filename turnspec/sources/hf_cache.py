@@ -19,11 +19,16 @@ from .folder import CHAT_FILES
 
 __all__ = [
     "CachedModel",
+    "cached_gguf_path",
     "download_tokenizer_files",
     "find_cached_snapshot",
     "hub_cache_dir",
+    "hub_offline",
+    "is_repo_id",
     "list_cached_models",
     "looks_like_repo_id",
+    "repo_storage",
+    "split_gguf_name",
 ]
 
 # The small files that decide how a conversation is framed; never weights.
@@ -36,6 +41,8 @@ _COMMIT_HASH = re.compile(r"[0-9a-f]{40}")
 # The hub's naming rules for "org/name": letters, digits, - _ . ; no "--" or ".."; no leading/trailing - or .
 _REPO_PART = r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?"
 _REPO_ID = re.compile(rf"{_REPO_PART}/{_REPO_PART}")
+# "org/name/path/in/repo.gguf": one GGUF file of a repo (what `turnspec pull` fetches and `run` accepts).
+_GGUF_NAME = re.compile(rf"({_REPO_PART}/{_REPO_PART})/((?:[^/\\]+/)*[^/\\]+\.gguf)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -67,11 +74,40 @@ def hub_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.path.expandvars(os.path.expanduser(hub)))
 
 
+def is_repo_id(s: str) -> bool:
+    """True for a name the Hub accepts as "org/name"."""
+    return bool(_REPO_ID.fullmatch(s)) and "--" not in s and ".." not in s and all(len(p) <= 96 for p in s.split("/"))
+
+
 def looks_like_repo_id(s: str) -> bool:
     """True for "org/name" that is not an existing path: a local folder of that name wins."""
-    if not _REPO_ID.fullmatch(s) or "--" in s or ".." in s or any(len(part) > 96 for part in s.split("/")):
-        return False
-    return not Path(s).expanduser().exists()
+    return is_repo_id(s) and not Path(s).expanduser().exists()
+
+
+def split_gguf_name(text: str) -> tuple[str, str] | None:
+    """("org/name", "dir/file.gguf") for "org/name/dir/file.gguf", else None (existing paths are never split)."""
+    m = _GGUF_NAME.fullmatch(text)
+    if m is None or ".." in m.group(2).split("/") or Path(text).expanduser().exists():
+        return None
+    return m.group(1), m.group(2)
+
+
+def cached_gguf_path(text: str, *, cache_dir: Path | None = None) -> Path | None:
+    """The cached file "org/name/file.gguf" names (at main, else the newest snapshot), or None; never the network."""
+    parts = split_gguf_name(text)
+    if parts is None:
+        return None
+    repo_id, filename = parts
+    snapshot = find_cached_snapshot(repo_id, cache_dir=cache_dir) or _main_or_newest_snapshot(
+        repo_storage(repo_id, cache_dir))
+    if snapshot is None or not (snapshot / filename).is_file():
+        return None
+    return snapshot / filename
+
+
+def repo_storage(repo_id: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The cache folder of a model repo: `<cache>/models--Org--Name` (it may not exist)."""
+    return hub_cache_dir(cache_dir) / _repo_folder_name(repo_id)
 
 
 def find_cached_snapshot(repo_id: str, *, cache_dir: Path | None = None, revision: str = "main") -> Path | None:
@@ -79,7 +115,7 @@ def find_cached_snapshot(repo_id: str, *, cache_dir: Path | None = None, revisio
 
     Follows the hub's layout: `models--Org--Name/refs/<revision>` names a commit, `snapshots/<commit>/` holds files.
     """
-    storage = hub_cache_dir(cache_dir) / _repo_folder_name(repo_id)
+    storage = repo_storage(repo_id, cache_dir)
     commit = revision if _COMMIT_HASH.fullmatch(revision) else _read_ref(storage, revision)
     if commit is None:
         return None
@@ -118,7 +154,7 @@ def download_tokenizer_files(repo_id: str, *, cache_dir: Path | None = None) -> 
     Only called when the user asked to download. Offline (HF_HUB_OFFLINE), an already cached snapshot is returned
     as it is. Every failure becomes a one-line ModelSourceError.
     """
-    if _offline():
+    if hub_offline():
         cached = find_cached_snapshot(repo_id, cache_dir=cache_dir)
         if cached is not None:
             return cached
@@ -127,40 +163,14 @@ def download_tokenizer_files(repo_id: str, *, cache_dir: Path | None = None) -> 
             "files, or pass a local folder or .gguf path"
         )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+
+    from .hub_errors import hub_endpoint, hub_error
 
     try:
-        folder = snapshot_download(
-            repo_id, cache_dir=str(hub_cache_dir(cache_dir)), allow_patterns=TOKENIZER_FILE_PATTERNS
-        )
-    except GatedRepoError:
-        raise ModelSourceError(
-            f"{repo_id}: gated on the Hugging Face Hub; accept its license at https://huggingface.co/{repo_id} and "
-            "log in with `hf auth login`"
-        ) from None
-    except RepositoryNotFoundError:
-        raise ModelSourceError(
-            f"{repo_id}: no such model on the Hugging Face Hub (or it is private); check the id, or log in with "
-            "`hf auth login`"
-        ) from None
-    except RevisionNotFoundError:
-        raise ModelSourceError(f"{repo_id}: the Hub has no 'main' revision for it; check the repo id") from None
-    except HFValidationError:
-        raise ModelSourceError(f"{repo_id}: not a valid Hugging Face repo id; expected org/name") from None
-    except LocalEntryNotFoundError:
-        raise ModelSourceError(
-            f"{repo_id}: cannot reach the Hugging Face Hub and it is not cached; check your connection (or "
-            "HF_ENDPOINT / proxy settings), or pass a local folder or .gguf path"
-        ) from None
-    except Exception as exc:  # other HTTP errors, proxy errors, disk full, permissions...: one line, no traceback
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        raise ModelSourceError(f"{repo_id}: downloading its tokenizer files failed ({reason})") from None
+        folder = snapshot_download(repo_id, cache_dir=str(hub_cache_dir(cache_dir)), endpoint=hub_endpoint(),
+                                   allow_patterns=TOKENIZER_FILE_PATTERNS)
+    except Exception as exc:  # HTTP, proxy, disk full, permissions...: one line, no traceback
+        raise hub_error(exc, repo_id, "downloading its tokenizer files") from None
     return Path(folder)
 
 
@@ -190,7 +200,7 @@ def _main_or_newest_snapshot(storage: Path) -> Path | None:
     return max(snapshots, key=lambda p: p.stat().st_mtime, default=None)
 
 
-def _offline() -> bool:
+def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now, or as huggingface_hub saw it at import."""
     env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     if env.upper() in _TRUE:
