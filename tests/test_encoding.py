@@ -108,10 +108,11 @@ def test_universal_mask_reports_where_it_cannot_be_exact(smollm2_dir):
                 {"role": "assistant", "content": "Voilà"}]
     enc = spec.encode(messages)
     assert enc.mask_exact is False
-    assert any("not a prefix" in note for note in enc.mask_notes)
-    assert any("drops the reasoning" in note for note in enc.mask_notes)
+    assert any("writes '<think>\\n' where the rendering does not" in note for note in enc.mask_notes)
+    assert any("drops its reasoning" in note for note in enc.mask_notes)
     pieces = [enc.text[a:b] for a, b in enc.char_spans]
-    assert pieces == ["Paris.<｜end▁of▁sentence｜>", "Voilà<｜end▁of▁sentence｜>"]
+    # the template keeps what follows </think> (the model writes those newlines after its reasoning too)
+    assert pieces == ["\n\nParis.<｜end▁of▁sentence｜>", "Voilà<｜end▁of▁sentence｜>"]
 
 
 # --- BOS ---------------------------------------------------------------------------------------------------------

@@ -1,25 +1,23 @@
 """Token ids for a conversation: the generation boundary, a single BOS, and which tokens the assistant wrote.
 
 The assistant mask comes from `{% generation %}` where the template has the tag (as transformers does it), and
-otherwise from turnspec's universal method, which works on any template:
+otherwise from turnspec's universal method, which works on any template. For assistant message i, the model
+generates what follows the longest common prefix of render(messages[:i], add_generation_prompt=True) and the
+full rendering (cut at a token boundary), up to and including the first turn end the template writes after the
+message's own texts (its answer, reasoning, call names and arguments, found in the rendering). The span never
+reaches back before the previous message's text nor forward into the next one's: text of another role is never
+in the mask. By default what a generation prompt supplies at inference (the assistant header, an empty
+`<think>\n\n</think>\n\n` that Qwen3 writes into turns without reasoning) is not in the mask either.
 
-  for each assistant message i, render messages[:i] with the generation prompt. If that text is a prefix of the
-  full rendering, the assistant's turn starts right where the prompt ends. It runs through the message content
-  (found verbatim after that point) up to and including the first end-of-message token the template writes
-  after it (`<|im_end|>`, `<|eot_id|>`, `<end_of_turn>`, Harmony's `<|end|>`/`<|return|>`/`<|call|>`...).
-
-That is exact when the generation prompt is exactly how the template starts a finished assistant turn, the
-content is kept verbatim, and turns end with a token from the stop set (ChatML, Llama 3, Gemma, Mistral, Phi...).
-It can't be exact when the generation prompt differs from a rendered turn (DeepSeek-R1 and Qwen3 with
-enable_thinking=False open or close `<think>` in the prompt, but drop the reasoning from history), or when the
-template rewrites the content (reasoning stripped out of it). Those cases are detected and reported in
-`Encoding.mask_notes`, with `mask_exact=False`; the span then starts at the content (or, for think-tag content,
-at the answer after `</think>`) instead of the prompt end.
+When the two renderings part before the previous message ends (the template renders history differently from
+how its prompt opens a turn), the span starts at the assistant's header or first own text instead, and
+`mask_exact` is False with a note; likewise when no turn end follows the message.
 """
 
 from __future__ import annotations
 
 import bisect
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -93,65 +91,185 @@ def spans_to_mask(spans: Sequence[tuple[int, int]], offsets: Sequence[tuple[int,
     return mask
 
 
-def _content_text(message: dict[str, Any]) -> str:
+def own_texts(message: dict[str, Any]) -> list[str]:
+    """The texts a message holds, as a template may render them: for an assistant, its answer, reasoning, and each
+    call's name and argument values; for other roles, their content."""
     content = message.get("content")
-    if isinstance(content, str):
-        return content
     if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return ""
+        content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    out = [content if isinstance(content, str) else ""]
+    if message.get("role") == "assistant":
+        for key in ("reasoning_content", "thinking", "reasoning"):
+            if isinstance(message.get(key), str):
+                out.append(message[key])
+                break
+        for call in message.get("tool_calls") or []:
+            fn = call.get("function", call) if isinstance(call, dict) else {}
+            if isinstance(fn.get("name"), str):
+                out.append(fn["name"])
+            args = fn.get("arguments")
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except ValueError:
+                    args = {}
+            if isinstance(args, dict):
+                out += [v if isinstance(v, str) else json.dumps(v) for v in args.values()]
+    return [t.strip() for t in out if isinstance(t, str) and t.strip()]
+
+
+def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None) -> tuple[int, int] | None:
+    """(first, end) of the given texts where each first occurs at or after `start` (and before `stop`)."""
+    first = last = None
+    for t in texts:
+        pos = text.find(t, start, stop)
+        if pos < 0:
+            continue
+        first = pos if first is None else min(first, pos)
+        last = pos + len(t) if last is None else max(last, pos + len(t))
+    return (first, last) if first is not None else None
 
 
 def universal_spans(
-    spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any]
+    spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+    *, mask_prompt_supplied: bool = True,
 ) -> tuple[list[tuple[int, int]], bool, list[str]]:
-    """Character spans of assistant-written text in `full_text`, by rendering growing prefixes (see module doc)."""
-    ends = spec.stops.message_ends()
+    """Character spans of assistant-written text in `full_text`, by alignment with each turn's prompt (see module doc)."""
+    analysis = spec.analysis
+    markup = spec.markup
+    ends = set(analysis.history_turn_ends) | set(analysis.turn_ends)
+    header = analysis.assistant_header.strip()
+    supplied = [s for s in analysis.prompt_supplied if s.strip()] if mask_prompt_supplied else []
     spans: list[tuple[int, int]] = []
     notes: list[str] = []
-    cursor = 0
+    lo = 0  # where the previous message's text ends: the span never starts before it
     for i, message in enumerate(messages):
+        texts = own_texts(message)
         if message.get("role") != "assistant":
+            found = _find_texts(texts, full_text, lo)
+            lo = found[1] if found else lo
             continue
-        start: int | None = None
+        start = None
         if i > 0:
             try:
                 prompt = spec.render(messages[:i], add_generation_prompt=True, **render_kwargs)
-            except Exception as exc:  # the template rejects this prefix: fall back to the content position
-                prompt = None
+            except Exception as exc:  # the template rejects this prefix: fall back to the message's own texts
                 notes.append(f"message {i}: the template rejects the conversation before it ({exc})")
-            if prompt is not None and full_text.startswith(prompt) and len(prompt) >= cursor:
-                start = len(prompt)
-            elif prompt is not None:
-                notes.append(f"message {i}: the generation prompt before it is not a prefix of the full rendering "
-                             "(the template renders a finished turn differently from how its prompt opens one)")
-        search_from = start if start is not None else cursor
-        content = _content_text(message).strip()
-        content_end = search_from
-        if content:
-            pos = full_text.find(content, search_from)
-            if pos < 0 and "</think>" in content:
-                # Templates that strip reasoning from history keep only the answer after </think>.
-                notes.append(f"message {i}: the template drops the reasoning inside its content")
-                content = content.split("</think>")[-1].strip()
-                pos = full_text.find(content, search_from) if content else search_from
-            if pos < 0:
-                notes.append(f"message {i}: its content does not appear verbatim in the rendering")
-                continue
+                prompt = None
+            if prompt is not None:
+                start, rest = _aligned_start(prompt, full_text, lo, messages[i - 1], markup)
+                if start is None:
+                    notes.append(f"message {i}: the generation prompt does not align with the rendering")
+                elif rest.strip():
+                    notes.append(f"message {i}: the generation prompt writes {rest[:40]!r} where the rendering "
+                                 "does not (the template renders a finished turn differently from how it opens one)")
+        texts = _split_reasoning(texts, analysis.reasoning)
+        begin = start if start is not None else lo
+        first_text = _find_texts(texts, full_text, begin)
+        # The next message's text bounds this one (searched after this message's first text, so that a short user
+        # reply that this answer happens to contain is not taken for the next turn).
+        nxt = next((j for j in range(i + 1, len(messages)) if messages[j].get("role") != "assistant"), None)
+        later = _find_texts(own_texts(messages[nxt]), full_text, first_text[0] + 1 if first_text else begin) \
+            if nxt is not None else None
+        hi = later[0] if later else len(full_text)
+        own = _find_texts(texts, full_text, begin, hi)
+        if own is None:
             if start is None:
-                start = pos
-            content_end = pos + len(content)
-        elif start is None:
-            notes.append(f"message {i}: no content and no prompt prefix to anchor it")
-            continue
-        end_positions = [(full_text.find(e, content_end), e) for e in ends if e]
-        end_positions = [(p, e) for p, e in end_positions if p >= 0]
-        if end_positions:
-            p, e = min(end_positions)
-            end = p + len(e)
-        else:
-            notes.append(f"message {i}: no end-of-turn token after it")
-            end = content_end
+                continue  # nothing of this message is rendered
+            own = (start, start)  # an empty answer: the model still writes its turn end
+        own_first, own_end = own
+        if start is not None and _drops_reasoning(message, analysis.reasoning, full_text, begin, hi):
+            notes.append(f"message {i}: the template drops its reasoning from the rendering")
+        h = full_text.rfind(header, lo, own_first) if header else -1
+        if start is None or start > own_first:
+            start = h + len(header) if h >= 0 else own_first
+        elif h >= 0 and h < start < h + len(header):
+            start = h + len(header)  # never inside the assistant header the prompt writes
+        if mask_prompt_supplied:
+            start = _skip_supplied(full_text, start, own_first, header, supplied)
+        end = _turn_end(full_text, own_end, hi, ends, markup)
+        if end is None:
+            notes.append(f"message {i}: no turn end after it")
+            end = own_end
         spans.append((start, end))
-        cursor = end
+        lo = end
     return spans, not notes, notes
+
+
+def _aligned_start(prompt: str, text: str, lo: int, prev_message: dict[str, Any], markup: Any
+                   ) -> tuple[int | None, str]:
+    """(where the model starts writing, what the prompt has there that the rendering does not): after the longest
+    common prefix of the prompt and the rendering; if they part before the previous message ends (Mistral moves
+    the system text into the last user turn), after the common part that follows the previous message's text."""
+    n = _common_prefix(prompt, text)
+    n = min(markup.snap(text, n), markup.snap(prompt, n))
+    if n >= lo:
+        return n, prompt[n:]
+    texts = own_texts(prev_message)
+    if not texts:
+        return None, ""
+    last = max(texts, key=lambda t: text.rfind(t, 0, lo + 1) + len(t))
+    p, q = prompt.rfind(last), text.rfind(last, 0, lo + 1)
+    if p < 0 or q < 0:
+        return None, ""
+    p, q = p + len(last), q + len(last)
+    m = _common_prefix(prompt[p:], text[q:])
+    m = min(markup.snap(text, q + m) - q, markup.snap(prompt, p + m) - p)
+    return q + m, prompt[p + m:]
+
+
+def _split_reasoning(texts: list[str], reasoning: Any) -> list[str]:
+    """Texts with reasoning written inside the content (`<think>…</think>answer`) split into reasoning and answer:
+    templates render them apart, or drop the reasoning."""
+    if reasoning.kind != "tags" or not reasoning.close:
+        return texts
+    out: list[str] = []
+    for t in texts:
+        if reasoning.close in t:
+            before, after = t.split(reasoning.close, 1)
+            out += [x.strip() for x in (before.replace(reasoning.open, ""), after) if x.strip()]
+        else:
+            out.append(t)
+    return out
+
+
+def _drops_reasoning(message: dict[str, Any], reasoning: Any, text: str, start: int, stop: int) -> bool:
+    """The message has reasoning (a field, or tags in its content) that its rendering does not show."""
+    found = next((message[k] for k in ("reasoning_content", "thinking", "reasoning") if message.get(k)), None)
+    content = message.get("content") if isinstance(message.get("content"), str) else ""
+    if not found and reasoning.kind == "tags" and reasoning.close and reasoning.close in content:
+        found = content.split(reasoning.close, 1)[0].replace(reasoning.open, "")
+    return bool(found and found.strip()) and text.find(found.strip(), start, stop) < 0
+
+
+def _skip_supplied(text: str, start: int, own_first: int, header: str, supplied: list[str]) -> int:
+    """Past the assistant header and what a generation prompt would have written, when the span starts with them."""
+    for _ in range(3):
+        moved = False
+        rest_start = start + len(text[start:own_first]) - len(text[start:own_first].lstrip())
+        for piece in ([header] if header else []) + supplied:
+            if text.startswith(piece, start) and start + len(piece) <= own_first:
+                start += len(piece)
+                moved = True
+            elif text.startswith(piece, rest_start) and rest_start + len(piece) <= own_first and piece.strip():
+                start = rest_start + len(piece)
+                moved = True
+        if not moved:
+            break
+    return start
+
+
+def _turn_end(text: str, after: int, hi: int, ends: set[str], markup: Any) -> int | None:
+    """End of the first turn-end token at or after `after` and before the next message's text."""
+    for span in markup.spans(text[after:hi]):
+        if span.text in ends:
+            return after + span.end
+    return None
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

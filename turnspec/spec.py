@@ -156,13 +156,16 @@ class ModelSpec:
         chat_template: str | None = None,
         assistant_mask: bool | None = None,
         add_bos: bool | None = None,
+        mask_prompt_supplied: bool = True,
         **kwargs: Any,
     ) -> Encoding:
         """Render and tokenize, with the generation boundary and (unless disabled) the assistant-token mask.
 
         `add_bos=None` adds BOS only when the tokenizer is configured to add one and the template did not write it;
         `add_bos=True` raises if the text already starts with BOS (that would be the classic double BOS).
-        `assistant_mask=None` computes the mask unless `continue_final_message` is set.
+        `assistant_mask=None` computes the mask unless `continue_final_message` is set. `mask_prompt_supplied`
+        (default True) leaves out of the mask what a generation prompt writes for the model (the assistant header,
+        Qwen3's empty `<think>\n\n</think>\n\n` in turns without reasoning): the model is not trained on it.
         """
         vocab = self.require_vocab()
         if assistant_mask and continue_final_message:
@@ -194,7 +197,8 @@ class ModelSpec:
                 spans, exact, notes, method = rendered.generation_spans, True, [], "generation-tag"
             else:
                 plain = {k: v for k, v in render_kwargs.items() if v is not None}
-                spans, exact, notes = universal_spans(self, list(messages), text, plain)
+                spans, exact, notes = universal_spans(self, list(messages), text, plain,
+                                                      mask_prompt_supplied=mask_prompt_supplied)
                 method = "universal"
             enc.assistant_mask = spans_to_mask(spans, offsets, len(ids))
             enc.mask_method, enc.mask_exact, enc.mask_notes, enc.char_spans = method, exact, notes, list(spans)
@@ -215,6 +219,13 @@ class ModelSpec:
         from .analysis import analyze
 
         return analyze(self)
+
+    @cached_property
+    def markup(self) -> Any:
+        """The control tokens of this model and template, for splitting renderings (turnspec.analysis.markup)."""
+        from .analysis import markup_for
+
+        return markup_for(self)
 
     @cached_property
     def stops(self) -> StopSet:

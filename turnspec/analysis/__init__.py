@@ -42,8 +42,8 @@ def analyze(spec: Any) -> TemplateAnalysis:
     """Run every probe on `spec`'s default template. Never raises for a template's own failures: see `.error`."""
     from .calls import learn_tools
     from .reasoning import learn_reasoning
-    from .turn import (AnalysisError, eos_after_every_rendering, learn_content, learn_guards, learn_turn,
-                       plain_turn_end, turn_end_after_answer)
+    from .turn import (AnalysisError, eos_after_every_rendering, history_turn_end, learn_content, learn_guards,
+                       learn_turn, plain_turn_end, turn_end_after_answer)
 
     t0 = time.perf_counter()
     sha = spec.template_sha256
@@ -75,6 +75,7 @@ def analyze(spec: Any) -> TemplateAnalysis:
             plain = plain_turn_end(prober, facts, after)
             end_strings = tuple(dict.fromkeys(s for s in (plain, *end_strings) if s))
         eos = eos_after_every_rendering(prober, facts)
+        past = history_turn_end(prober, content, markup)
     except (AnalysisError, TurnspecError) as exc:
         if isinstance(exc, TemplateError) and exc.limit:
             message = f"the template ran past turnspec's limits ({exc.template_message})"
@@ -89,6 +90,8 @@ def analyze(spec: Any) -> TemplateAnalysis:
         assistant_header=facts.turn.header,
         turn_ends=tuple(turn_ends),
         turn_end_sources=turn_ends,
+        history_turn_ends=tuple(dict.fromkeys(t for t in (past, *turn_ends) if t)),
+        prompt_supplied=facts.prompt_supplied,
         eos_after_every_rendering=eos,
         guards=guards,
         end_strings=end_strings,

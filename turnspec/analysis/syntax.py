@@ -173,6 +173,8 @@ class TemplateAnalysis:
     assistant_header: str = ""
     turn_ends: tuple[str, ...] = ()
     turn_end_sources: dict[str, str] = field(default_factory=dict)
+    history_turn_ends: tuple[str, ...] = ()  # what ends a past assistant turn (Harmony's <|end|>), for masks
+    prompt_supplied: tuple[str, ...] = ()  # what generation prompts write after the header (`<think>\n\n</think>\n\n`)
     eos_after_every_rendering: str | None = None
     guards: tuple[str, ...] = ()
     end_strings: tuple[str, ...] = ()

@@ -51,6 +51,7 @@ class TurnFacts:
     generation_prompt: str
     finished: str  # [user, assistant(CONTENT)] rendered
     content_turn: str  # its assistant turn after the header
+    prompt_supplied: tuple[str, ...] = ()  # what the prompt writes after the header, by default or under a switch
 
 
 def learn_turn(prober: Prober, markup: Markup) -> TurnFacts:
@@ -74,11 +75,13 @@ def learn_turn(prober: Prober, markup: Markup) -> TurnFacts:
     role = role_header(gen, markup, frozenset(s.text for s in markup.spans(finished)))
     if role:
         candidates.append(role + gen[len(role):][: len(gen[len(role):]) - len(gen[len(role):].lstrip())])
-    for other in _switch_prompts(prober, before):
+    switched = _switch_prompts(prober, before)
+    for other in switched:
         candidates.append(gen[: markup.snap(gen, common_prefix(gen, other))])
     header = min((c for c in candidates if gen.startswith(c) and (c.strip() or c == gen)), key=len)
     turn = TurnProbe(markup, before, header, gen[len(header):])
-    return TurnFacts(turn, gen, finished, turn.body_of(finished))
+    supplied = [g[len(header):] for g in (gen, *switched) if g.startswith(header) and g[len(header):].strip()]
+    return TurnFacts(turn, gen, finished, turn.body_of(finished), tuple(dict.fromkeys(supplied)))
 
 
 def _switch_prompts(prober: Prober, before: str) -> list[str]:
@@ -167,13 +170,8 @@ def turn_end_after_answer(prober: Prober, facts: TurnFacts, content: ContentSynt
     first = markup.first(facts.content_turn, after)
     if first is not None:
         return first.text, "template"
-    three, _ = prober.attempt([user(), assistant(CONTENT), user(USER_2)])
-    if three is not None and CONTENT in three:
-        rest = three[three.find(CONTENT) + len(CONTENT):]
-        spans = [s for s in markup.spans(rest) if s.text != content.close]
-        if spans and not rest[:spans[0].start].replace(content.close, "").strip():
-            return spans[0].text, "template (history)"
-    return None, ""
+    past = history_turn_end(prober, content, markup)
+    return (past, "template (history)") if past else (None, "")
 
 
 def plain_turn_end(prober: Prober, facts: TurnFacts, after: int) -> str:
@@ -187,6 +185,20 @@ def plain_turn_end(prober: Prober, facts: TurnFacts, after: int) -> str:
     history = three[three.find(CONTENT) + len(CONTENT):]
     common = final[:common_prefix(final, history)].strip()
     return common if len(common) >= 2 and "tsu_" not in common else ""
+
+
+def history_turn_end(prober: Prober, content: ContentSyntax, markup: Markup) -> str | None:
+    """The first control token after a past answer (its closing marker aside): how history turns end."""
+    three, _ = prober.attempt([user(), assistant(CONTENT), user(USER_2)])
+    if three is None or CONTENT not in three:
+        return None
+    rest = three[three.find(CONTENT) + len(CONTENT):]
+    for span in markup.spans(rest):
+        if rest[:span.start].replace(content.close, "").strip():
+            return None
+        if span.text != content.close:
+            return span.text
+    return None
 
 
 def eos_after_every_rendering(prober: Prober, facts: TurnFacts) -> str | None:
