@@ -46,13 +46,14 @@ def run(
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     with fail_cleanly("run", as_json):
         _run(model, prompt, system, system_mode, max_tokens, temperature, top_p, seed, show_reasoning, as_json, engine,
-             n_ctx, stop, kw, template, show_prompt, profiles, verbose)
+             n_ctx, stop, kw, template, tools, show_prompt, profiles, verbose)
 
 
 def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], system_mode: Optional[str],
          max_tokens: int, temperature: float, top_p: float, seed: Optional[int], show_reasoning: Optional[bool],
          as_json: bool, engine: Optional[str], n_ctx: Optional[int], stop: Optional[list[str]],
-         kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool) -> None:
+         kw: Optional[list[str]], template: Optional[Path], tools: Optional[Path], show_prompt: bool, profiles: Path,
+         verbose: bool) -> None:
     from ..chat import ChatSession, GenerationOptions
 
     spec, pins = load_pinned_spec(model, template, profiles)
