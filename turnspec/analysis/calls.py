@@ -516,10 +516,10 @@ def _snap_prefix(text: str, n: int, markup: Markup) -> int:
 def _generalize(a: str, b: str | None) -> Pattern:
     """A pattern for text that may differ between two calls: ids become ID, differing digits INDEX, other
     differences ANY."""
-    a = a.replace(ID_A, ID)
+    a = a.replace(ID_A, ID).replace(ID_B, ID)
     if b is None:
         return _split_holes(a)
-    b = b.replace(ID_B, ID)
+    b = b.replace(ID_A, ID).replace(ID_B, ID)
     if a == b:
         return _split_holes(a)
     p = common_prefix(a, b)

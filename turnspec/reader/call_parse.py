@@ -346,6 +346,8 @@ class CallParser:
         name, pos, name_at = m.group("name"), m.end(), m.start("name")
         name, pos = self._fix_name(name, pos)
         m = _match(s.between, body, pos)
+        if m is None and s.args == "json" and body[_skip(body, pos):_skip(body, pos) + 1] == "{":
+            m = _match((), body, pos)  # arguments right after the name ([TOOL_CALLS]name{…}: models drop [ARGS])
         if m is None:
             raise ToolParseError(f"after the name {name!r}: expected {_literal(s.between)!r}")
         call_id = m.groupdict().get("id")
