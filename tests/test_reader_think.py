@@ -100,8 +100,33 @@ def test_reasoning_only_until_the_end():
 
 
 def test_think_tags_never_reach_the_answer():
+    """A stray close is dropped; a block opened inside the answer is reasoning, and the answer resumes after it."""
     res = StreamReader(reasoning="think").read_all("<think>a</think>b</think>c<think>d")
-    assert (res.reasoning, res.content) == ("a", "bcd")
+    assert (res.reasoning, res.content) == ("ad", "bc")
+    res = StreamReader(reasoning="think").read_all("Before\n<think>mid</think>\nafter")
+    assert (res.reasoning, res.content) == ("mid", "Before\n\nafter")
+
+
+def test_block_label_is_dropped_only_when_it_is_the_label():
+    """Gemma 4 writes `<|channel>thought\n…<channel|>`: the label is not reasoning; a word that merely starts like
+    it is, and a label split across chunks is still found."""
+    tags = ("<|channel>", "<channel|>")
+
+    def read(text: str, chunks: int = 0):
+        r = StreamReader(reasoning="tags", reasoning_tags=tags, reasoning_label="thought")
+        if not chunks:
+            return r.read_all(text)
+        for piece in (text[i:i + chunks] for i in range(0, len(text), chunks)):
+            r.feed_text(piece)
+        r.finish()
+        return r.result
+
+    assert read("<|channel>thought\nI'm\nthinking<channel|>Hi").reasoning == "I'm\nthinking"
+    assert read("<|channel>thought\nI'm\nthinking<channel|>Hi", chunks=3).reasoning == "I'm\nthinking"
+    assert read("<|channel>thousand reasons<channel|>Done").reasoning == "thousand reasons"
+    assert read("<|channel>thoughtful<channel|>x").reasoning == "thoughtful"
+    res = read("<|channel>thought\n<channel|>Answer")
+    assert (res.reasoning, res.content) == ("", "Answer")
 
 
 def test_think_then_hermes_tool_call(tok):

@@ -40,17 +40,17 @@ def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> Reasonin
                                            history=history, source="rendering")
                 return ReasoningSyntax(history=history, reason="reasoning is written as a separate message "
                                                                "(a channel format turnspec reads only for Harmony)")
-            open_ = _tag_before(turn.body_prefix + lead, markup)
+            open_, label = _tag_before(turn.body_prefix + lead, markup)
             close = _tag_after(mid, markup)
             if open_ and close:
-                return ReasoningSyntax("tags", open_, close, prompt_opens=_opens(turn.body_prefix, open_, close),
+                return ReasoningSyntax("tags", open_, close, label, _opens(turn.body_prefix, open_, close),
                                        history=history, source="rendering")
     for source, prefix in [("generation prompt", turn.body_prefix), *_switch_prefixes(prober, turn, markup)]:
         found = _tags_in_prefix(prefix, markup, prober)
         if found is not None:
-            open_, close, inferred = found
+            open_, close, label, inferred = found
             how = source + (" (closing tag inferred, found in the template text)" if inferred else "")
-            return ReasoningSyntax("tags", open_, close, prompt_opens=_opens(turn.body_prefix, open_, close),
+            return ReasoningSyntax("tags", open_, close, label, _opens(turn.body_prefix, open_, close),
                                    history=history, source=how)
     reason = None
     if history != "not rendered" or _mentions_reasoning(prober):
@@ -69,12 +69,16 @@ def _history(prober: Prober, u: list[dict[str, Any]]) -> str:
     return "last turn only" if REASONING in last else "not rendered"
 
 
-def _tag_before(lead: str, markup: Markup) -> str:
+def _tag_before(lead: str, markup: Markup) -> tuple[str, str]:
+    """(opening tag, label) from the text before the reasoning: `<think>\n`, or a token and a word (`<|channel>thought`)."""
     tag = markup.trailing(lead)
     if tag:
-        return markup.spans(tag)[-1].text
+        return markup.spans(tag)[-1].text, ""
+    spans = markup.spans(lead)
+    if spans and _LABEL.fullmatch(lead[spans[-1].end:].strip()):
+        return spans[-1].text, lead[spans[-1].end:].strip()
     text = lead.strip()
-    return text if _distinctive_text(text) else ""
+    return (text if _distinctive_text(text) else ""), ""
 
 
 def _tag_after(mid: str, markup: Markup) -> str:
@@ -113,6 +117,9 @@ def _switch_prefixes(prober: Prober, turn: TurnProbe, markup: Markup) -> list[tu
     return out
 
 
+#: A word a template writes right after a reasoning opener, naming the block (`thought`).
+_LABEL = re.compile(r"[A-Za-z][\w\-]{0,15}")
+
 _PAIRS = ((re.compile(r"^<([A-Za-z_][\w:.\-]*)>$"), r"</\1>"),
           (re.compile(r"^\[([A-Z][A-Z_]*)\]$"), r"[/\1]"),
           (re.compile(r"^(<\|?|<｜)START_(\w+?)(\|?>|｜>)$"), r"\1END_\2\3"),
@@ -120,22 +127,27 @@ _PAIRS = ((re.compile(r"^<([A-Za-z_][\w:.\-]*)>$"), r"</\1>"),
           (re.compile(r"^(<\|?)begin_of_(\w+?)(\|?>)$"), r"\1end_of_\2\3"))
 
 
-def _tags_in_prefix(prefix: str, markup: Markup, prober: Prober) -> tuple[str, str, bool] | None:
-    """(open, close, close inferred?) from text a generation prompt adds: a pair, or an opener alone."""
+def _tags_in_prefix(prefix: str, markup: Markup, prober: Prober) -> tuple[str, str, str, bool] | None:
+    """(open, close, label, close inferred?) from text a generation prompt adds: a pair (empty, or holding only a
+    label such as Gemma 4's `<|channel>thought\n<channel|>`), or an opener alone."""
     from .turn import pairs
 
     spans = markup.spans(prefix)
     if not spans:
         return None
-    if len(spans) >= 2 and not prefix[spans[0].end:spans[1].start].strip() and pairs(spans[0].text, spans[1].text):
-        return spans[0].text, spans[1].text, False
+    if len(spans) >= 2:
+        between = prefix[spans[0].end:spans[1].start].strip()
+        if (not between or _LABEL.fullmatch(between)) and pairs(spans[0].text, spans[1].text):
+            return spans[0].text, spans[1].text, between, False
     open_ = spans[0].text
+    after = prefix[spans[0].end:spans[1].start if len(spans) > 1 else len(prefix)].strip()
+    label = after if _LABEL.fullmatch(after) else ""
     literals = "\0".join(template_literals(prober.spec.select_template()))
     for pattern, repl in _PAIRS:
         if pattern.match(open_):
             close = pattern.sub(repl, open_)
             if close in literals:
-                return open_, close, True
+                return open_, close, label, True
     return None
 
 

@@ -120,11 +120,13 @@ class ReasoningSyntax:
 
     `prompt_opens`: the default generation prompt leaves reasoning open (the output starts inside it).
     `history`: what the template does with reasoning of past turns ("kept", "dropped", "last turn only", "not rendered").
+    `label`: readers drop it when a block starts with it followed by whitespace, and read the block as is otherwise.
     """
 
     kind: str = "none"
     open: str = ""
     close: str = ""
+    label: str = ""  # a word the template writes right after `open` (Gemma 4's `<|channel>thought`): not reasoning
     prompt_opens: bool = False
     history: str = "not rendered"
     source: str = ""  # how the tags were found (rendering, generation prompt, a switch, inferred)

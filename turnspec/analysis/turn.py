@@ -157,8 +157,11 @@ _END_WORD = re.compile(r"end|close|stop", re.IGNORECASE)
 
 
 def pairs(open_: str, close: str) -> bool:
-    """Whether `close` is the closing partner of `open_`: `<x>`/`</x>`, `[X]`/`[/X]`, `<|START_X|>`/`<|END_X|>`."""
+    """Whether `close` is the closing partner of `open_`: `<x>`/`</x>`, `[X]`/`[/X]`, `<|START_X|>`/`<|END_X|>`,
+    `<|x>`/`<x|>` (Gemma 4)."""
     if close != open_ and close in (open_.replace("<", "</", 1), open_.replace("[", "[/", 1)):
+        return True
+    if open_.startswith("<|") and not open_.endswith("|>") and close == "<" + open_[2:-1] + "|>":
         return True
     a, b = _START_WORD.sub("", open_).lower(), _END_WORD.sub("", close).lower()
     return a == b and a != open_.lower()

@@ -59,6 +59,7 @@ class ReaderConfig:
     control_tokens: tuple[str, ...] = ()
     reasoning: str = "none"
     reasoning_tags: tuple[str, str] = ("<think>", "</think>")
+    reasoning_label: str = ""
     call_format: str = "none"
     call_syntaxes: tuple[CallSyntax, ...] = ()
     content_markers: tuple[str, str] = ("", "")
@@ -121,6 +122,7 @@ class StreamReader:
                 reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,
                 content_markers=config.content_markers, content_prefix=config.content_prefix, calls=calls,
                 schemas=config.tool_schemas, lenient=config.lenient, starts_in_reasoning=config.starts_in_reasoning,
+                reasoning_label=config.reasoning_label,
                 markup=Markup(config.control_tokens))
         marks = mk.build_marks(
             [

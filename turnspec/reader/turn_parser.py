@@ -45,9 +45,14 @@ class TurnParser:
     def __init__(self, emit: Emitter, *, reasoning_tags: tuple[str, str] | None = None,
                  content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
                  calls: Sequence[CallSyntax] = (), schemas: Mapping[str, Mapping[str, Any]] | None = None,
-                 lenient: bool = True, starts_in_reasoning: bool = False, markup: Any = None):
+                 lenient: bool = True, starts_in_reasoning: bool = False, markup: Any = None,
+                 reasoning_label: str = ""):
         self._emit = emit
         self._open, self._close = reasoning_tags or ("", "")
+        self._label = reasoning_label
+        self._lead = ""  # the start of a reasoning block, held while it may still be the label
+        self._label_pending = bool(self._label)
+        self._resume_content = False  # the open block interrupted the answer
         self._c_open, self._c_close = content_markers
         self._prefix = content_prefix
         self._calls = tuple(calls)
@@ -102,7 +107,13 @@ class TurnParser:
     def mark(self, m: Mark) -> None:
         s, state = m.text, self._state
         if state == _REASONING:
-            if s == self._close:
+            if self._lead:
+                self._settle_label(final=True)
+            self._label_pending = False
+            if s == self._close and self._resume_content:
+                self._ws, self._resume_content = "", False
+                self._state = _CONTENT
+            elif s == self._close:
                 self._ws = ""
                 self._state = _START
                 self._start, self._primed = [], 0
@@ -127,8 +138,12 @@ class TurnParser:
         if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
             self._state = _REASONING
             self._reasoning_started = False
-        elif s == self._open:
-            pass  # a late <think> in the answer is dropped
+            self._label_pending = bool(self._label)
+        elif s == self._open and state == _CONTENT:  # a block inside the answer: reasoning, then the answer again
+            self._state = _REASONING
+            self._reasoning_started = False
+            self._label_pending = bool(self._label)
+            self._resume_content = True
         elif s in self._by_trigger:
             self._to_calls(m)
         elif s == self._c_open:
@@ -141,6 +156,8 @@ class TurnParser:
 
     def close(self) -> None:
         state = self._state
+        if state == _REASONING and self._lead:
+            self._settle_label(final=True)
         if state in (_START, _HOLD, _AFTER):
             if state == _HOLD:
                 self._hold_check(final=True)
@@ -331,6 +348,10 @@ class TurnParser:
             t = t.lstrip()
             if not t:
                 return
+            if self._label_pending:
+                self._lead += t
+                self._settle_label(final=False)
+                return
             self._reasoning_started = True
         body = t.rstrip()
         if body:
@@ -338,6 +359,16 @@ class TurnParser:
             self._ws = t[len(body):]
         else:
             self._ws += t
+
+    def _settle_label(self, final: bool) -> None:
+        """Drop the block's label (`thought` then whitespace) once the held start shows it is, or is not, there."""
+        lead, label = self._lead, self._label
+        if label.startswith(lead) and lead != label and not final:
+            return  # still undecided
+        if lead == label or (lead.startswith(label) and lead[len(label)].isspace()):
+            lead = lead[len(label):]
+        self._lead, self._label_pending = "", False
+        self._reason(lead)
 
     # -- syntax literals --
     @staticmethod
