@@ -35,7 +35,7 @@ TIME = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"tz": {"type": "string", "description": "IANA zone."}},
                    "required": ["tz"]}}}
 TOOLS = [WEATHER, TIME]
-CALL_1 = ("get_weather", {"city": "Paris", "days": 3})
+CALL_1 = ("get_weather", {"city": "Paris, France", "days": 3})
 CALL_2 = ("get_time", {"tz": "Europe/Paris"})
 CASES = ("content", "reasoning", "one call", "two calls")
 

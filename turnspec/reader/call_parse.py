@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..analysis.syntax import ANY, ID, INDEX, NAME, CallSyntax, Pattern
+from ..analysis.syntax import ANY, HOLES, ID, INDEX, NAME, CallSyntax, Pattern
 
 _DECODER = json.JSONDecoder()
 #: Function names: identifiers with dots, dashes, slashes (MCP-style `server.tool`, `brave-search`).
@@ -185,6 +185,7 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
         types = [types]
     if not types:
         types = ["object", "array", "number", "boolean", "null", "string"] if "enum" not in schema else ["string"]
+    types = [t for t in types if t != "string"] + (["string"] if "string" in types else [])  # text only if nothing else
     stripped = text.strip()
     for t in types:
         try:
@@ -192,7 +193,7 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
                 return text
             if t == "integer":
                 return int(stripped)
-            if t == "number":
+            if t in ("number", "float"):
                 value = json.loads(stripped)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     return value
@@ -339,6 +340,8 @@ class CallParser:
     def _one_tagged(self, body: str, start: int) -> tuple[ParsedCall, int]:
         s = self.syntax
         m = _match(s.call_open + (NAME,), body, start)
+        if m is None:
+            m = self._short_opener(body, start)
         if m is None:  # a model that skipped the opener: the name alone
             m = _match((NAME,), body, start)
         if m is None:
@@ -365,6 +368,27 @@ class CallParser:
         end = m.end() if m is not None else pos
         return ParsedCall(name, args, body[name_at:pos].strip(), call_id), end
 
+    def _short_opener(self, body: str, start: int) -> re.Match[str] | None:
+        """The trigger, then the rest of the opener with its start dropped (Gemma 4 models write `<|tool_call>:name`
+        for `<|tool_call>call:name`)."""
+        opener = self.syntax.call_open
+        if len(opener) != 1 or opener[0] in HOLES:
+            return None
+        for trigger in self.syntax.triggers:
+            at = opener[0].find(trigger)
+            if at < 0:
+                continue
+            if at > 0:  # `<function=name>` without the `<tool_call>` before it
+                m = _match((opener[0][at:], NAME), body, start)
+                if m is not None:
+                    return m
+            rest = opener[0][at + len(trigger):]
+            for k in range(1, len(rest)):
+                m = _match((trigger + rest[k:], NAME), body, start)
+                if m is not None:
+                    return m
+        return None
+
     def _fix_name(self, name: str, pos: int) -> tuple[str, int]:
         """The name regex is greedy over dots: give back a suffix that `between` starts with (`name.` + ...)."""
         between = self.syntax.between
@@ -384,12 +408,16 @@ class CallParser:
             m = _compiled(lenient(p.open)).match(body, pos)
             if m:
                 pos = m.end()
-        key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + pattern_regex(p.key_suffix))
+        key_suffix = pattern_regex(p.key_suffix)
+        if key_suffix.endswith(r"\s*"):  # the template's line break after the key, never the value's indentation
+            key_suffix = key_suffix[:-3] + (r"[^\S\n]*\n?" if _literal(p.key_suffix).endswith("\n") else "")
+        key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + key_suffix)
         suffix_re = _compiled(pattern_regex(p.value_suffix)) if _literal(p.value_suffix).strip() else None
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
+        next_key = _first_literal(p.key_prefix) if suffix_re is not None else ""  # a value left unclosed
         stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
-                                 _first_literal(self.syntax.call_close)) if lit]
+                                 _first_literal(self.syntax.call_close), next_key) if lit]
         trim = "\n" in _literal(p.key_suffix) + _literal(p.value_suffix)
         while True:
             if args and sep_re is not None:
@@ -406,14 +434,28 @@ class CallParser:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.string_quote}")
                 args[key] = body[pos + len(p.string_quote):end]
                 pos = end + len(p.string_quote)
+            elif p.string_quote and body[pos:pos + 1] in ("{", "["):  # a nested value in the same notation
+                end = _quoted_bracket_end(body, pos, p.string_quote)
+                if end is None:
+                    raise ToolParseError(f"the value of {name}.{key} is not closed")
+                args[key] = _relaxed_value(body[pos:end], p.string_quote, name, key)
+                pos = end
             else:
                 ends = [i for i in (body.find(lit, pos) for lit in stops) if i >= 0]
                 end = min(ends) if ends else len(body)
                 value = body[pos:end]
-                args[key] = type_value(value.strip("\n") if trim else value, schema.get(key))
+                if trim:  # the template's line breaks around the value, not the value's own
+                    value = value[:-1] if value.endswith("\n") else value
+                    value = value[1:] if value.startswith("\n") else value
+                if p.string_quote and not schema.get(key):  # strings are quoted, so this is a number, bool or null
+                    args[key] = _bare_scalar(value.strip())
+                else:
+                    args[key] = type_value(value, schema.get(key))
                 pos = end
             if suffix_re is not None:
                 m = suffix_re.match(body, pos)
+                if m is None and next_key and key_re.match(body, pos):
+                    continue  # `<parameter=a>\nx\n<parameter=b>`: the model skipped a closing tag
                 if m is None:
                     raise ToolParseError(f"the value of {name}.{key} is not closed by {_literal(p.value_suffix)!r}")
                 pos = m.end()
@@ -422,6 +464,66 @@ class CallParser:
             if m:
                 pos = m.end()
         return args, pos
+
+
+def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:
+    """End of the `{…}`/`[…]` value at `i` in a notation whose strings sit between `quote` tokens (Gemma 4)."""
+    depth, k = 0, i
+    while k < len(text):
+        if text.startswith(quote, k):
+            close = text.find(quote, k + len(quote))
+            if close < 0:
+                return None
+            k = close + len(quote)
+            continue
+        ch = text[k]
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return k + 1
+        k += 1
+    return None
+
+
+_BARE_RUN = re.compile(r"[^,:{}\[\]]+")
+
+
+def _relaxed_value(text: str, quote: str, name: str, key: str) -> Any:
+    """A nested value written like the call itself (`{theme:<|"|>dark<|"|>,count:3}`) as JSON data."""
+    out: list[str] = []
+    k = 0
+    while k < len(text):
+        if text.startswith(quote, k):
+            close = text.find(quote, k + len(quote))
+            out.append(json.dumps(text[k + len(quote):close]))
+            k = close + len(quote)
+            continue
+        ch = text[k]
+        if ch in ",:{}[]" or ch.isspace():
+            out.append(ch)
+            k += 1
+            continue
+        m = _BARE_RUN.match(text, k)
+        assert m is not None
+        run, k = m.group().strip(), m.end()
+        is_key = text[k:k + 1] == ":"
+        out.append(json.dumps(run) if is_key else json.dumps(_bare_scalar(run)))
+    try:
+        return json.loads("".join(out))
+    except json.JSONDecodeError as exc:
+        raise ToolParseError(f"the value of {name}.{key}: {exc.msg}") from None
+
+
+def _bare_scalar(text: str) -> Any:
+    """An unquoted value where strings are quoted: a number, a boolean or null (text as is otherwise)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        lowered = text.lower()
+        return {"true": True, "false": False, "none": None, "null": None}.get(lowered, text)
+    return value if not isinstance(value, (dict, list)) else text
 
 
 def _skip(text: str, pos: int) -> int:

@@ -107,9 +107,10 @@ class TurnParser:
     def mark(self, m: Mark) -> None:
         s, state = m.text, self._state
         if state == _REASONING:
-            if self._lead:
-                self._settle_label(final=True)
-            self._label_pending = False
+            if s != self._open:  # a repeated opener still comes before the label
+                if self._lead:
+                    self._settle_label(final=True)
+                self._label_pending = False
             if s == self._close and self._resume_content:
                 self._ws, self._resume_content = "", False
                 self._state = _CONTENT
@@ -126,6 +127,8 @@ class TurnParser:
                 self._reason(s)  # a model musing about "<tool_call>" while thinking: it is reasoning text
             return
         if state == _CALLS:
+            if s == self._trigger and s[:1] in "<[" and not _joined(self._buf[1:]).strip():
+                return  # a token trigger written twice (`[TOOL_CALLS][TOOL_CALLS][…]`); prose is never dropped
             self._buf.append(m)
             if s in self._enders:
                 self._finish_calls(final=False)
@@ -281,9 +284,8 @@ class TurnParser:
 
     # -- CALLS --
     def _to_calls(self, trigger: Mark) -> None:
-        self._out.drop_pending()
         if self._content is not self._out:
-            self._content.close()
+            self._content.close()  # whitespace before the trigger stays pending: prose if no call follows
         self._state = _CALLS
         self._trigger = trigger.text
         self._buf = [trigger]
@@ -325,11 +327,12 @@ class TurnParser:
         self._buf = []
         body = text[len(self._trigger):].strip()
         if self._trigger in CODE_TRIGGERS and body and not body.startswith(("{", "[")):
-            self._emit.tool_call("python", {"code": body}, body)
+            self._emit_calls([ParsedCall("python", {"code": body}, body, None)])
         elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
             raw = text[len(self._trigger):]
             for ender in self._enders:
                 raw = raw[: -len(ender)] if raw.endswith(ender) else raw
+            self._out.drop_pending()
             self._emit.error(raw.strip(), f"{self._trigger}: {error or 'no tool call follows it'}")
         else:  # a plain-text trigger (Command-R+ `Action:`) that did not lead to calls: it was prose
             self._state = _CONTENT
@@ -377,7 +380,7 @@ class TurnParser:
                 _literal(syntax.between)]
         if syntax.params is not None:
             p = syntax.params
-            lits += [_literal(p.key_prefix), _literal(p.key_suffix), _literal(p.value_suffix)]
+            lits += [_literal(p.key_prefix), _literal(p.key_suffix), _literal(p.value_suffix), p.string_quote]
         return [lit for lit in lits if lit.strip()]
 
     def _ender_marks(self, markup: Any) -> set[str]:

@@ -1,0 +1,176 @@
+"""What models write that their template never does, read anyway — learned from the template, not from a name.
+
+Seed-OSS and Mistral-Small 3.2 are real templates (../shared/corpus). The Gemma-4-like template is synthetic: it
+writes reasoning as `<|channel>thought\\n…<channel|>` and calls as `<|tool_call>call:name{key:<|"|>text<|"|>}`
+(the notation of Google's Gemma 4 template), and is read with a vocabulary where those markers are special tokens,
+as a real Gemma 4 tokenizer has them. Outputs are synthetic, in the shapes vLLM's and llama.cpp's parser tests
+record from these models. Every output is read whole, in random chunks and token by token; all must agree.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from tokenizers import AddedToken, Tokenizer
+
+import turnspec
+from turnspec.reader import reader_for
+
+from corpus_models import corpus_spec
+
+SEED = "ByteDance-Seed-OSS.jinja"
+MISTRAL = "Mistral-Small-3.2-24B-Instruct-2506.jinja"
+
+
+def tool(name: str, **props: dict) -> dict:
+    return {"type": "function", "function": {"name": name, "parameters": {"type": "object", "properties": props}}}
+
+
+WRITE = tool("write_file", path={"type": "string"}, content={"type": "string"})
+WEATHER = tool("get_weather", city={"type": "string"}, days={"type": "integer"})
+UNION = tool("set_value", value={"type": ["string", "object"]}, amount={"type": ["string", "integer"]},
+             note={"type": ["string", "null"]})
+
+SYNTHETIC_GEMMA4 = """{{- bos_token -}}
+{%- for m in messages -%}
+{%- if m.role == 'assistant' -%}
+{{- '<|turn>model\\n' -}}
+{%- if m.reasoning_content -%}{{- '<|channel>thought\\n' + m.reasoning_content + '<channel|>' -}}{%- endif -%}
+{%- for tc in m.tool_calls or [] -%}
+{{- '<|tool_call>call:' + tc.function.name + '{' -}}
+{%- for k, v in tc.function.arguments | dictsort -%}
+{{- k + ':' -}}{%- if v is string -%}{{- '<|"|>' + v + '<|"|>' -}}{%- else -%}{{- v | tojson -}}{%- endif -%}
+{%- if not loop.last -%},{%- endif -%}
+{%- endfor -%}
+{{- '}<tool_call|>' -}}
+{%- endfor -%}
+{{- (m.content or '') + '<turn|>\\n' -}}
+{%- else -%}
+{{- '<|turn>' + m.role + '\\n' + m.content + '<turn|>\\n' -}}
+{%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+{{- '<|turn>model\\n' -}}{%- if not enable_thinking | default(false) -%}{{- '<|channel>thought\\n<channel|>' -}}{%- endif -%}
+{%- endif -%}"""
+GEMMA4_TOKENS = ["<|turn>", "<turn|>", "<|channel>", "<channel|>", "<|tool_call>", "<tool_call|>", '<|"|>']
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2_dir):
+    return Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
+
+
+@pytest.fixture(scope="module")
+def gemma4(smollm2_dir):
+    """The synthetic Gemma-4-like template with its markers as special tokens of the (SmolLM2) vocabulary."""
+    vocab = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
+    vocab.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in GEMMA4_TOKENS])
+    spec = turnspec.from_template(SYNTHETIC_GEMMA4, name="synthetic-gemma4",
+                                  special_tokens={"bos_token": "<bos>", "eos_token": "<eos>"}, tokenizer=vocab)
+    return spec, vocab
+
+
+def read_three_ways(spec, output: str, vocab, tools, prompt: str = ""):
+    whole = reader_for(spec, prompt, declared_tools=tools).read_all(output)
+    r = reader_for(spec, prompt, declared_tools=tools)
+    rnd, i = random.Random(len(output)), 0
+    while i < len(output):
+        n = rnd.randint(1, 5)
+        r.feed_text(output[i:i + n])
+        i += n
+    r.finish()
+    assert r.result == whole
+    r = reader_for(spec, prompt, declared_tools=tools)
+    for tid in vocab.encode(output, add_special_tokens=False).ids:
+        r.feed_text(vocab.decode([tid], skip_special_tokens=False))
+    r.finish()
+    assert r.result == whole
+    return whole
+
+
+def calls(res):
+    return [(c.name, c.arguments) for c in res.tool_calls]
+
+
+# --- tagged parameters (Seed-OSS: <parameter=key>value</parameter>) -------------------------------------------
+
+def test_a_parameter_left_unclosed_ends_at_the_next_one(tok):
+    out = ("<seed:tool_call>\n<function=get_weather>\n<parameter=city>Paris, France\n"
+           "<parameter=days>3</parameter>\n</function>\n</seed:tool_call>")
+    res = read_three_ways(corpus_spec(SEED), out, tok, [WEATHER])
+    assert calls(res) == [("get_weather", {"city": "Paris, France\n", "days": 3})]
+    assert not res.errors
+
+
+def test_a_code_value_keeps_its_indentation(tok):
+    code = "    def foo():\n        return 1\n"
+    out = (f"<seed:tool_call>\n<function=write_file>\n<parameter=path>a.py</parameter>\n"
+           f"<parameter=content>{code}</parameter>\n</function>\n</seed:tool_call>")
+    res = read_three_ways(corpus_spec(SEED), out, tok, [WRITE])
+    assert calls(res) == [("write_file", {"path": "a.py", "content": code})]
+
+
+def test_union_types_prefer_the_non_string_reading(tok):
+    out = ("<seed:tool_call>\n<function=set_value>\n<parameter=value>{\"a\": 1}</parameter>\n"
+           "<parameter=amount>42</parameter>\n<parameter=note>null</parameter>\n</function>\n</seed:tool_call>")
+    res = read_three_ways(corpus_spec(SEED), out, tok, [UNION])
+    assert calls(res) == [("set_value", {"value": {"a": 1}, "amount": 42, "note": None})]
+    out = out.replace("42", "2 dollars").replace("{\"a\": 1}", "{not json")
+    res = read_three_ways(corpus_spec(SEED), out, tok, [UNION])
+    assert calls(res)[0][1]["amount"] == "2 dollars" and calls(res)[0][1]["value"] == "{not json"
+
+
+def test_a_call_without_the_section_opener(tok):
+    """The model starts at `<function=` (the trigger inside the template's opener) and skips `<seed:tool_call>`."""
+    out = "<function=get_weather>\n<parameter=city>Oslo</parameter>\n</function>\n</seed:tool_call>"
+    res = read_three_ways(corpus_spec(SEED), out, tok, [WEATHER])
+    assert calls(res) == [("get_weather", {"city": "Oslo"})] and res.content == ""
+
+
+# --- Mistral: the trigger written twice ------------------------------------------------------------------------
+
+def test_the_trigger_written_twice_is_one_call(tok):
+    out = '[TOOL_CALLS][TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}'
+    res = read_three_ways(corpus_spec(MISTRAL), out, tok, [WEATHER])
+    assert calls(res) == [("get_weather", {"city": "Oslo"})] and not res.errors
+
+
+# --- Gemma-4-like notation -------------------------------------------------------------------------------------
+
+def test_gemma4_like_syntax_is_learned(gemma4):
+    spec, _ = gemma4
+    a = spec.analysis
+    assert (a.reasoning.open, a.reasoning.close, a.reasoning.label) == ("<|channel>", "<channel|>", "thought")
+    assert a.tools.calls[0].params is not None and a.tools.calls[0].params.string_quote == '<|"|>'
+
+
+@pytest.mark.parametrize("output, reasoning, content", [
+    ("<|channel>thought\nI'm\nthinking<channel|>Hello", "I'm\nthinking", "Hello"),
+    ("<|channel>thousand reasons<channel|>Done", "thousand reasons", "Done"),  # not the label
+    ("<|channel><|channel>thought\n<channel|>Hello", "", "Hello"),  # a repeated opener
+    ("Before\n<|channel>thought\nmid<channel|>\nafter", "mid", "Before\n\nafter"),  # a block inside the answer
+])
+def test_gemma4_like_reasoning(gemma4, output, reasoning, content):
+    spec, vocab = gemma4
+    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, enable_thinking=True)
+    res = read_three_ways(spec, output, vocab, None, prompt)
+    assert (res.reasoning, res.content) == (reasoning, content)
+
+
+@pytest.mark.parametrize("output, expected", [
+    ('<|tool_call>call:get_weather{city:<|"|>Paris, France<|"|>,days:3}<tool_call|>',
+     ("get_weather", {"city": "Paris, France", "days": 3})),
+    ('<|tool_call>call:set_config{config:{theme:<|"|>dark, blue<|"|>,count:3,tags:[<|"|>a<|"|>,<|"|>b<|"|>]}}'
+     '<tool_call|>', ("set_config", {"config": {"theme": "dark, blue", "count": 3, "tags": ["a", "b"]}})),
+    ("<|tool_call>call:set_config{active:true,count:42,ratio:0.5,gone:null}<tool_call|>",
+     ("set_config", {"active": True, "count": 42, "ratio": 0.5, "gone": None})),
+    ('<|tool_call>:get_weather{city:<|"|>Oslo<|"|>}<tool_call|>', ("get_weather", {"city": "Oslo"})),  # `call` skipped
+    ("<|tool_call>call:set_config{}<tool_call|>", ("set_config", {})),
+])
+def test_gemma4_like_calls_with_quote_tokens(gemma4, output, expected):
+    """`<|"|>` is a special token of the vocabulary: the reader must still see it inside a call."""
+    spec, vocab = gemma4
+    tools = [WEATHER, tool("set_config")]
+    res = read_three_ways(spec, output, vocab, tools)
+    assert calls(res) == [expected] and res.content == "" and not res.errors
