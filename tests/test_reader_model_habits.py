@@ -174,3 +174,57 @@ def test_gemma4_like_calls_with_quote_tokens(gemma4, output, expected):
     tools = [WEATHER, tool("set_config")]
     res = read_three_ways(spec, output, vocab, tools)
     assert calls(res) == [expected] and res.content == "" and not res.errors
+
+
+# --- a value wrapper the template writes only around awkward values (synthetic, MiniCPM5's CDATA rule) ---------
+
+SYNTHETIC_CDATA = """{%- for m in messages -%}
+{{- '<|im_start|>' + m.role + '\\n' + (m.content or '') -}}
+{%- for tc in m.tool_calls or [] -%}
+{{- '<function name="' + tc.function.name + '">' -}}
+{%- for k, v in tc.function.arguments | dictsort -%}
+{%- set v = v if v is string else v | tojson -%}
+{{- '<param name="' + k + '">' -}}
+{%- if '<' in v or '&' in v or '\\n' in v -%}{{- '<![CDATA[' + v + ']]>' -}}{%- else -%}{{- v -}}{%- endif -%}
+{{- '</param>' -}}
+{%- endfor -%}
+{{- '</function>' -}}
+{%- endfor -%}
+{{- '<|im_end|>\\n' -}}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"""
+
+
+def test_a_value_wrapper_is_learned_and_unwrapped(tok):
+    spec = turnspec.from_template(SYNTHETIC_CDATA, name="synthetic-cdata", special_tokens={"eos_token": "<|im_end|>"})
+    assert spec.analysis.tools.calls[0].params.value_wrap == ("<![CDATA[", "]]>")
+    markup = '<a href="/x">hi</a> </param>\nnext'
+    out = (f'<function name="write_file"><param name="content"><![CDATA[{markup}]]></param>'
+           '<param name="path">a.html</param></function>')
+    res = read_three_ways(spec, out, tok, [WRITE])
+    assert calls(res) == [("write_file", {"content": markup, "path": "a.html"})] and res.content == ""
+
+
+# --- a call inside an unclosed reasoning block (Nemotron Nano v2: the generation prompt opens <think>) ----------
+
+NEMOTRON = "NVIDIA-Nemotron-Nano-v2.jinja"
+
+
+@pytest.mark.parametrize("output, reasoning, content, n_calls", [
+    # the call ends the block the prompt opened, as llama.cpp reads Qwen 3.5 and Ling 3 ...
+    ('Let me check.\n<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>',
+     "Let me check.", "", 1),
+    ('<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>\nDone.', "", "Done.", 1),
+    # ... but a trigger that leads to no call was the model musing: reasoning, and the answer after </think>
+    ("I could use <TOOLCALL> here.</think>It is sunny.", "I could use <TOOLCALL> here.", "It is sunny.", 0),
+    ('Maybe <TOOLCALL>[{"name": "get_weather"</think>Sunny.', 'Maybe <TOOLCALL>[{"name": "get_weather"', "Sunny.", 0),
+    ('Trying <TOOLCALL>[{"name": "get_weat', 'Trying <TOOLCALL>[{"name": "get_weat', "", 0),
+])
+def test_a_call_ends_an_unclosed_reasoning_block(tok, output, reasoning, content, n_calls):
+    spec = corpus_spec(NEMOTRON)
+    prompt = spec.render([{"role": "user", "content": "Weather in Oslo?"}], add_generation_prompt=True,
+                         tools=[WEATHER])
+    assert spec.analysis.reasoning.prompt_opens and prompt.rstrip().endswith("<think>")
+    res = read_three_ways(spec, output, tok, [WEATHER], prompt)
+    assert (res.reasoning, res.content, len(res.tool_calls)) == (reasoning, content, n_calls)
+    assert not res.errors

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..reader.call_parse import bracket_end
@@ -88,6 +88,10 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
         return CallsFound(ToolSyntax(rendered=rendered, reason=f"the syntax found ({syntax.describe()!r}) does not "
                                                                f"read its own rendering back: {problem}"),
                           {}, [one], empty1)
+    if syntax.params is not None:
+        wrap = _value_wrap(prober, u, tools, full1)
+        if wrap is not None:
+            syntax = replace(syntax, params=replace(syntax.params, value_wrap=wrap))
     parallel = bounds2 is not None
     ends: dict[str, str] = {}
     first = markup.first(one, end1)
@@ -146,6 +150,33 @@ def _render_calls(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str,
         if text2 is not None and (NAME_B not in text2 or text2.count(NAME_A) != text.count(NAME_A)):
             text2 = None
         return text, text2
+    return None
+
+
+#: A string value with the characters markup-like syntaxes must protect (MiniCPM wraps it in `<![CDATA[…]]>`).
+_AWKWARD = "tsv_one <a&b>\nline"
+
+
+def _value_wrap(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]], plain: str
+                ) -> tuple[str, str] | None:
+    """What the template writes around a string value holding `<`, `&` or a line break, when it writes more than
+    around a plain one: the two renderings differ only there."""
+    for as_string in (False, True):
+        args = {**ARGS_A, "tsk_one": _AWKWARD}
+        text, _ = prober.attempt([*u, assistant(calls=[call(NAME_A, ARGS_A, ID_A, as_string)])], tools=tools)
+        if text != plain:
+            continue
+        awkward, _ = prober.attempt([*u, assistant(calls=[call(NAME_A, args, ID_A, as_string)])], tools=tools)
+        if awkward is None:
+            return None
+        p = common_prefix(plain, awkward)
+        q = common_suffix(plain[p:], awkward[p:])
+        middle = awkward[p:len(awkward) - q]
+        at = middle.find(_AWKWARD)
+        if at < 0:  # escaped or encoded: nothing to unwrap
+            return None
+        before, after = middle[:at], middle[at + len(_AWKWARD):]
+        return (before, after) if before.strip() and after.strip() else None
     return None
 
 

@@ -38,7 +38,8 @@ class ParamSyntax:
     """One argument of a tagged call: `key_prefix KEY key_suffix VALUE value_suffix`, arguments joined by `separator`.
 
     Values are text; readers type them back with the tool's JSON schema. `string_quote` wraps string values where
-    the template quotes them (Gemma 4 writes `city:<|"|>Paris<|"|>`).
+    the template quotes them (Gemma 4 writes `city:<|"|>Paris<|"|>`); `value_wrap` is what it writes around a value
+    that holds markup characters (MiniCPM's CDATA), read as the value's bounds when a model writes it.
     """
 
     key_prefix: Pattern
@@ -48,6 +49,7 @@ class ParamSyntax:
     open: str = ""  # before the first argument (`{`)
     close: str = ""  # after the last argument (`}`)
     string_quote: str = ""
+    value_wrap: tuple[str, str] = ("", "")  # around values with `<`, `&` or line breaks (`<![CDATA[`, `]]>`)
 
 
 @dataclass(frozen=True)

@@ -434,6 +434,13 @@ class CallParser:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.string_quote}")
                 args[key] = body[pos + len(p.string_quote):end]
                 pos = end + len(p.string_quote)
+            elif p.value_wrap[0] and body.startswith(p.value_wrap[0], _skip(body, pos)):
+                start = _skip(body, pos) + len(p.value_wrap[0])
+                end = body.find(p.value_wrap[1], start)
+                if end < 0:
+                    raise ToolParseError(f"the value of {name}.{key} has no closing {p.value_wrap[1]}")
+                args[key] = type_value(body[start:end], schema.get(key))
+                pos = end + len(p.value_wrap[1])
             elif p.string_quote and body[pos:pos + 1] in ("{", "["):  # a nested value in the same notation
                 end = _quoted_bracket_end(body, pos, p.string_quote)
                 if end is None:

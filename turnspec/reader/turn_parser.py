@@ -53,6 +53,7 @@ class TurnParser:
         self._lead = ""  # the start of a reasoning block, held while it may still be the label
         self._label_pending = bool(self._label)
         self._resume_content = False  # the open block interrupted the answer
+        self._in_reasoning = False  # the calls being read started inside a reasoning block
         self._c_open, self._c_close = content_markers
         self._prefix = content_prefix
         self._calls = tuple(calls)
@@ -123,8 +124,15 @@ class TurnParser:
                 self._ws = ""
                 self._state = _CONTENT
                 self._out.skip_leading_ws()
+            elif s in self._by_trigger:  # a call ends the block even unclosed, if it parses; else it was musing
+                self._in_reasoning = True
+                self._to_calls(m)
             elif s != self._open:  # a nested opener is dropped
                 self._reason(s)  # a model musing about "<tool_call>" while thinking: it is reasoning text
+            return
+        if state == _CALLS and self._in_reasoning and s == self._close:
+            self._buf.append(m)  # the block closes before any call completed: it was all reasoning
+            self._back_to_reasoning()
             return
         if state == _CALLS:
             if s == self._trigger and s[:1] in "<[" and not _joined(self._buf[1:]).strip():
@@ -324,6 +332,9 @@ class TurnParser:
         ended = isinstance(last, Mark) and last.text in self._enders
         if not final and not ended:
             return
+        if self._in_reasoning:
+            self._back_to_reasoning()
+            return
         self._buf = []
         body = text[len(self._trigger):].strip()
         if self._trigger in CODE_TRIGGERS and body and not body.startswith(("{", "[")):
@@ -339,7 +350,16 @@ class TurnParser:
             self._content.text(text)
         self._state = _AFTER
 
+    def _back_to_reasoning(self) -> None:
+        """A trigger inside reasoning that led to no call: the trigger and what followed are read as reasoning."""
+        pieces, self._buf = self._buf, []
+        self._in_reasoning = False
+        self._state = _REASONING
+        self._reason(pieces[0].text if isinstance(pieces[0], Mark) else pieces[0])
+        self._replay(pieces[1:], 0)
+
     def _emit_calls(self, calls: list[ParsedCall]) -> None:
+        self._in_reasoning, self._ws = False, ""
         self._out.drop_pending()
         for c in calls:
             self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
