@@ -48,6 +48,19 @@ def test_analysis_of_real_templates(name):
     assert guard in analysis.guards
 
 
+def test_a_template_that_always_opens_the_assistant_turn():
+    """Command-R7B's template ends every rendering with the chatbot header, asked or not: the header is still found
+    (after the token that ends the user's turn), so a model writing it again is caught as talking to itself."""
+    spec = corpus_spec("CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja")
+    u = [{"role": "user", "content": "Hi"}]
+    assert spec.render(u) == spec.render(u, add_generation_prompt=True)
+    header = "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>"
+    assert spec.analysis.assistant_header == header and header in spec.analysis.guards
+    res = spec.reader(spec.render(u, add_generation_prompt=True)).read_all(
+        f"<|START_RESPONSE|>Hello<|END_RESPONSE|>{header}<|START_RESPONSE|>again")
+    assert res.content == "Hello"
+
+
 def test_every_corpus_template_is_analyzed_with_a_turn_end():
     for path in sorted(need(CORPUS / "templates").glob("*.jinja")):
         analysis = corpus_spec(path.name).analysis

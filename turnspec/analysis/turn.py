@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..template import template_variables
 from .markup import Markup
-from .probes import (ARGS_A, CONTENT, ID_A, NAME_A, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, USER_2,
+from .probes import (ARGS_A, CONTENT, ID_A, NAME_A, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, USER, USER_2,
                      Prober, align, assistant, call, common_prefix, user)
 from .syntax import ContentSyntax, ReasoningSyntax
 
@@ -63,6 +63,8 @@ def learn_turn(prober: Prober, markup: Markup) -> TurnFacts:
     else:  # Phi-3.5 ends a conversation with <|endoftext|> unless asked for the generation prompt
         n = markup.snap(prompt, common_prefix(before, prompt))
         before, gen = prompt[:n], prompt[n:]
+    if not gen.strip():  # the template opens the assistant turn whether asked or not (a llama.cpp Command-R7B)
+        before, gen = _split_after_user_turn(before, markup)
     finished, error = prober.attempt([*u, assistant(CONTENT)])
     if finished is None or CONTENT not in finished:
         raise AnalysisError(f"the template does not render an assistant answer ({error or 'its text is dropped'})")
@@ -82,6 +84,16 @@ def learn_turn(prober: Prober, markup: Markup) -> TurnFacts:
     turn = TurnProbe(markup, before, header, gen[len(header):])
     supplied = [g[len(header):] for g in (gen, *switched) if g.startswith(header) and g[len(header):].strip()]
     return TurnFacts(turn, gen, finished, turn.body_of(finished), tuple(dict.fromkeys(supplied)))
+
+
+def _split_after_user_turn(text: str, markup: Markup) -> tuple[str, str]:
+    """`text` cut after the token that ends the user's turn: what follows is a generation prompt written always."""
+    at = text.rfind(USER)
+    end = markup.first(text, at + len(USER)) if at >= 0 else None
+    if end is None or not text[end.end:].strip() or text[at + len(USER):end.start].strip():
+        return text, ""
+    cut = end.end + len(text[end.end:]) - len(text[end.end:].lstrip("\n"))
+    return text[:cut], text[cut:]
 
 
 def _switch_prompts(prober: Prober, before: str) -> list[str]:
