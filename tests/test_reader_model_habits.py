@@ -228,3 +228,25 @@ def test_a_call_ends_an_unclosed_reasoning_block(tok, output, reasoning, content
     res = read_three_ways(spec, output, tok, [WEATHER], prompt)
     assert (res.reasoning, res.content, len(res.tool_calls)) == (reasoning, content, n_calls)
     assert not res.errors
+
+
+# --- reasoning a template takes only as a content chunk (synthetic, the shape of Ministral 3 Reasoning's) --------
+
+SYNTHETIC_THINKING_CHUNKS = """{%- for m in messages -%}
+{%- if m.role == 'user' -%}{{- '[INST]' + m.content + '[/INST]' -}}
+{%- elif m.content is string -%}{{- m.content + eos_token -}}
+{%- else -%}
+{%- for block in m.content -%}
+{%- if block.type == 'thinking' -%}{{- '[THINK]' + block.thinking + '[/THINK]' -}}{%- else -%}{{- block.text -}}{%- endif -%}
+{%- endfor -%}{{- eos_token -}}
+{%- endif -%}
+{%- endfor -%}"""
+
+
+def test_reasoning_learned_from_a_thinking_chunk(tok):
+    spec = turnspec.from_template(SYNTHETIC_THINKING_CHUNKS, name="synthetic-thinking-chunks",
+                                  special_tokens={"eos_token": "</s>"})
+    r = spec.analysis.reasoning
+    assert (r.kind, r.open, r.close) == ("tags", "[THINK]", "[/THINK]")
+    res = read_three_ways(spec, "[THINK]I'm\nthinking[/THINK]Hello", tok, None)
+    assert (res.reasoning, res.content) == ("I'm\nthinking", "Hello")

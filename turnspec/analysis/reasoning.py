@@ -1,8 +1,8 @@
 """Learn how a template writes reasoning: the tags around it, whether the generation prompt opens it, and whether
 past turns keep it.
 
-Sources, best first: a rendering of an assistant message with `reasoning_content` (the tags are what surrounds
-the sentinel); the generation prompt (DeepSeek-R1 opens `<think>\\n`, V3.1 writes an empty `<think></think>`);
+Sources, best first: a rendering of an assistant message with `reasoning_content`, or with a `thinking` content
+chunk (the tags are what surrounds the sentinel); the generation prompt (DeepSeek-R1 opens `<think>\\n`, V3.1 writes an empty `<think></think>`);
 the generation prompt under each reasoning switch the template reads (`enable_thinking=False` writes an empty
 block). When only an opening tag is seen, the closing tag is inferred from it (`<think>` → `</think>`) and kept
 only if the template's own text contains it.
@@ -26,6 +26,11 @@ HARMONY_TOKENS = ("<|channel|>", "<|message|>")
 def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> ReasoningSyntax:
     u = [user()]
     finished, _ = prober.attempt([*u, assistant(CONTENT, reasoning=REASONING)])
+    if finished is None or REASONING not in finished:  # Mistral's reasoning models take it as a content chunk
+        chunked, _ = prober.attempt([*u, {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": REASONING}, {"type": "text", "text": CONTENT}]}])
+        if chunked is not None and "'type'" not in chunked and '"type"' not in chunked:  # not printed as data
+            finished = chunked
     history = _history(prober, u)
     if finished is not None and REASONING in finished:
         body = turn.body_of(finished, REASONING)

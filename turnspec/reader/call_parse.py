@@ -418,7 +418,7 @@ class CallParser:
         next_key = _first_literal(p.key_prefix) if suffix_re is not None else ""  # a value left unclosed
         stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
                                  _first_literal(self.syntax.call_close), next_key) if lit]
-        trim = "\n" in _literal(p.key_suffix) + _literal(p.value_suffix)
+        trim_end = _literal(p.value_suffix).startswith("\n")
         while True:
             if args and sep_re is not None:
                 m = sep_re.match(body, pos)
@@ -451,9 +451,8 @@ class CallParser:
                 ends = [i for i in (body.find(lit, pos) for lit in stops) if i >= 0]
                 end = min(ends) if ends else len(body)
                 value = body[pos:end]
-                if trim:  # the template's line breaks around the value, not the value's own
-                    value = value[:-1] if value.endswith("\n") else value
-                    value = value[1:] if value.startswith("\n") else value
+                if trim_end and value.endswith("\n"):  # the template's line break after the value, not the value's
+                    value = value[:-1]
                 if p.string_quote and not schema.get(key):  # strings are quoted, so this is a number, bool or null
                     args[key] = _bare_scalar(value.strip())
                 else:
