@@ -145,6 +145,15 @@ def test_commentary_preamble_is_content_and_missing_end_still_switches():
     assert (res.reasoning, res.content) == ("think", "Let me check. Done.")
 
 
+def test_a_header_with_two_channels_takes_the_last():
+    """gpt-oss sometimes restarts a header (`commentary to=assistant<|channel|>analysis`), as llama.cpp's tests
+    record: the message is on the last channel named."""
+    out = ("<|channel|>commentary to=assistant<|channel|>analysis<|message|>I'm\nthinking<|end|>"
+           "<|start|>assistant<|channel|>final<|message|>Hello<|return|>")
+    res = StreamReader(reasoning="harmony").read_all(out)
+    assert (res.reasoning, res.content, res.tool_calls) == ("I'm\nthinking", "Hello", [])
+
+
 def test_stray_control_tokens_inside_a_body_are_removed():
     out = "<|channel|>final<|message|>a<|constrain|>b<|message|>c<|return|>"
     assert StreamReader(reasoning="harmony").read_all(out).content == "abc"

@@ -109,8 +109,8 @@ class HarmonyParser:
         self._recipient = m.group(1) if m else ""
         c = _CONSTRAIN_RE.search(header)
         self._constrain = c.group(1) if c else ""
-        channel_m = _CHANNEL_RE.search(header)
-        channel = channel_m.group(1) if channel_m else ""
+        channels = _CHANNEL_RE.findall(header)  # the last one counts (`commentary to=assistant<|channel|>analysis`)
+        channel = channels[-1] if channels else ""
         if self._recipient and self._recipient != "assistant":
             self._state, self._body = _TOOL, []
         elif channel == "analysis":
