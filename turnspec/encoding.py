@@ -21,6 +21,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
+from .analysis.probes import common_prefix
+
 if TYPE_CHECKING:
     from .spec import ModelSpec
 
@@ -201,7 +203,7 @@ def _aligned_start(prompt: str, text: str, lo: int, prev_message: dict[str, Any]
     """(where the model starts writing, what the prompt has there that the rendering does not): after the longest
     common prefix of the prompt and the rendering; if they part before the previous message ends (Mistral moves
     the system text into the last user turn), after the common part that follows the previous message's text."""
-    n = _common_prefix(prompt, text)
+    n = common_prefix(prompt, text)
     n = min(markup.snap(text, n), markup.snap(prompt, n))
     if n >= lo:
         return n, prompt[n:]
@@ -213,7 +215,7 @@ def _aligned_start(prompt: str, text: str, lo: int, prev_message: dict[str, Any]
     if p < 0 or q < 0:
         return None, ""
     p, q = p + len(last), q + len(last)
-    m = _common_prefix(prompt[p:], text[q:])
+    m = common_prefix(prompt[p:], text[q:])
     m = min(markup.snap(text, q + m) - q, markup.snap(prompt, p + m) - p)
     return q + m, prompt[p + m:]
 
@@ -261,15 +263,8 @@ def _skip_supplied(text: str, start: int, own_first: int, header: str, supplied:
 
 def _turn_end(text: str, after: int, hi: int, ends: set[str], markup: Any) -> int | None:
     """End of the first turn-end token at or after `after` and before the next message's text."""
-    for span in markup.spans(text[after:hi]):
-        if span.text in ends:
-            return after + span.end
-    return None
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    found = [(i, e) for e in ends if (i := text.find(e, after, hi)) >= 0]
+    if not found:
+        return None
+    i, e = min(found, key=lambda f: (f[0], -len(f[1])))
+    return i + len(e)

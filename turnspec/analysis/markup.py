@@ -8,6 +8,7 @@ With a vocabulary, control tokens are its special tokens and the added tokens th
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ TOKEN_SHAPE = re.compile(
     r"|\[/?[A-Z][A-Z_]*\]"  # [INST], [/INST], [TOOL_CALLS]
     r"|</?(?:｜\w+｜)?[A-Za-z_][\w:.\-]*>"  # <think>, </tool_call>, <seed:think>, <SPECIAL_12>, <｜DSML｜invoke>
 )
+_SNAP_WINDOW = 96  # past the longest token shape; known tokens add their own longest length
+
 #: Openers of markup that carries a value: `<function=`, `<parameter name="`, `[TOOL_CALLS`.
 _TAG_OPENER = re.compile(r"<[|｜/]?[A-Za-z_]|\[[A-Z/]")
 
@@ -52,17 +55,24 @@ class Markup:
 
         return trie_regex(self.tokens)
 
+    @cached_property
+    def _window(self) -> int:
+        return _SNAP_WINDOW + max((len(t) for t in self.tokens), default=0)
+
     def spans(self, text: str) -> list[Span]:
         """Every control token in `text`, in order, without overlaps."""
         out: list[Span] = []
-        taken: list[tuple[int, int]] = []
+        starts: list[int] = []  # known tokens, in order and without overlaps
+        ends: list[int] = []
         if self._known is not None:
             for m in self._known.finditer(text):
                 if m.end() > m.start():
                     out.append(Span(m.start(), m.end(), m.group()))
-                    taken.append((m.start(), m.end()))
+                    starts.append(m.start())
+                    ends.append(m.end())
         for m in TOKEN_SHAPE.finditer(text):
-            if not any(a < m.end() and m.start() < b for a, b in taken):
+            k = bisect.bisect_left(starts, m.end())  # the known tokens that start before this shape ends
+            if not k or ends[k - 1] <= m.start():
                 out.append(Span(m.start(), m.end(), m.group()))
         out.sort(key=lambda s: s.start)
         return out
@@ -75,11 +85,13 @@ class Markup:
         return None
 
     def snap(self, text: str, pos: int) -> int:
-        """`pos`, moved back to the start of a token it falls inside (a cut never splits a token)."""
-        for span in self.spans(text):
-            if span.start < pos < span.end:
-                return span.start
-            if span.start >= pos:
+        """`pos`, moved back to the start of a token it falls inside (a cut never splits a token). Only the text
+        around `pos` is scanned: a token that holds `pos` is shorter than the window."""
+        lo = max(0, pos - self._window)
+        for span in self.spans(text[lo:pos + self._window]):
+            if span.start < pos - lo < span.end:
+                return lo + span.start
+            if span.start >= pos - lo:
                 break
         return pos
 
