@@ -1,0 +1,153 @@
+"""`turnspec encode` as a library call: a conversations file to a Parquet file of training columns, on N processes.
+
+Chunks of rows go to worker processes in order and come back in order, so the output is the same for any number
+of processes. Each worker loads the model once and uses one core (the tokenizer's own thread pool is off: the
+processes are the parallelism). A bad row is a line in the report, never the end of the run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from .datafiles import atomic_parquet, count_rows, parse_jsonl_row, read_chunks
+from .training import ChatEncoder, EncodedRow, arrow_schema
+
+CHUNK_ROWS = 256
+
+
+@dataclass
+class EncodeReport:
+    """What a run did: rows in and out, tokens, the share of tokens trained on, and every skipped row."""
+
+    input: str
+    output: str
+    model: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_skipped: int = 0
+    rows_truncated: int = 0
+    rows_too_long: int = 0
+    rows_inexact_mask: int = 0
+    rows_no_assistant_tokens: int = 0
+    tokens: int = 0
+    assistant_tokens: int = 0
+    seconds: float = 0.0
+    processes: int = 1
+    max_length: int | None = None
+    overflow: str = "truncate"
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # {"row": n, "error": "..."}
+
+    @property
+    def masked_share(self) -> float:
+        return self.assistant_tokens / self.tokens if self.tokens else 0.0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_read / self.seconds if self.seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "masked_share": round(self.masked_share, 6),
+                "rows_per_second": round(self.rows_per_second, 1)}
+
+
+def encode_file(input_path: Path, output_path: Path, encoder: ChatEncoder, *, num_proc: int = 1,
+                on_progress: Callable[[int, int | None], None] | None = None) -> EncodeReport:
+    """Encode every row of `input_path` into `output_path` (Parquet: row, input_ids, assistant_masks, labels,
+    length). `on_progress(rows done, total or None)` is called after each chunk (JSON Lines count lines)."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    total = count_rows(input_path)
+    encoder.spec  # fail on a bad model here, in one line, before any worker starts
+    procs = max(1, num_proc or os.cpu_count() or 1)
+    report = EncodeReport(str(input_path), str(output_path), encoder.model or encoder.spec.name, processes=procs,
+                          max_length=encoder.max_length, overflow=encoder.overflow)
+    t0 = time.perf_counter()
+    chunks = read_chunks(input_path, CHUNK_ROWS)
+    with atomic_parquet(output_path, arrow_schema(with_row=True)) as writer:
+        for start, rows in _encoded(chunks, encoder, procs):
+            _add(report, writer, start, rows)
+            if on_progress is not None:
+                on_progress(start + len(rows), total)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _encoded(chunks: Iterable[tuple[int, list[Any]]], encoder: ChatEncoder, procs: int
+             ) -> Iterator[tuple[int, list[EncodedRow | None]]]:
+    if procs == 1:
+        for start, rows in chunks:
+            yield start, encode_chunk(encoder, rows)
+        return
+    ctx = multiprocessing.get_context("spawn")  # never fork a process whose tokenizer threads may be running
+    with ctx.Pool(procs, initializer=_init_worker, initargs=(encoder,)) as pool:
+        for start, encoded in pool.imap(_work, chunks, chunksize=1):
+            yield start, encoded
+
+
+_WORKER: ChatEncoder | None = None
+
+
+def _init_worker(encoder: ChatEncoder) -> None:
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["RAYON_NUM_THREADS"] = "1"
+    global _WORKER
+    _WORKER = encoder
+    encoder.spec  # load the model once per process
+
+
+def _work(chunk: tuple[int, list[Any]]) -> tuple[int, list[EncodedRow | None]]:
+    assert _WORKER is not None
+    start, rows = chunk
+    return start, encode_chunk(_WORKER, rows)
+
+
+def encode_chunk(encoder: ChatEncoder, rows: list[Any]) -> list[EncodedRow | None]:
+    """Each row encoded; None for a blank JSON Lines line (not a row)."""
+    out: list[EncodedRow | None] = []
+    for row in rows:
+        if row is None:
+            out.append(None)
+            continue
+        if isinstance(row, str):  # a JSON Lines row, parsed here (in the worker)
+            try:
+                row = parse_jsonl_row(row)
+            except ValueError as exc:
+                out.append(EncodedRow(error=str(exc)))
+                continue
+        out.append(encoder.encode_row(row))
+    return out
+
+
+def _add(report: EncodeReport, writer: Any, start: int, rows: list[EncodedRow | None]) -> None:
+    import pyarrow as pa
+
+    good = []
+    for i, row in enumerate(rows):
+        if row is None:
+            continue
+        report.rows_read += 1
+        if row.error is not None:
+            report.rows_skipped += 1
+            report.rows_too_long += row.too_long
+            report.skipped.append({"row": start + i + 1, "error": row.error})
+            continue
+        good.append((start + i + 1, row))
+        report.rows_truncated += row.truncated
+        report.rows_inexact_mask += not row.exact
+        masked = sum(row.assistant_masks)
+        report.rows_no_assistant_tokens += masked == 0
+        report.tokens += row.length
+        report.assistant_tokens += masked
+    if good:
+        writer.write_table(pa.table({
+            "row": [n for n, _ in good],
+            "input_ids": [r.input_ids for _, r in good],
+            "assistant_masks": [r.assistant_masks for _, r in good],
+            "labels": [r.labels for _, r in good],
+            "length": [r.length for _, r in good],
+        }, schema=arrow_schema(with_row=True)))
+    report.rows_written += len(good)
