@@ -120,11 +120,15 @@ def own_texts(message: dict[str, Any]) -> list[str]:
     return [t.strip() for t in out if isinstance(t, str) and t.strip()]
 
 
-def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None) -> tuple[int, int] | None:
-    """(first, end) of the given texts where each first occurs at or after `start` (and before `stop`)."""
+def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None, markup: Any = None
+                ) -> tuple[int, int] | None:
+    """(first, end) of the given texts where each first occurs at or after `start` (and before `stop`); with
+    `markup`, never inside a control token (a user's "x" is not the x of `<|end_of_text|>`)."""
     first = last = None
     for t in texts:
         pos = text.find(t, start, stop)
+        while markup is not None and pos >= 0 and markup.snap(text, pos + 1) < pos + 1:
+            pos = text.find(t, pos + 1, stop)
         if pos < 0:
             continue
         first = pos if first is None else min(first, pos)
@@ -136,11 +140,54 @@ def universal_spans(
     spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
     *, mask_prompt_supplied: bool = True,
 ) -> tuple[list[tuple[int, int]], bool, list[str]]:
-    """Character spans of assistant-written text in `full_text`, by alignment with each turn's prompt (see module doc)."""
+    """Character spans of assistant-written text in `full_text`, by alignment with each turn's prompt (see module doc).
+
+    Plain conversations (text messages of system, user and assistant, no template variables) on a template whose
+    probes show the same spans either way are read by structure instead, without rendering each turn's prompt:
+    the k-th assistant header starts the k-th assistant turn (`mask_by_header`)."""
+    if not render_kwargs and plain_conversation(messages, spec.markup) and mask_by_header(spec):
+        spans = spans_by_header(spec, messages, full_text, mask_prompt_supplied=mask_prompt_supplied)
+        if spans is not None:
+            return spans, True, []
+    return _spans(spec, messages, full_text, render_kwargs, mask_prompt_supplied=mask_prompt_supplied)
+
+
+def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, *,
+                    mask_prompt_supplied: bool) -> list[tuple[int, int]] | None:
+    """Each assistant turn from its header to its turn end, found by structure; None when the rendering does not
+    have one header per assistant message with a turn end before the next header."""
+    analysis = spec.analysis
+    raw_header = analysis.assistant_header
+    ends = set(analysis.history_turn_ends) | set(analysis.turn_ends)
+    supplied = [x for x in analysis.prompt_supplied if x.strip()] if mask_prompt_supplied else []
+    if not raw_header.strip():
+        return None
+    heads, at = [], full_text.find(raw_header)
+    while at >= 0:
+        heads.append(at)
+        at = full_text.find(raw_header, at + len(raw_header))
+    if len(heads) != sum(m.get("role") == "assistant" for m in messages):
+        return None
+    spans = []
+    for k, h in enumerate(heads):
+        start = h + len(raw_header)
+        stop = heads[k + 1] if k + 1 < len(heads) else len(full_text)
+        end = _turn_end(full_text, start, stop, ends, None)
+        if end is None:
+            return None
+        if supplied:
+            start = _skip_supplied(full_text, start, end, "", supplied)
+        spans.append((start, end))
+    return spans
+
+
+def _spans(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+           *, mask_prompt_supplied: bool) -> tuple[list[tuple[int, int]], bool, list[str]]:
     analysis = spec.analysis
     markup = spec.markup
     ends = set(analysis.history_turn_ends) | set(analysis.turn_ends)
-    header = analysis.assistant_header.strip()
+    raw_header = analysis.assistant_header
+    header = raw_header.strip()
     supplied = [s for s in analysis.prompt_supplied if s.strip()] if mask_prompt_supplied else []
     spans: list[tuple[int, int]] = []
     notes: list[str] = []
@@ -168,11 +215,17 @@ def universal_spans(
         texts = _split_reasoning(texts, analysis.reasoning)
         begin = start if start is not None else lo
         first_text = _find_texts(texts, full_text, begin)
-        # The next message's text bounds this one (searched after this message's first text, so that a short user
-        # reply that this answer happens to contain is not taken for the next turn).
+        # The next message's text bounds this one. It is searched after this message's answer (or its first text),
+        # so that a short user reply that this answer happens to contain is not taken for the next turn.
+        after = first_text[0] + 1 if first_text else begin
+        answer = message.get("content")
+        answer = _split_reasoning([answer.strip()], analysis.reasoning)[-1:] if isinstance(answer, str) \
+            and answer.strip() else []
+        at = full_text.find(answer[0], begin) if answer else -1
+        if at >= 0:
+            after = max(after, at + len(answer[0]))
         nxt = next((j for j in range(i + 1, len(messages)) if messages[j].get("role") != "assistant"), None)
-        later = _find_texts(own_texts(messages[nxt]), full_text, first_text[0] + 1 if first_text else begin) \
-            if nxt is not None else None
+        later = _find_texts(own_texts(messages[nxt]), full_text, after, markup=markup) if nxt is not None else None
         hi = later[0] if later else len(full_text)
         own = _find_texts(texts, full_text, begin, hi)
         if own is None:
@@ -185,6 +238,8 @@ def universal_spans(
         h = full_text.rfind(header, lo, own_first) if header else -1
         if start is None or start > own_first:
             start = h + len(header) if h >= 0 else own_first
+            if h >= 0 and full_text.startswith(raw_header, h) and h + len(raw_header) <= own_first:
+                start = h + len(raw_header)  # the header's own line break is the prompt's, not the model's
         elif h >= 0 and h < start < h + len(header):
             start = h + len(header)  # never inside the assistant header the prompt writes
         if mask_prompt_supplied:
@@ -196,6 +251,66 @@ def universal_spans(
         spans.append((start, end))
         lo = end
     return spans, not notes, notes
+
+
+_PLAIN_ROLES = frozenset(("system", "user", "assistant"))
+_PLAIN_KEYS = frozenset(("role", "content"))
+
+
+def plain_conversation(messages: Sequence[dict[str, Any]], markup: Any) -> bool:
+    """Only text messages of system, user and assistant, none empty, holding no markup (no `<think>`, no control
+    token)."""
+    for m in messages:
+        content = m.get("content")
+        if m.get("role") not in _PLAIN_ROLES or not isinstance(content, str) or not _PLAIN_KEYS.issuperset(m) \
+                or not content.strip():
+            return False
+        if ("<" in content or "[" in content) and markup.spans(content):
+            return False
+    return True
+
+
+#: Plain conversations of the shapes SFT data has: a system prompt or not, one or several exchanges, a conversation
+#: that ends with a user turn, texts with surrounding whitespace and line breaks (templates trim them, or not).
+_PROBES = (
+    [("user", "tsu_a x"), ("assistant", "tsc_b x")],
+    [("system", "tss_c x"), ("user", "tsu_d x"), ("assistant", "tsc_e x")],
+    [("user", "tsu_f x"), ("assistant", "tsc_g x"), ("user", "tsu_h x"), ("assistant", "tsc_i x")],
+    [("system", "tss_j x"), ("user", " tsu_k x\n"), ("assistant", "\ntsc_l\n\n x "), ("user", "tsu_m x"),
+     ("assistant", "tsc_n x"), ("user", "tsu_o x"), ("assistant", "tsc_p x")],
+    [("user", "tsu_q x"), ("assistant", "tsc_r x"), ("user", "tsu_s x")],
+)
+
+
+def mask_by_header(spec: "ModelSpec") -> bool:
+    """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
+    probe shape the template renders (at least the one- and two-exchange ones), with exact masks. Cached."""
+    cached = spec.__dict__.get("_mask_by_header")
+    if cached is None:
+        cached = spec.__dict__["_mask_by_header"] = _check_mask_by_header(spec)
+    return cached
+
+
+def _check_mask_by_header(spec: "ModelSpec") -> bool:
+    analysis, markup = spec.analysis, spec.markup
+    if not analysis.assistant_header.strip() or not analysis.turn_ends:
+        return False
+    if any(not markup.spans(e) or markup.spans(e)[0].text != e for e in (*analysis.turn_ends, *analysis.history_turn_ends)):
+        return False  # a plain-text turn end could be in a message's text
+    rendered = 0
+    for probe in _PROBES:
+        messages = [{"role": r, "content": c} for r, c in probe]
+        try:
+            text = spec.render(messages)
+        except Exception:  # noqa: BLE001 - a shape the template refuses (Gemma-2: no system role)
+            continue
+        for prompt_supplied in (True, False):
+            slow = _spans(spec, messages, text, {}, mask_prompt_supplied=prompt_supplied)
+            fast = spans_by_header(spec, messages, text, mask_prompt_supplied=prompt_supplied)
+            if not slow[1] or slow[0] != fast:
+                return False
+        rendered += 1
+    return rendered >= 3
 
 
 def _aligned_start(prompt: str, text: str, lo: int, prev_message: dict[str, Any], markup: Any
