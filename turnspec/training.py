@@ -140,11 +140,17 @@ class ChatEncoder:
 def without_nulls(value: Any) -> Any:
     """A message (or tool) with its null fields removed: Arrow and `datasets` give every struct all the keys seen in
     the column, and templates test `is defined`, which a null passes."""
-    if isinstance(value, Mapping):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, (list, tuple)):
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict or isinstance(value, Mapping):
+        return {k: v if type(v) in _SCALARS else without_nulls(v) for k, v in value.items() if v is not None}
+    if kind is list or kind is tuple:
         return [without_nulls(v) for v in value]
     return _plain(value)
+
+
+_SCALARS = frozenset((str, int, float, bool))
 
 
 def _plain(value: Any) -> Any:

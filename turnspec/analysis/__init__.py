@@ -43,7 +43,7 @@ def analyze(spec: Any) -> TemplateAnalysis:
     from .calls import learn_tools
     from .reasoning import learn_reasoning
     from .turn import (AnalysisError, eos_after_every_rendering, history_turn_end, learn_content, learn_guards,
-                       learn_turn, plain_turn_end, turn_end_after_answer)
+                       learn_turn, plain_turn_end, tokens_before_answer, turn_end_after_answer)
 
     t0 = time.perf_counter()
     sha = spec.template_sha256
@@ -75,7 +75,7 @@ def analyze(spec: Any) -> TemplateAnalysis:
             plain = plain_turn_end(prober, facts, after)
             end_strings = tuple(dict.fromkeys(s for s in (plain, *end_strings) if s))
         eos = eos_after_every_rendering(prober, facts)
-        past = history_turn_end(prober, content, markup)
+        past = history_turn_end(prober, content, markup, tokens_before_answer(facts, markup))
     except (AnalysisError, TurnspecError) as exc:
         if isinstance(exc, TemplateError) and exc.limit:
             message = f"the template ran past turnspec's limits ({exc.template_message})"

@@ -181,12 +181,21 @@ def pairs(open_: str, close: str) -> bool:
 
 def turn_end_after_answer(prober: Prober, facts: TurnFacts, content: ContentSyntax, after: int, markup: Markup
                           ) -> tuple[str | None, str]:
-    """The first control token after the answer (and its closing marker): in the final turn, else in history."""
-    first = markup.first(facts.content_turn, after)
-    if first is not None:
-        return first.text, "template"
-    past = history_turn_end(prober, content, markup)
+    """The first control token after the answer (and its closing marker): in the final turn, else in history.
+    A token the assistant's turn also writes before its answer is not one (Kimi-K3 closes its empty think block
+    with the `<|close|>` that later closes the response): the model writes it before answering."""
+    before = tokens_before_answer(facts, markup)
+    for span in markup.spans(facts.content_turn[after:]):
+        if span.text not in before:
+            return span.text, "template"
+    past = history_turn_end(prober, content, markup, before)
     return (past, "template (history)") if past else (None, "")
+
+
+def tokens_before_answer(facts: TurnFacts, markup: Markup) -> set[str]:
+    """Control tokens the assistant's turn writes before its answer (the prompt's part included)."""
+    lead = facts.turn.body_prefix + facts.content_turn[:facts.content_turn.find(CONTENT)]
+    return {s.text for s in markup.spans(lead)}
 
 
 def plain_turn_end(prober: Prober, facts: TurnFacts, after: int) -> str:
@@ -202,18 +211,27 @@ def plain_turn_end(prober: Prober, facts: TurnFacts, after: int) -> str:
     return common if len(common) >= 2 and "tsu_" not in common else ""
 
 
-def history_turn_end(prober: Prober, content: ContentSyntax, markup: Markup) -> str | None:
-    """The first control token after a past answer (its closing marker aside): how history turns end."""
+def history_turn_end(prober: Prober, content: ContentSyntax, markup: Markup, before: set[str] = frozenset()
+                     ) -> str | None:
+    """The first control token after a past answer (its closing marker, and tokens the turn writes before its
+    answer, aside): how history turns end."""
     three, _ = prober.attempt([user(), assistant(CONTENT), user(USER_2)])
     if three is None or CONTENT not in three:
         return None
     rest = three[three.find(CONTENT) + len(CONTENT):]
+    skipped = set(before) | {content.close} - {""}
     for span in markup.spans(rest):
-        if rest[:span.start].replace(content.close, "").strip():
-            return None
-        if span.text != content.close:
+        gap = rest[:span.start]
+        for tok in skipped:
+            gap = gap.replace(tok, "")
+        if gap.strip() and not (before and _SHORT_WORDS.fullmatch(gap.strip())):
+            return None  # text between the answer and the token: not how the turn ends
+        if span.text not in skipped:
             return span.text
     return None
+
+
+_SHORT_WORDS = re.compile(r"[\w\s]{1,40}")  # `response`, `message` between generic closers (Kimi-K3)
 
 
 def eos_after_every_rendering(prober: Prober, facts: TurnFacts) -> str | None:
