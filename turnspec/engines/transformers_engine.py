@@ -83,14 +83,16 @@ class TransformersEngine(EngineBase):
         self.model_path = model_path
         self._cache: Any = None
         self._cached_ids: list[int] = []
-
+        self._n_vocab = int(self._model.get_output_embeddings().weight.shape[0])
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
 
-    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
+               constraint: Any = None) -> Iterator[int]:
         torch = self._torch
+        guide = self.guide(constraint, self._n_vocab)
         from transformers import DynamicCache
 
         reuse = common_prefix(self._cached_ids, prompt_ids)
@@ -111,7 +113,12 @@ class TransformersEngine(EngineBase):
         with torch.inference_mode():
             while True:
                 logits = self._forward(pending)
+                if guide is not None and guide.active:
+                    allowed = torch.from_numpy(guide.allowed_tokens(logits.shape[-1]))
+                    logits = logits.masked_fill(~allowed, float("-inf"))
                 token = self._sample(logits, temperature, top_p, generator)
+                if guide is not None:
+                    guide.consume(token)
                 yield token
                 pending = [token]
 
