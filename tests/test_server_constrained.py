@@ -113,8 +113,9 @@ def test_response_format_json_schema_gives_valid_content(smol_server, seed):
 
 def test_response_format_json_object(smol_server):
     reply = client(smol_server).chat.completions.create(
-        model="m", messages=user("Give me a JSON object about Paris."), temperature=0, max_tokens=120,
-        response_format={"type": "json_object"})
+        model="m", messages=user("Describe Paris as a JSON object with its name and country."), temperature=0,
+        max_tokens=200, response_format={"type": "json_object"})
+    assert reply.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(reply.choices[0].message.content), dict)
 
 
