@@ -103,6 +103,8 @@ class LlamaCppEngine(EngineBase):
         cparams.n_seq_max = parallel
         cparams.n_threads = cparams.n_threads_batch = threads
         cparams.no_perf = True
+        # as llama-cpp-python's Llama (and this engine before batching): greedy answers stay the same
+        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         try:
             self._ctx = _internals.LlamaContext(model=self._model, params=cparams, verbose=verbose)
         except (ValueError, RuntimeError) as exc:
