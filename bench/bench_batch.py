@@ -79,20 +79,19 @@ class Server:
             self.proc.kill()
 
 
-def turnspec_server(gguf: Path, parallel: int) -> Server:
+def turnspec_server(gguf: Path, parallel: int, threads: int) -> Server:
     port = free_port()
     return Server(f"turnspec --parallel {parallel}", [sys.executable, "-m", "turnspec.cli", "serve", str(gguf),
                                                       "--port", str(port), "--parallel", str(parallel),
-                                                      "--log-level", "warning"], port)
+                                                      "--threads", str(threads), "--log-level", "warning"], port)
 
 
-def llama_server(binary: Path, gguf: Path, parallel: int, n_ctx: int) -> Server:
+def llama_server(binary: Path, gguf: Path, parallel: int, n_ctx: int, threads: int) -> Server:
     port = free_port()
-    from turnspec.engines.base import physical_cores
-
     return Server(f"llama-server --parallel {parallel}",
                   [str(binary), "-m", str(gguf), "--port", str(port), "--parallel", str(parallel),
-                   "-c", str(n_ctx * parallel), "-t", str(physical_cores()), "--no-webui"], port)
+                   "-c", str(n_ctx * parallel), "-t", str(threads), "-tb", str(threads), "-fa", "off",
+                   "--no-webui"], port)
 
 
 def request(port: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -199,14 +198,14 @@ def agreement(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> dict[
     return {"requests": len(ours), "same": same, "differences": diffs[:6]}
 
 
-def constrained_speed(gguf: Path, tokens: int, runs: int) -> dict[str, Any]:
+def constrained_speed(gguf: Path, tokens: int, runs: int, threads: int) -> dict[str, Any]:
     """Decode tok/s of one sequence, unconstrained vs a JSON-schema grammar vs a forced call (same engine)."""
     import turnspec
     from turnspec.chat import GenerationOptions, constrained
     from turnspec.engines import load_engine
 
     spec = turnspec.load(gguf)
-    engine = load_engine("llamacpp", gguf)
+    engine = load_engine("llamacpp", gguf, n_threads=threads)
     schema = {"type": "object", "properties": {"story": {"type": "string"}}, "required": ["story"]}
     cases = {
         "unconstrained": GenerationOptions(max_tokens=tokens),
@@ -241,19 +240,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--tokens", type=int, default=128, help="max_tokens of each request")
     parser.add_argument("--llama-server", default=None, help="a llama-server binary (default: $LLAMA_SERVER, PATH)")
     parser.add_argument("--build-llama-server", action="store_true", help="build it from the sdist when not found")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads of every server (default: the physical cores). On a machine shared with "
+                             "other work, 1 avoids llama.cpp's spinning thread barriers stalling on a busy core")
     args = parser.parse_args(argv)
 
     from turnspec.default_model import default_model_path
     from turnspec.engines.llamacpp import DEFAULT_MAX_CONTEXT
 
+    from turnspec.engines.base import physical_cores
+
     gguf = default_model_path()
+    threads = args.threads or physical_cores()
     binary, build_s, anchor_note = find_llama_server(args.llama_server), None, "given"
     if binary is None and args.build_llama_server:
         binary, build_s, anchor_note = build_llama_server(Path(tempfile.mkdtemp(prefix="llama-server-")))
-    servers = {"serialized": turnspec_server(gguf, 1), "batched": turnspec_server(gguf, 4)}
+    servers = {"serialized": turnspec_server(gguf, 1, threads), "batched": turnspec_server(gguf, 4, threads)}
     if binary is not None:
-        servers["llama-server"] = llama_server(binary, gguf, 4, min(DEFAULT_MAX_CONTEXT, 8192))
-    results: dict[str, Any] = {"tokens": args.tokens, "runs": args.runs, "streams": {},
+        servers["llama-server"] = llama_server(binary, gguf, 4, min(DEFAULT_MAX_CONTEXT, 8192), threads)
+    results: dict[str, Any] = {"tokens": args.tokens, "runs": args.runs, "threads": threads, "streams": {},
                                "llama_server": {"binary": str(binary) if binary else None, "note": anchor_note,
                                                 "build_s": build_s}}
     try:
@@ -267,6 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for name in order:
                     samples[name].append(round_trip(servers[name].port, bodies))
             row: dict[str, Any] = {name: statistics.median(s["tok_s"] for s in runs) for name, runs in samples.items()}
+            row["rounds"] = {name: [round(s["tok_s"], 1) for s in runs] for name, runs in samples.items()}
             row["batched_vs_serialized"] = statistics.median(
                 a["tok_s"] / b["tok_s"] for a, b in zip(samples["batched"], samples["serialized"]))
             if "llama-server" in samples:
@@ -274,8 +280,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     a["tok_s"] / b["tok_s"] for a, b in zip(samples["batched"], samples["llama-server"]))
                 row["agreement"] = agreement(samples["batched"][0]["answers"], samples["llama-server"][0]["answers"])
             results["streams"][str(n)] = row
-            print(f"{n} streams: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else "" for k, v in row.items()
-                                                if isinstance(v, float)), flush=True)
+            print(f"{n} streams: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float))
+                  + f"  rounds {row['rounds']}", flush=True)
         if "llama-server" in servers:  # the same tool request to both
             tool = {**chat("What is the weather in Paris?", 64), "tools": TOOLS, "tool_choice": "required"}
             ours, theirs = (request(servers[name].port, tool) for name in ("batched", "llama-server"))
@@ -283,7 +289,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     finally:
         for server in servers.values():
             server.stop()
-    results["constrained"] = constrained_speed(gguf, args.tokens, args.runs)
+    write_result("batch", results)  # the stream figures stand even if the constrained run fails
+    results["constrained"] = constrained_speed(gguf, args.tokens, args.runs, threads)
     write_result("batch", results)
     return results
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from .grammar import Alt, Chars, Json, Lit, Node, Opt, Rule, Seq, Through
+from .grammar import Chars, Json, Lit, Node, TreeCompiler
 
 _PREFIX = "ts"
 # JSON whitespace as llama.cpp's current json-schema-to-grammar writes it (the port in llama-cpp-python predates
@@ -51,45 +51,15 @@ def _class_char(ch: str) -> str:
     return ch
 
 
-def split_tokens(text: str, tokens: Mapping[str, int]) -> list[str | int]:
-    """`text` as plain pieces and token ids: the longest control-token spelling wins at each position."""
-    if not tokens or not text:
-        return [text] if text else []
-    by_first: dict[str, list[str]] = {}
-    for tok in sorted(tokens, key=len, reverse=True):
-        if tok:
-            by_first.setdefault(tok[0], []).append(tok)
-    out: list[str | int] = []
-    plain: list[str] = []
-    i = 0
-    while i < len(text):
-        for tok in by_first.get(text[i], ()):
-            if text.startswith(tok, i):
-                if plain:
-                    out.append("".join(plain))
-                    plain = []
-                out.append(tokens[tok])
-                i += len(tok)
-                break
-        else:
-            plain.append(text[i])
-            i += 1
-    if plain:
-        out.append("".join(plain))
-    return out
-
-
-class GbnfCompiler:
+class GbnfCompiler(TreeCompiler):
     """One grammar's rules. `tokens`: control-token text -> id (written as `<[id]>`; empty: everything as text)."""
 
     def __init__(self, tokens: Mapping[str, int] | None = None):
         from llama_cpp.llama_grammar import SchemaConverter
 
-        self.tokens = dict(tokens or {})
+        super().__init__(dict(tokens or {}))
         self.converter: Any = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         self.converter._rules["space"] = JSON_SPACE
-        self.rules: dict[str, str] = {}
-        self._named: dict[str, str] = {}
         self._json = 0
         self._through: dict[str, str] = {}
 
@@ -101,43 +71,23 @@ class GbnfCompiler:
         mine = "\n".join(f"{name} ::= {rule}" for name, rule in self.rules.items())
         return f"{mine}\n{converted}\n"
 
-    def expr(self, node: Node) -> str:
-        if isinstance(node, Lit):
-            parts = split_tokens(node.text, self.tokens)
-            if not parts:
-                return '""'
-            return " ".join(f"<[{p}]>" if isinstance(p, int) else _literal(p) for p in parts)
-        if isinstance(node, Seq):
-            return " ".join(self._group(i) for i in node.items) or '""'
-        if isinstance(node, Alt):
-            return " | ".join(self.expr(i) for i in node.items)
-        if isinstance(node, Opt):
-            return f"({self.expr(node.item)})?"
-        if isinstance(node, Chars):
-            reps = "" if (node.min, node.max) == (1, 1) else f"{{{node.min},{node.max}}}"
-            return f"[{node.cls}]{reps}"
-        if isinstance(node, Json):
-            self._json += 1
-            name = f"{_PREFIX}-json{self._json}"
-            schema = self.converter.resolve_refs(node.schema, name)
-            return self.converter.visit(schema, name)
-        if isinstance(node, Through):
-            return self._through_rule(node.stop)
-        if isinstance(node, Rule):
-            if node.name not in self._named:
-                name = f"{_PREFIX}-" + re.sub(r"[^A-Za-z0-9-]+", "-", node.name)
-                while name in self.rules:
-                    name += "-"
-                self._named[node.name] = name
-                self.rules[name] = self.expr(node.body)
-            return self._named[node.name]
-        raise TypeError(f"not a grammar node: {node!r}")
+    def text(self, text: str) -> str:
+        return _literal(text)
 
-    def _group(self, node: Node) -> str:
-        text = self.expr(node)
-        return f"({text})" if isinstance(node, Alt) else text
+    def chars(self, node: Chars) -> str:
+        reps = "" if (node.min, node.max) == (1, 1) else f"{{{node.min},{node.max}}}"
+        return f"[{node.cls}]{reps}"
 
-    def _through_rule(self, stop: str) -> str:
+    def json(self, node: Json) -> str:
+        self._json += 1
+        name = f"{_PREFIX}-json{self._json}"
+        schema = self.converter.resolve_refs(node.schema, name)
+        return self.converter.visit(schema, name)
+
+    def rule_name(self, name: str) -> str:
+        return f"{_PREFIX}-" + re.sub(r"[^A-Za-z0-9-]+", "-", name)
+
+    def through(self, stop: str) -> str:
         """Text without `stop` in it, then `stop`: each unit is a run of `stop`'s first characters broken by
         a character that continues neither it nor a new one (so the closer can never be inside the value)."""
         if stop in self._through:

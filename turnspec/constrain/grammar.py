@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Mapping, Union
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,34 @@ def alt(*items: "Node | str") -> Node:
     return nodes[0] if len(nodes) == 1 else Alt(nodes)
 
 
+def split_tokens(text: str, tokens: Mapping[str, int]) -> list[str | int]:
+    """`text` as plain pieces and token ids: the longest control-token spelling wins at each position."""
+    if not tokens or not text:
+        return [text] if text else []
+    by_first: dict[str, list[str]] = {}
+    for tok in sorted(tokens, key=len, reverse=True):
+        if tok:
+            by_first.setdefault(tok[0], []).append(tok)
+    out: list[str | int] = []
+    plain: list[str] = []
+    i = 0
+    while i < len(text):
+        for tok in by_first.get(text[i], ()):
+            if text.startswith(tok, i):
+                if plain:
+                    out.append("".join(plain))
+                    plain = []
+                out.append(tokens[tok])
+                i += len(tok)
+                break
+        else:
+            plain.append(text[i])
+            i += 1
+    if plain:
+        out.append("".join(plain))
+    return out
+
+
 def members(items: list[Node], required: list[bool], separator: str) -> Node:
     """Items in order, the required ones always, the others optional, joined by `separator` (JSON-object style).
 
@@ -126,3 +154,60 @@ def members(items: list[Node], required: list[bool], separator: str) -> Node:
         return seq(items[k], *rest)
 
     return Opt(alt(*(tail(k) for k in range(len(items)))))
+
+
+class TreeCompiler:
+    """The walk both backends share: sequences, alternatives, options and named rules; a backend writes the leaves
+    (text, control tokens, character classes, JSON, text-through-a-closer) and names rules its own way."""
+
+    def __init__(self, tokens: "dict[str, int] | None" = None):
+        self.tokens = dict(tokens or {})
+        self.rules: dict[str, str] = {}
+        self._named: dict[str, str] = {}
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Lit):
+            parts = split_tokens(node.text, self.tokens)
+            return " ".join(f"<[{p}]>" if isinstance(p, int) else self.text(p) for p in parts) or '""'
+        if isinstance(node, Seq):
+            return " ".join(self._group(i) for i in node.items) or '""'
+        if isinstance(node, Alt):
+            return " | ".join(self.expr(i) for i in node.items)
+        if isinstance(node, Opt):
+            return f"({self.expr(node.item)})?"
+        if isinstance(node, Chars):
+            return self.chars(node)
+        if isinstance(node, Json):
+            return self.json(node)
+        if isinstance(node, Through):
+            return self.through(node.stop)
+        if isinstance(node, Rule):
+            if node.name not in self._named:
+                name = self.rule_name(node.name)
+                while name in self.rules:
+                    name += "x"
+                self._named[node.name] = name
+                self.rules[name] = ""  # reserved before the body, which may name further rules
+                self.rules[name] = self.expr(node.body)
+            return self._named[node.name]
+        raise TypeError(f"not a grammar node: {node!r}")
+
+    def _group(self, node: Node) -> str:
+        text = self.expr(node)
+        return f"({text})" if isinstance(node, Alt) else text
+
+    # -- what a backend writes --
+    def text(self, text: str) -> str:
+        raise NotImplementedError
+
+    def chars(self, node: Chars) -> str:
+        raise NotImplementedError
+
+    def json(self, node: Json) -> str:
+        raise NotImplementedError
+
+    def through(self, stop: str) -> str:
+        raise NotImplementedError
+
+    def rule_name(self, name: str) -> str:
+        raise NotImplementedError

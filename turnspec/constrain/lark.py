@@ -11,8 +11,7 @@ import json
 import re
 from typing import Mapping
 
-from .gbnf import split_tokens
-from .grammar import Alt, Chars, Json, Lit, Node, Opt, Rule, Seq, Through
+from .grammar import Chars, Json, Lit, Node, TreeCompiler, split_tokens
 
 
 # JSON whitespace: one space, or a newline or two and an indent (as gbnf.py), never an endless run.
@@ -23,69 +22,44 @@ def _regex_class(cls: str) -> str:
     return cls.replace("/", "\\/").replace("\n", "\\n")
 
 
-class LarkCompiler:
-    def __init__(self, tokens: Mapping[str, int] | None = None):
-        self.tokens = dict(tokens or {})
-        self.rules: dict[str, str] = {}
-        self._named: dict[str, str] = {}
-        self._through: dict[str, str] = {}
-
+class LarkCompiler(TreeCompiler):
     def compile(self, root: Node) -> str:
         body = self.expr(root)
         lines = [f"start: {body}"] + [f"{name}: {rule}" for name, rule in self.rules.items()]
         return "\n".join(lines) + "\n"
 
-    def expr(self, node: Node) -> str:
-        if isinstance(node, Lit):
-            parts = split_tokens(node.text, self.tokens)
-            if not parts:
-                return '""'
-            return " ".join(f"<[{p}]>" if isinstance(p, int) else json.dumps(p, ensure_ascii=False) for p in parts)
-        if isinstance(node, Seq):
-            return " ".join(self._group(i) for i in node.items) or '""'
-        if isinstance(node, Alt):
-            return " | ".join(self.expr(i) for i in node.items)
-        if isinstance(node, Opt):
-            return f"({self.expr(node.item)})?"
-        if isinstance(node, Chars):
-            reps = "" if (node.min, node.max) == (1, 1) else f"{{{node.min},{node.max}}}"
-            return f"/[{_regex_class(node.cls)}]{reps}/"
-        if isinstance(node, Json):
-            name = f"json{len(self.rules) + 1}"
-            schema = {**node.schema, "x-guidance": JSON_OPTIONS}
-            self.rules[name] = f"%json {json.dumps(schema, ensure_ascii=False)}"
-            return name
-        if isinstance(node, Through):
-            return self._through_terminal(node.stop)
-        if isinstance(node, Rule):
-            if node.name not in self._named:
-                name = "r_" + re.sub(r"[^a-z0-9_]", "_", node.name.lower())
-                while name in self.rules:
-                    name += "_"
-                self._named[node.name] = name
-                self.rules[name] = self.expr(node.body)
-            return self._named[node.name]
-        raise TypeError(f"not a grammar node: {node!r}")
+    def text(self, text: str) -> str:
+        return json.dumps(text, ensure_ascii=False)
 
-    def _group(self, node: Node) -> str:
-        text = self.expr(node)
-        return f"({text})" if isinstance(node, Alt) else text
+    def chars(self, node: Chars) -> str:
+        reps = "" if (node.min, node.max) == (1, 1) else f"{{{node.min},{node.max}}}"
+        return f"/[{_regex_class(node.cls)}]{reps}/"
 
-    def _through_terminal(self, stop: str) -> str:
-        if stop in self._through:
-            return self._through[stop]
+    def json(self, node: Json) -> str:
+        name = f"json{len(self.rules) + 1}"
+        schema = {**node.schema, "x-guidance": JSON_OPTIONS}
+        self.rules[name] = f"%json {json.dumps(schema, ensure_ascii=False)}"
+        return name
+
+    def rule_name(self, name: str) -> str:
+        return "r_" + re.sub(r"[^a-z0-9_]", "_", name.lower())
+
+    def through(self, stop: str) -> str:
+        key = f"through:{stop}"
+        if key in self._named:
+            return self._named[key]
         parts = split_tokens(stop, self.tokens)
+        n = sum(k.startswith("through:") for k in self._named) + 1
         if parts and isinstance(parts[0], int):
             # the closer is a control token: text (which never holds one) then the token
-            name = f"TEXT{len(self._through) + 1}"
-            self.rules[name] = "/(?s:.*)/"
-            self._through[stop] = f"{name} {self.expr(Lit(stop))}"
-            return self._through[stop]
-        name = f"THROUGH{len(self._through) + 1}"
-        closer = "".join(c if c.isalnum() else f"\\x{{{ord(c):X}}}" for c in stop)
-        self.rules[name] = f"/(?s:.*){closer}/ & ~/(?s:.*{closer}.+)/"
-        self._through[stop] = name
-        return name
+            self.rules[f"TEXT{n}"] = "/(?s:.*)/"
+            out = f"TEXT{n} {self.expr(Lit(stop))}"
+        else:
+            closer = "".join(c if c.isalnum() else f"\\x{{{ord(c):X}}}" for c in stop)
+            self.rules[f"THROUGH{n}"] = f"/(?s:.*){closer}/ & ~/(?s:.*{closer}.+)/"
+            out = f"THROUGH{n}"
+        self._named[key] = out
+        return out
 
 
 def to_lark(root: Node, *, tokens: Mapping[str, int] | None = None) -> str:

@@ -173,6 +173,16 @@ def stop_rules(
             close()
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id lists (how much of a KV cache a new prompt can keep)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def physical_cores() -> int:
     """Physical CPU cores usable by this process: hyper-threads slow llama.cpp-style decoding down."""
     try:

@@ -15,17 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import EngineError
+from .base import EngineError, common_prefix
 from .llamacpp_sampling import SequenceSampler, VocabInfo
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @dataclass(eq=False)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError
-from turnspec.engines.transformers_engine import common_prefix
+from turnspec.engines.base import EngineBase, EngineError, common_prefix
 
 MISSING = "the mlx engine needs mlx-lm: pip install 'turnspec[mlx]' (on Linux also: pip install 'mlx[cpu]')"
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, physical_cores
+from turnspec.engines.base import EngineBase, EngineError, common_prefix, physical_cores
 
 MISSING = "the transformers engine needs transformers and torch: pip install 'turnspec[transformers]'"
 
@@ -24,16 +24,6 @@ def _import_torch_transformers() -> tuple[Any, Any]:
     except ImportError as exc:
         raise EngineError(MISSING) from exc
     return torch, transformers
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two id lists."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class TransformersEngine(EngineBase):

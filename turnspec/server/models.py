@@ -212,7 +212,7 @@ def expected_context_length(files: Any, engine_name: str, n_ctx: int | None) -> 
 
 def served_model(model_id: str, spec: Any, *, engine_name: str | None = None, n_ctx: int | None = None,
                  defaults: ServeDefaults | None = None, notices: list[str] | None = None,
-                 parallel: int = 1) -> ServedModel:
+                 parallel: int = 1, threads: int | None = None) -> ServedModel:
     """A ServedModel for `spec`, with its engine (given, or picked by kind), expected context and footprint.
 
     `parallel`: sequences the llama.cpp engine decodes together (each with the full context: the KV cache is
@@ -232,5 +232,7 @@ def served_model(model_id: str, spec: Any, *, engine_name: str | None = None, n_
     options: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
     if engine_name == "llamacpp" and parallel > 1:
         options["parallel"] = parallel
+    if threads and engine_name in ("llamacpp", "transformers"):
+        options["n_threads"] = threads
     return ServedModel(model_id, spec, engine_name, options, defaults or ServeDefaults(), context, footprint,
                        list(notices or []))
