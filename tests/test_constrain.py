@@ -359,3 +359,14 @@ def test_tagged_text_parameters_end_at_their_closer():
 def test_literals_keep_the_templates_exact_text():
     assert to_lark(Lit('a "b"\n')) == 'start: "a \\"b\\"\\n"\n'
     assert to_gbnf(Lit('a "b"\n\\')).startswith('root ::= "a \\"b\\"\\n\\\\"')
+
+
+def test_json_strings_hold_no_raw_control_characters(smol, gbnf_checker):
+    """A raw newline inside a JSON string is not JSON: neither grammar lets one in (an escaped one is fine)."""
+    schema = {"type": "object", "properties": {"s": {"type": "string"}}, "required": ["s"]}
+    node = plan(smol, _prompt(smol), response_format={"type": "json_schema", "json_schema": {"schema": schema}}).start
+    for text, accepted in (('{"s": "a\\nb"}', True), ('{"s": "a\nb"}', False)):
+        assert gbnf_checker.accepts(to_gbnf(node), text) is accepted, text
+        _, matcher = lark_matcher(smol, node)
+        ids = smol.vocab.tokenizer.encode(text, add_special_tokens=False).ids
+        assert (matcher.try_consume_tokens(ids) == len(ids)) is accepted, text

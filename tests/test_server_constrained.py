@@ -156,14 +156,17 @@ def test_the_templates_own_syntax_is_generated_and_read(hermes_server, seed):
     assert not reply.choices[0].message.content  # the <tool_call> block was read as a call, not left as text
 
 
-def test_the_transformers_engine_constrains_with_llguidance(smollm2_hf):
-    """The same constraints on the float weights through transformers: llguidance masks, Hermes syntax."""
-    pytest.importorskip("llguidance", reason="the transformers engine constrains with llguidance")
+@pytest.mark.parametrize("engine_name", ["transformers", "mlx"])
+def test_engines_that_sample_themselves_constrain_with_llguidance(smollm2_hf, engine_name):
+    """The same constraints on the float weights through transformers and MLX: llguidance masks, Hermes syntax."""
+    pytest.importorskip("llguidance", reason="these engines constrain with llguidance: pip install llguidance")
+    if engine_name == "mlx":
+        pytest.importorskip("mlx_lm", reason="the mlx engine needs mlx-lm: pip install 'turnspec[mlx]'")
     from turnspec.chat import ChatSession, GenerationOptions
     from turnspec.engines import load_engine
 
     spec = turnspec.load(smollm2_hf, template=need(QWEN_TEMPLATE))
-    engine = load_engine("transformers", smollm2_hf)
+    engine = load_engine(engine_name, smollm2_hf)
     try:
         for seed in range(3):
             options = GenerationOptions(max_tokens=120, temperature=1.0, seed=seed, tools=TOOLS,

@@ -17,6 +17,9 @@ _PREFIX = "ts"
 # JSON whitespace as llama.cpp's current json-schema-to-grammar writes it (the port in llama-cpp-python predates
 # it and allows one space only): a template that pretty-prints calls can be followed, and runs stay bounded.
 JSON_SPACE = '| " " | "\\n"{1,2} [ \\t]{0,20}'
+# A JSON string character as llama.cpp's current converter writes it: the port's `[^"\\]` lets a raw newline or
+# other control character into a string, which is not JSON (a model at temperature 1 does write them).
+JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
 
 
 def _literal(text: str) -> str:
@@ -67,6 +70,8 @@ class GbnfCompiler(TreeCompiler):
         """The whole grammar text, `root ::= <root> <tail>` first."""
         body = self.expr(root)
         self.rules = {"root": f"{body} {tail}".strip(), **self.rules}
+        if "char" in self.converter._rules:
+            self.converter._rules["char"] = JSON_CHAR
         converted = self.converter.format_grammar()
         mine = "\n".join(f"{name} ::= {rule}" for name, rule in self.rules.items())
         return f"{mine}\n{converted}\n"
