@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import RESULTS, machine, table, write_result
 
-ALL = ("render", "startup", "reader", "analysis", "mask", "e2e")
+ALL = ("render", "startup", "reader", "analysis", "mask", "e2e", "batch")
 
 
 def run(name: str, quick: bool) -> None:
@@ -45,6 +45,10 @@ def run(name: str, quick: bool) -> None:
         from bench import bench_e2e
 
         bench_e2e.main(["--runs", "3" if quick else "9"])
+    elif name == "batch":  # llama-server as the anchor when $LLAMA_SERVER or PATH has one
+        from bench import bench_batch
+
+        bench_batch.main(["--runs", "1" if quick else "5"])
 
 
 def load(name: str) -> dict[str, Any] | None:
@@ -104,6 +108,25 @@ def headline() -> list[list[str]]:
             add("MLX (CPU) decode tok/s, turnspec vs raw mlx-lm",
                 f"{m['turnspec']['decode_tok_s']:.1f} vs {m['raw']['decode_tok_s']:.1f} ({m['decode_ratio']:.3f})",
                 ">= 0.97", m["decode_ratio"] >= 0.97)
+    if r := load("batch"):
+        streams = r["streams"]
+        threads = f", {r['threads']} thread{'s' if r.get('threads', 1) > 1 else ''} per server" if r.get("threads") else ""
+        for n, row in streams.items():
+            anchor = (f"; {row['batched_vs_llama_server']:.2f}x llama-server ({row['llama-server']:.0f})"
+                      if "batched_vs_llama_server" in row else "")
+            target, met = (">= 2x", row["batched_vs_serialized"] >= 2) if n == "4" else ("-", None)
+            add(f"serve, {n} concurrent stream{'s' if n != '1' else ''}: aggregate tok/s, --parallel 4 vs "
+                f"--parallel 1{threads}",
+                f"{row['batched']:.0f} vs {row['serialized']:.0f} ({row['batched_vs_serialized']:.2f}x){anchor}",
+                target, met)
+        if agree := streams.get("4", {}).get("agreement"):
+            same = agree["same"]
+            add("same greedy requests, turnspec vs llama-server: identical answers",
+                f"content {same['content']}/{agree['requests']}, reasoning {same['reasoning']}/{agree['requests']}")
+        if c := r.get("constrained"):
+            ratio = c["ratio_vs_unconstrained"]
+            add("constrained decode tok/s vs unconstrained (llama.cpp grammar, one stream)",
+                f"JSON schema {ratio['json_schema']:.2f}x, forced call {ratio['forced_call']:.2f}x")
     return rows
 
 

@@ -81,7 +81,7 @@ def in_process_llamacpp(spec, model: Path, n_tokens: int, runs: int) -> dict:
     finish: dict = {}
 
     def chat_path():
-        engine._llm.reset()  # no KV prefix reuse between runs: every run pays the whole prompt
+        engine.reset()  # no KV prefix reuse between runs: every run pays the whole prompt
         result = TurnResult()
         t0 = time.perf_counter()
         for _event in stream_turn(spec, engine, enc, GenerationOptions(max_tokens=n), result):
@@ -90,7 +90,7 @@ def in_process_llamacpp(spec, model: Path, n_tokens: int, runs: int) -> dict:
         return range(result.completion_tokens), time.perf_counter() - t0, result.time_to_first_token_s
 
     def engine_only():
-        engine._llm.reset()
+        engine.reset()
         return timed(engine.generate(enc.ids, max_tokens=finish.get("tokens", n), stop_ids=()))
 
     def raw_loop(llm=raw):

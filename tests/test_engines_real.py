@@ -186,10 +186,11 @@ def test_context_end_is_a_silent_budget(engine_name, request, encode):
 def spy_evaluated(engine, monkeypatch) -> list[int]:
     """Record how many ids each forward pass of `engine` evaluates."""
     counts: list[int] = []
-    if engine.name == "llamacpp":
-        llm = engine._llm
-        original = llm.eval
-        monkeypatch.setattr(llm, "eval", lambda tokens: (counts.append(len(tokens)), original(tokens))[1])
+    if engine.name == "llamacpp":  # one batch entry per decode step when one sequence runs
+        batcher = engine.batcher
+        original = batcher._put
+        monkeypatch.setattr(batcher, "_put", lambda n, seq, ids, **kw: (counts.append(len(ids)),
+                                                                        original(n, seq, ids, **kw))[1])
     else:
         original = engine._forward
         monkeypatch.setattr(engine, "_forward", lambda ids: (counts.append(len(ids)), original(ids))[1])

@@ -111,7 +111,8 @@ def running(app: Any) -> Iterator[str]:
 
 
 def client(url: str, **kw: Any) -> Any:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=kw.pop("api_key", "unused"), max_retries=0, timeout=30, **kw)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=kw.pop("api_key", "unused"), max_retries=0,
+                         timeout=kw.pop("timeout", 30), **kw)
 
 
 def raw_request(url: str, method: str, path: str, body: Any = None, headers: dict | None = None,
@@ -418,8 +419,13 @@ BAD_REQUESTS = [
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, ("max_tokens",), "max_tokens"),
     ({"messages": [{"role": "user", "content": "hi"}], "stop": ""}, ("stop",), "stop"),
     ({"messages": [{"role": "user", "content": "hi"}], "n": 2}, ("n=1",), "n"),
-    ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required", "tools": [WEATHER_TOOL]},
-     ("tool_choice",), "tool_choice"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tool_choice": "required"}, ("tool_choice", "tools"),
+     "tool_choice"),
+    ({"messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER_TOOL],
+      "tool_choice": {"type": "function", "function": {"name": "get_time"}}}, ("get_time", "not in 'tools'"),
+     "tool_choice"),
+    ({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "yaml"}}, ("'yaml'",),
+     "response_format.type"),
     ({"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"add_generation_prompt": False}},
      ("reserved",), "chat_template_kwargs.add_generation_prompt"),
     ({"messages": [{"role": "assistant", "content": None, "tool_calls": [

@@ -20,7 +20,7 @@ from turnspec.server.models import ModelManager, served_model  # noqa: E402
 from test_server import client, raw_request, running, user  # noqa: E402
 
 FRANCE = user("What is the capital of France?")
-CAPABILITIES = {"chat": True, "completion": True, "tools": False, "reasoning": False, "fim": False}
+CAPABILITIES = {"chat": True, "completion": True, "tools": False, "reasoning": False, "fim": False, "constrained": True}
 
 
 @pytest.fixture(scope="module")

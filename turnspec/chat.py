@@ -21,6 +21,11 @@ class GenerationOptions:
     seed: int | None = None
     stop_strings: tuple[str, ...] = ()
     tools: list[Any] | None = None  # the tools the model may call: rendered into the prompt, and read back
+    # forced structure: tool_choice "required" / {"type": "function", ...}, response_format (see turnspec.constrain)
+    tool_choice: Any = None
+    response_format: Any = None
+    parallel_tool_calls: bool = False
+    constraint: Any = None  # the plan for the current turn (set per turn from the three fields above)
 
 
 @dataclass
@@ -77,6 +82,57 @@ def system_role_error(spec: Any) -> str | None:
     return None
 
 
+class TurnFeed:
+    """One assistant turn being read, token by token: the reader's events, the stop rules the reader applies,
+    and the numbers in `result`. `stream_turn` pulls tokens from an engine through it; the server's batch
+    scheduler pushes the tokens of many turns, one step at a time.
+
+    `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own).
+    """
+
+    def __init__(self, spec: Any, enc: Any, options: GenerationOptions, result: TurnResult, *,
+                 reader: Any = None, stop_ids: Any = None):
+        self.options, self.result = options, result
+        result.prompt_tokens = len(enc.ids)
+        self.halt = frozenset(spec.stops.halt_ids if stop_ids is None else stop_ids)
+        # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
+        if reader is None:
+            reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings,
+                                 stop_ids=self.halt)
+        self.reader = reader
+        self.generated = 0
+        self.started = time.perf_counter()
+        if options.constraint is not None:
+            result.notices.extend(n for n in options.constraint.notices if n not in result.notices)
+
+    @property
+    def done(self) -> bool:
+        return self.reader.done
+
+    def feed(self, token: int) -> list[Event]:
+        if self.generated == 0:
+            self.result.time_to_first_token_s = time.perf_counter() - self.started
+        self.generated += 1
+        return self.reader.feed_token(token)
+
+    def finish(self, cancelled: bool = False) -> list[Event]:
+        """Close the turn (after the reader stopped, or the engine did); fill `result`."""
+        events: list[Event] = []
+        if not self.reader.done:
+            length = self.generated >= self.options.max_tokens and not cancelled
+            events = self.reader.finish("length" if length else "stop")
+        result = self.result
+        result.total_s = time.perf_counter() - self.started
+        result.completion_tokens = self.generated
+        final = self.reader.result
+        result.notices.extend(w for w in final.warnings if w not in result.notices)
+        result.content, result.reasoning = final.content, final.reasoning
+        result.finish_reason, result.stopped_by = final.finish_reason, final.stopped_by
+        result.tool_calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in final.tool_calls]
+        return events
+
+
 def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
                 cancel: threading.Event | None = None, *, reader: Any = None,
                 stop_ids: Any = None) -> Iterator[Event]:
@@ -84,38 +140,36 @@ def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, re
     stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`.
 
     `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own)."""
-    result.prompt_tokens = len(enc.ids)
-    halt = spec.stops.halt_ids if stop_ids is None else stop_ids
-    # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
-    if reader is None:
-        reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings, stop_ids=halt)
-    t0 = time.perf_counter()
-    generated = 0
+    turn = TurnFeed(spec, enc, options, result, reader=reader, stop_ids=stop_ids)
     steps = engine.generate(enc.ids, max_tokens=options.max_tokens, temperature=options.temperature,
-                            top_p=options.top_p, seed=options.seed, stop_ids=halt, cancel=cancel)
+                            top_p=options.top_p, seed=options.seed, stop_ids=turn.halt, cancel=cancel,
+                            **({"constraint": options.constraint} if options.constraint is not None else {}))
     try:
         for token in steps:
-            if generated == 0:
-                result.time_to_first_token_s = time.perf_counter() - t0
-            generated += 1
-            yield from reader.feed_token(token)
-            if reader.done:
+            yield from turn.feed(token)
+            if turn.done:
                 break
     finally:
         close = getattr(steps, "close", None)
         if close is not None:
             close()
-    if not reader.done:
-        cancelled = cancel is not None and cancel.is_set()
-        yield from reader.finish("length" if generated >= options.max_tokens and not cancelled else "stop")
-    result.total_s = time.perf_counter() - t0
-    result.completion_tokens = generated
-    final = reader.result
-    result.notices.extend(w for w in final.warnings if w not in result.notices)
-    result.content, result.reasoning = final.content, final.reasoning
-    result.finish_reason, result.stopped_by = final.finish_reason, final.stopped_by
-    result.tool_calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                         for c in final.tool_calls]
+    yield from turn.finish(cancelled=cancel is not None and cancel.is_set())
+
+
+def constrained(spec: Any, backend: str | None, prompt_text: str, options: GenerationOptions) -> GenerationOptions:
+    """`options` with the turn's constraint planned (forced call, JSON answer), checked against what the engine's
+    `backend` ("gbnf", "llguidance", None) can enforce; unchanged when nothing is forced. Raises ConstraintError."""
+    if options.tool_choice in (None, "auto", "none") and options.response_format is None:
+        return options
+    from dataclasses import replace
+
+    from .constrain import check, plan
+
+    constraint = plan(spec, prompt_text, tools=options.tools, tool_choice=options.tool_choice,
+                      response_format=options.response_format, parallel_tool_calls=options.parallel_tool_calls)
+    if constraint is not None:
+        check(constraint, backend)
+    return replace(options, constraint=constraint)
 
 
 class ChatSession:
@@ -186,7 +240,8 @@ class ChatSession:
         if self.on_prompt is not None:
             self.on_prompt(enc)
         result = TurnResult(notices=notices)
-        yield from stream_turn(self.spec, self.engine, enc, self.options, result, cancel=cancel)
+        options = constrained(self.spec, getattr(self.engine, "constrain_backend", None), enc.text, self.options)
+        yield from stream_turn(self.spec, self.engine, enc, options, result, cancel=cancel)
         self.history.append(result.assistant_message())
         self.last = result
 
@@ -198,4 +253,4 @@ class ChatSession:
         return self.last
 
 
-__all__ = ["ChatSession", "GenerationOptions", "TurnResult", "stream_turn", "Content", "Reasoning", "ToolCall", "Done"]
+__all__ = ["ChatSession", "GenerationOptions", "TurnFeed", "TurnResult", "stream_turn", "Content", "Reasoning", "ToolCall", "Done"]

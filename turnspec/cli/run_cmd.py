@@ -39,6 +39,8 @@ def run(
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
     tools: Optional[Path] = typer.Option(None, "--tools", help="JSON file: a list of tool schemas the model may call."),
+    tool_choice: Optional[str] = typer.Option(None, "--tool-choice", help="auto | none | required | NAME: 'required' or a function NAME forces a call (by grammar, in the template's call syntax)."),
+    json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="JSON file: a JSON schema every answer must follow (by grammar); '{}' for any JSON object."),
     show_prompt: bool = typer.Option(False, "--show-prompt", help="Print each turn's rendered prompt (stderr)."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
@@ -46,14 +48,14 @@ def run(
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     with fail_cleanly("run", as_json):
         _run(model, prompt, system, system_mode, max_tokens, temperature, top_p, seed, show_reasoning, as_json, engine,
-             n_ctx, stop, kw, template, tools, show_prompt, profiles, verbose)
+             n_ctx, stop, kw, template, show_prompt, profiles, verbose, tools, tool_choice, json_schema)
 
 
 def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], system_mode: Optional[str],
          max_tokens: int, temperature: float, top_p: float, seed: Optional[int], show_reasoning: Optional[bool],
          as_json: bool, engine: Optional[str], n_ctx: Optional[int], stop: Optional[list[str]],
-         kw: Optional[list[str]], template: Optional[Path], tools: Optional[Path], show_prompt: bool, profiles: Path,
-         verbose: bool) -> None:
+         kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool,
+         tools: Optional[Path] = None, tool_choice: Optional[str] = None, json_schema: Optional[Path] = None) -> None:
     from ..chat import ChatSession, GenerationOptions
 
     spec, pins = load_pinned_spec(model, template, profiles)
@@ -66,7 +68,8 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
         show_reasoning = sys.stdout.isatty()
     eng = open_engine(spec, engine, n_ctx)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop_strings=tuple(stop or ()), tools=read_json_file(tools, "tools") if tools else None)
+                                stop_strings=tuple(stop or ()), tools=read_json_file(tools, "tools") if tools else None,
+                                tool_choice=_tool_choice(tool_choice), response_format=_response_format(json_schema))
     session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",
                           options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)})
     ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)
@@ -97,6 +100,26 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
             ui.answer(session, line)
     finally:
         eng.close()
+
+
+def _tool_choice(choice: Optional[str]) -> Any:
+    """--tool-choice as the API takes it: auto | none | required, or a function name."""
+    if choice is None or choice in ("auto", "none", "required"):
+        return choice
+    return {"type": "function", "function": {"name": choice}}
+
+
+def _response_format(path: Optional[Path]) -> Any:
+    """--json-schema FILE as a response_format (an empty schema: any JSON object)."""
+    if path is None:
+        return None
+    from ..errors import TurnspecError
+
+    schema = read_json_file(path, "json-schema")
+    if not isinstance(schema, dict):
+        raise TurnspecError(f"--json-schema {path}: a JSON schema must be a JSON object")
+    return {"type": "json_schema", "json_schema": {"name": path.stem, "schema": schema or {"type": "object"},
+                                                   "strict": True}}
 
 
 def _system_note(spec: Any, system: str | None) -> str:

@@ -40,6 +40,8 @@ def serve(
     system_mode: Optional[str] = typer.Option(None, "--system-mode",
                                               help="When the template rejects a system role: error (HTTP 400) | merge (into the first user turn). Default: the profile's pin, else error."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait for the engine; more get HTTP 503."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: the physical cores."),
+    parallel: int = typer.Option(4, "--parallel", min=1, help="Requests decoded together in one batch (llama.cpp engine; each keeps the full context, so the KV cache is N times larger). 1: one at a time. Other engines run one at a time."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Most memory a resident model may take (e.g. 8GB); a bigger swap gets HTTP 503. Default: what the machine has free."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical | error | warning | info | debug."),
@@ -48,13 +50,14 @@ def serve(
     """Serve models over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/models, /health."""
     with fail_cleanly("serve", as_json):
         _serve(models or [], models_dir or [], host, port, api_key, model_id, engine, n_ctx, template, kw, max_tokens,
-               system_mode, max_queue, max_memory, profiles, log_level, as_json)
+               system_mode, max_queue, max_memory, profiles, log_level, as_json, parallel, threads)
 
 
 def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_key: Optional[str],
            model_id: Optional[str], engine: Optional[str], n_ctx: Optional[int], template: Optional[Path],
            kw: Optional[list[str]], max_tokens: Optional[int], system_mode: Optional[str], max_queue: int,
-           max_memory: Optional[str], profiles: Path, log_level: str, as_json: bool) -> None:
+           max_memory: Optional[str], profiles: Path, log_level: str, as_json: bool, parallel: int = 4,
+           threads: Optional[int] = None) -> None:
     try:
         import fastapi
         import uvicorn
@@ -76,7 +79,7 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
     if len(named) + len(found) > 1 and (model_id or template):
         raise TurnspecError("--model-id and --template apply to one model; with several, name them NAME=MODEL")
     settings = dict(engine=engine, n_ctx=n_ctx, kw=parse_kwargs(kw), max_tokens=max_tokens, system_mode=system_mode,
-                    profiles=profiles, template=template)
+                    profiles=profiles, template=template, parallel=parallel, threads=threads)
     one = len(named) + len(found) == 1
     served = [_served(alias or (model_id if one else None), model, **settings) for alias, model in named]
     for _, model in found:  # a folder may hold a model turnspec cannot serve (no template): skip it, say so
@@ -126,7 +129,8 @@ def _alias(arg: str) -> tuple[str | None, str]:
 
 
 def _served(alias: str | None, model: Any, *, engine: str | None, n_ctx: int | None, kw: dict[str, Any],
-            max_tokens: int | None, system_mode: str | None, profiles: Path, template: Path | None) -> Any:
+            max_tokens: int | None, system_mode: str | None, profiles: Path, template: Path | None,
+            parallel: int = 1, threads: int | None = None) -> Any:
     """MODEL (a name, a path, or a cache entry from --models-dir) with its profile's pins, ready to serve."""
     from ..catalog.inventory import ModelEntry, load_entry_spec
     from ..onboard import apply_pins, load_profile
@@ -141,7 +145,7 @@ def _served(alias: str | None, model: Any, *, engine: str | None, n_ctx: int | N
     defaults = ServeDefaults(max_tokens=max_tokens, template_kwargs={**pins.template_kwargs, **kw},
                              system_mode=system_mode or pins.system_mode or "error")
     return served_model(alias or spec.name, spec, engine_name=engine, n_ctx=n_ctx, defaults=defaults,
-                        notices=pins.notices)
+                        notices=pins.notices, parallel=parallel, threads=threads)
 
 
 def models_in(folder: Path) -> list[tuple[None, Any]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from turnspec.errors import TurnspecError
 
@@ -28,6 +28,7 @@ class Engine(Protocol):
     is yielded as the last item (so the caller can tell which stop fired) and generation ends.
     It also ends after `max_tokens` ids, at the end of the context window, or as soon as `cancel`
     is set (checked before each decode step). `temperature == 0` is greedy decoding.
+    `constraint` (turnspec.constrain.Constraint) restricts what may be sampled: a forced tool call, JSON.
     One engine runs one generation at a time: do not interleave two `generate` iterators.
     """
 
@@ -44,6 +45,7 @@ class Engine(Protocol):
         seed: int | None = None,
         stop_ids: Collection[int] = (),
         cancel: threading.Event | None = None,
+        constraint: Any = None,
     ) -> Iterator[int]: ...
 
     def close(self) -> None: ...
@@ -54,6 +56,8 @@ class EngineBase:
 
     name: str = "engine"
     context_length: int = 0
+    constrain_backend: str | None = "llguidance"  # how `constraint` is enforced: "gbnf" (llama.cpp), "llguidance"
+    parallel: int = 1  # sequences decoded together (the llama.cpp engine's batch)
 
     _cached_ids: Sequence[int] = ()
 
@@ -80,16 +84,27 @@ class EngineBase:
         seed: int | None = None,
         stop_ids: Collection[int] = (),
         cancel: threading.Event | None = None,
+        constraint: Any = None,
     ) -> Iterator[int]:
         """Yield sampled ids; see `Engine` for the stop rules. Engines implement `_steps`, an endless decode loop."""
         if not self.loaded:
             raise EngineError(f"the {self.name} engine was closed")
         budget = self.budget(prompt_ids, max_tokens)
-        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed)
+        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed, constraint)
         return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
 
-    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
+               constraint: Any = None) -> Iterator[int]:
         raise NotImplementedError
+
+    def guide(self, constraint: Any, n_vocab: int) -> Any:
+        """Token masks for `constraint` from llguidance (engines that sample themselves); None without one."""
+        if constraint is None:
+            return None
+        from turnspec.constrain.guidance import GuidedSampling, control_tokens, tokenizer_for
+
+        vocab = constraint.vocab
+        return GuidedSampling(constraint, tokenizer_for(vocab, n_vocab, constraint.halt_ids), control_tokens(vocab))
 
     def __enter__(self):
         return self
@@ -156,6 +171,16 @@ def stop_rules(
         close = getattr(steps, "close", None)
         if close is not None:
             close()
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two id lists (how much of a KV cache a new prompt can keep)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def physical_cores() -> int:

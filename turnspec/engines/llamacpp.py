@@ -1,24 +1,31 @@
-"""llama.cpp engine (GGUF files) through llama-cpp-python.
+"""llama.cpp engine (GGUF files) on llama-cpp-python's low-level API.
 
-We drive `Llama.generate`, the bare eval/sample loop: unlike `create_completion` it has no eos
-check of its own (it never stops), so turnspec's stop set alone ends a turn.
+The engine decodes through a `Batcher` (llamacpp_batch.py): one llama.cpp context whose KV cache holds up to
+`parallel` sequences (`n_seq_max`), each with the model's context length. `generate()` (the Engine contract:
+`turnspec run`, the library, a one-at-a-time server) runs one sequence; the server's scheduler drives several
+at once with `start` / `step` / `release`. Sampling is llama.cpp's own sampler chain per sequence, plus a
+llama.cpp grammar when the turn is constrained.
 
-KV-cache reuse: `Llama.generate(tokens)` with its default `reset=True` compares `tokens` with the
-ids already in the context (`_input_ids[:n_tokens]`), drops the KV cells after the longest common
-prefix and evaluates only the rest (llama-cpp-python 0.3.x; `reset=False` would instead *append*
-to the old state, which is wrong for a new prompt). The sampled stop token is never evaluated
-(the generator is lazy), so the cache holds prompt + reply minus its last token, and the next
-turn's prompt, which repeats the whole history, is a cache hit up to there.
+There is no eos check of llama.cpp's own: turnspec's stop set alone ends a turn. KV-cache reuse: a sequence
+placed in a slot keeps the cells of the longest common prefix with what the slot held, and only the rest of the
+prompt is evaluated. The sampled stop token is never evaluated (sampling is lazy), so after a turn the cache holds
+prompt + reply minus its last token, and the next turn's prompt, which repeats the whole history, is a cache hit
+up to there.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from turnspec.engines.base import EngineBase, EngineError, physical_cores
 
 DEFAULT_MAX_CONTEXT = 4096
+N_BATCH = 512
+_backend_lock = threading.Lock()
+_backend_ready = False
 
 
 def _import_llama_cpp():
@@ -31,10 +38,17 @@ def _import_llama_cpp():
     return llama_cpp
 
 
-def trained_context(llm) -> int | None:
+def _init_backend(llama_cpp: Any) -> None:
+    global _backend_ready
+    with _backend_lock:
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+
+
+def trained_context(metadata: dict[str, str]) -> int | None:
     """The context length the model was trained with, from the GGUF metadata llama.cpp read."""
-    meta = getattr(llm, "metadata", None) or {}
-    value = meta.get(f"{meta.get('general.architecture', '')}.context_length")
+    value = metadata.get(f"{metadata.get('general.architecture', '')}.context_length")
     try:
         return int(value) if value is not None else None
     except ValueError:
@@ -42,9 +56,10 @@ def trained_context(llm) -> int | None:
 
 
 class LlamaCppEngine(EngineBase):
-    """A GGUF model loaded into llama.cpp; one KV cache, reused across calls by common prefix."""
+    """A GGUF model in llama.cpp; `parallel` sequences share one KV cache (the server batches them)."""
 
     name = "llamacpp"
+    constrain_backend = "gbnf"
 
     def __init__(
         self,
@@ -53,67 +68,114 @@ class LlamaCppEngine(EngineBase):
         n_ctx: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = -1,
+        parallel: int = 1,
         verbose: bool = False,
     ) -> None:
         llama_cpp = _import_llama_cpp()
+        from llama_cpp import _internals
+
         model_path = Path(model_path)
         if not model_path.is_file():
             raise EngineError(f"{model_path}: no such GGUF file")
+        if parallel < 1:
+            raise EngineError(f"parallel must be at least 1, not {parallel}")
         if not verbose:
             # llama.cpp logs through a process-wide callback; at ERROR level it stays quiet.
             from llama_cpp import _logger
 
             _logger.set_verbose(False)
-        def load(ctx: int):
-            try:
-                return llama_cpp.Llama(
-                    model_path=str(model_path),
-                    n_ctx=ctx,
-                    n_threads=n_threads or physical_cores(),
-                    n_gpu_layers=n_gpu_layers,
-                    verbose=verbose,
-                )
-            except (ValueError, RuntimeError) as exc:
-                raise EngineError(f"{model_path}: llama.cpp could not load it ({exc})") from exc
-
-        # Default: min(trained context, 4096). The trained length is known only after loading
-        # (parsing the GGUF in Python takes seconds); loading again is cheap (mmap) and rare.
-        self._llm = load(n_ctx or DEFAULT_MAX_CONTEXT)
-        trained = trained_context(self._llm)
-        if n_ctx is None and trained is not None and trained < DEFAULT_MAX_CONTEXT:
-            self._llm.close()
-            self._llm = load(trained)
+        _init_backend(llama_cpp)
+        self._lc = llama_cpp
+        params = llama_cpp.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        try:
+            self._model = _internals.LlamaModel(path_model=str(model_path), params=params, verbose=verbose)
+        except (ValueError, RuntimeError) as exc:
+            raise EngineError(f"{model_path}: llama.cpp could not load it ({exc})") from exc
+        self.metadata = self._model.metadata()
+        # Default: min(trained context, 4096) per sequence.
+        trained = trained_context(self.metadata)
+        per_seq = n_ctx or min(trained or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
+        threads = n_threads or physical_cores()
+        cparams = llama_cpp.llama_context_default_params()
+        cparams.n_ctx = per_seq * parallel
+        cparams.n_batch = cparams.n_ubatch = N_BATCH
+        cparams.n_seq_max = parallel
+        cparams.n_threads = cparams.n_threads_batch = threads
+        cparams.no_perf = True
+        # as llama-cpp-python's Llama (and this engine before batching): greedy answers stay the same
+        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        try:
+            self._ctx = _internals.LlamaContext(model=self._model, params=cparams, verbose=verbose)
+        except (ValueError, RuntimeError) as exc:
+            self._model.close()
+            raise EngineError(f"{model_path}: llama.cpp could not create a context ({exc})") from exc
         self.model_path = model_path
-        # llama.cpp may round the context up (to 256), but llama-cpp-python sizes its id buffer
-        # with the n_ctx we asked for: the smaller one is the real limit.
-        self.context_length = min(int(self._llm.n_ctx()), len(self._llm.input_ids))
+        self.parallel = parallel
+        n_seq_ctx = int(llama_cpp.llama_n_ctx_seq(self._ctx.ctx)) if parallel > 1 else int(self._ctx.n_ctx())
+        self.context_length = n_seq_ctx
+        n_vocab = int(llama_cpp.llama_vocab_n_tokens(self._model.vocab))
+        self._batcher = _batcher(llama_cpp, self._ctx.ctx, self._model.vocab, n_vocab, parallel)
 
     @property
     def loaded(self) -> bool:
-        return self._llm is not None
+        return self._batcher is not None
 
-    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
-        import llama_cpp
+    @property
+    def batcher(self) -> Any:
+        """The sequences in flight (the server's scheduler drives it from its one thread)."""
+        if self._batcher is None:
+            raise EngineError("the llamacpp engine was closed")
+        return self._batcher
 
-        self._llm.set_seed(llama_cpp.LLAMA_DEFAULT_SEED if seed is None else seed)
-        yield from self._llm.generate(
-            prompt_ids,
-            temp=max(0.0, temperature),
-            top_p=top_p,
-            top_k=0,  # 0 = off: temperature/top_p alone shape the distribution
-            min_p=0.0,
-            typical_p=1.0,
-            repeat_penalty=1.0,
-            reset=True,  # compare with the cached ids and reuse the common prefix
-        )
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
+               constraint: Any = None) -> Iterator[int]:
+        batcher = self.batcher
+        seq = batcher.start(prompt_ids, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint)
+        try:
+            while True:
+                token = None
+                while token is None:
+                    for s, t in batcher.step():
+                        if s is seq:
+                            token = t
+                yield token
+        except GeneratorExit:  # the caller is done (a stop token, cancel, max_tokens): the cells stay valid
+            raise
+        except BaseException:
+            self._forget(seq)
+            raise
+        finally:
+            batcher.release(seq)
+
+    def _forget(self, seq: Any) -> None:
+        """After a failed decode the slot's cells match no id list: drop them."""
+        self._lc.llama_memory_seq_rm(self.batcher.mem, seq.slot.id, -1, -1)
+        seq.slot.cached = []
 
     @property
     def cached_ids(self) -> list[int]:
-        """The ids whose keys/values sit in the KV cache now (for tests and diagnostics)."""
-        return [int(t) for t in self._llm._input_ids]
+        """The ids whose keys/values sit in the KV cache of the most recently used slot (tests, diagnostics)."""
+        slots = self.batcher.slots
+        return list(max(slots, key=lambda s: s.last_used).cached)
+
+    def reset(self) -> None:
+        """Forget every cached prefix (benchmarks: every run pays for its whole prompt)."""
+        for slot in self.batcher.slots:
+            self._lc.llama_memory_seq_rm(self.batcher.mem, slot.id, -1, -1)
+            slot.cached = []
 
     def close(self) -> None:
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close()
-            self._llm = None
+        batcher = getattr(self, "_batcher", None)
+        if batcher is not None:
+            batcher.close()
+            self._batcher = None
+            self._ctx.close()
+            self._model.close()
+
+
+def _batcher(llama_cpp: Any, ctx: Any, vocab: Any, n_vocab: int, parallel: int) -> Any:
+    from .llamacpp_batch import Batcher
+
+    n_batch = int(llama_cpp.llama_n_batch(ctx))  # llama.cpp caps it at the context size
+    return Batcher(llama_cpp, ctx, vocab, n_vocab, parallel, n_batch)

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError
-from turnspec.engines.transformers_engine import common_prefix
+from turnspec.engines.base import EngineBase, EngineError, common_prefix
 
 MISSING = "the mlx engine needs mlx-lm: pip install 'turnspec[mlx]' (on Linux also: pip install 'mlx[cpu]')"
 
@@ -57,13 +56,15 @@ class MlxEngine(EngineBase):
         self.model_path = model_path
         self._cache: list[Any] | None = None
         self._cached_ids: list[int] = []
+        self._n_vocab = int(config.get("vocab_size") or 0)
 
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
 
-    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
+               constraint: Any = None) -> Iterator[int]:
         mx, mlx_cache = self._mx, self._mlx_cache
         reuse = min(common_prefix(self._cached_ids, prompt_ids), len(prompt_ids) - 1)
         drop = len(self._cached_ids) - reuse
@@ -76,6 +77,9 @@ class MlxEngine(EngineBase):
             mx.random.seed(seed)
         sampler = self._make_sampler(temp=max(0.0, temperature), top_p=top_p if top_p < 1.0 else 0.0)
         pending = prompt_ids[len(self._cached_ids):]
+        if constraint is not None:
+            yield from self._guided_steps(pending, sampler, self.guide(constraint, self._n_vocab))
+            return
         token = self._sample(self._forward(pending), sampler)
         while True:
             # Queue the step on this token before handing it out, as mlx-lm's generate_step does: the model
@@ -87,6 +91,21 @@ class MlxEngine(EngineBase):
             self._cached_ids.append(value)
             yield value
             token = following
+
+    def _guided_steps(self, pending: list[int], sampler: Any, guide: Any) -> Iterator[int]:
+        """Constrained decoding: the mask for token n+1 needs token n, so no step is queued ahead."""
+        mx = self._mx
+        logits = self._forward(pending)
+        while True:
+            if guide.active:
+                allowed = mx.array(guide.allowed_tokens(logits.shape[-1]))
+                logits = mx.where(allowed, logits, -mx.inf)
+            token = self._sample(logits, sampler)
+            value = int(token.item())
+            guide.consume(value)
+            yield value
+            logits = self._step(token)
+            self._cached_ids.append(value)
 
     def _sample(self, logits: Any, sampler: Any) -> Any:
         """The sampled id as a lazy (1,) array."""

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, physical_cores
+from turnspec.engines.base import EngineBase, EngineError, common_prefix, physical_cores
 
 MISSING = "the transformers engine needs transformers and torch: pip install 'turnspec[transformers]'"
 
@@ -24,16 +24,6 @@ def _import_torch_transformers() -> tuple[Any, Any]:
     except ImportError as exc:
         raise EngineError(MISSING) from exc
     return torch, transformers
-
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    """Length of the longest common prefix of two id lists."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class TransformersEngine(EngineBase):
@@ -83,14 +73,16 @@ class TransformersEngine(EngineBase):
         self.model_path = model_path
         self._cache: Any = None
         self._cached_ids: list[int] = []
-
+        self._n_vocab = int(self._model.get_output_embeddings().weight.shape[0])
 
     @property
     def loaded(self) -> bool:
         return self._model is not None
 
-    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None) -> Iterator[int]:
+    def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
+               constraint: Any = None) -> Iterator[int]:
         torch = self._torch
+        guide = self.guide(constraint, self._n_vocab)
         from transformers import DynamicCache
 
         reuse = common_prefix(self._cached_ids, prompt_ids)
@@ -111,7 +103,12 @@ class TransformersEngine(EngineBase):
         with torch.inference_mode():
             while True:
                 logits = self._forward(pending)
+                if guide is not None and guide.active:
+                    allowed = torch.from_numpy(guide.allowed_tokens(logits.shape[-1]))
+                    logits = logits.masked_fill(~allowed, float("-inf"))
                 token = self._sample(logits, temperature, top_p, generator)
+                if guide is not None:
+                    guide.consume(token)
                 yield token
                 pending = [token]
 

@@ -141,7 +141,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         return {"status": "ok", "model": resident.id if resident is not None else None,
                 "engine": getattr(models.engine, "name", None), "models": list(models.models),
                 "swaps": models.swaps, "last_swap_s": models.last_swap_s, "queued": worker.queued,
-                **asdict(worker.stats)}
+                **asdict(worker.stats), "batch": _batch_stats(models.engine)}
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -166,7 +166,8 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
                              developer_role=served.developer_role)
         if served.merge_system:
             call.messages = merge_system(call.messages)
-        enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length)
+        enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length,
+                                               served.constrain_backend)
         job = Job(served, enc, options)
         submit(job)
         cid = new_completion_id()
@@ -190,6 +191,15 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         return await _whole_text(job, cid, served.id, request)
 
     return app
+
+
+def _batch_stats(engine: Any) -> dict[str, Any] | None:
+    """The batched engine's counters (slots, sequences started and released), None for other engines."""
+    batcher = getattr(engine, "_batcher", None) if getattr(engine, "parallel", 1) > 1 else None
+    if batcher is None:
+        return None
+    return {"slots": len(batcher.slots), "busy_slots": len(batcher.slots) - batcher.free_slots,
+            **asdict(batcher.stats)}
 
 
 def _server_error(exc: BaseException, what: str = "generation failed", code: str = "generation_failed") -> dict[str, Any]:

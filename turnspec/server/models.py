@@ -57,7 +57,17 @@ class ServedModel:
         except (TemplateError, TurnspecError):
             reasoning = tools = {"readable": False}
         self.capabilities = {"chat": True, "completion": True, "tools": bool(tools["readable"]),
-                             "reasoning": bool(reasoning["readable"]), "fim": self.fim is not None}
+                             "reasoning": bool(reasoning["readable"]), "fim": self.fim is not None,
+                             "constrained": self.constrain_backend is not None}
+
+    @property
+    def constrain_backend(self) -> str | None:
+        """How this model's engine enforces a forced call or JSON answer: llama.cpp grammars, llguidance, or not."""
+        if self.engine_name == "llamacpp":
+            return "gbnf"
+        if self.engine_name in ("transformers", "mlx"):
+            return "llguidance"
+        return getattr(self, "_backend", None)
 
     @cached_property
     def literal_vocab(self) -> Any:
@@ -118,6 +128,7 @@ class ModelManager:
         """One model whose engine is already loaded (the library's `create_app(spec, engine)`)."""
         manager = cls([model])
         manager.resident, manager.engine = model, engine
+        model._backend = getattr(engine, "constrain_backend", None)
         model.context_length = int(getattr(engine, "context_length", 0) or model.context_length)
         return manager
 
@@ -200,8 +211,12 @@ def expected_context_length(files: Any, engine_name: str, n_ctx: int | None) -> 
 
 
 def served_model(model_id: str, spec: Any, *, engine_name: str | None = None, n_ctx: int | None = None,
-                 defaults: ServeDefaults | None = None, notices: list[str] | None = None) -> ServedModel:
-    """A ServedModel for `spec`, with its engine (given, or picked by kind), expected context and footprint."""
+                 defaults: ServeDefaults | None = None, notices: list[str] | None = None,
+                 parallel: int = 1, threads: int | None = None) -> ServedModel:
+    """A ServedModel for `spec`, with its engine (given, or picked by kind), expected context and footprint.
+
+    `parallel`: sequences the llama.cpp engine decodes together (each with the full context: the KV cache is
+    `parallel` times larger); other engines run one at a time."""
     from ..engines import pick_engine
     from .memory import gguf_shape_config, model_footprint
 
@@ -210,8 +225,14 @@ def served_model(model_id: str, spec: Any, *, engine_name: str | None = None, n_
     context = expected_context_length(spec.files, engine_name, n_ctx)
     try:
         config = gguf_shape_config(path) if path.suffix.lower() == ".gguf" else dict(spec.files.config or {})
-        footprint = model_footprint(path, engine_name, context, config)
+        slots = parallel if engine_name == "llamacpp" else 1
+        footprint = model_footprint(path, engine_name, context * slots, config)
     except (OSError, TurnspecError):
         footprint = None
-    return ServedModel(model_id, spec, engine_name, {"n_ctx": n_ctx} if n_ctx else {}, defaults or ServeDefaults(),
-                       context, footprint, list(notices or []))
+    options: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
+    if engine_name == "llamacpp" and parallel > 1:
+        options["parallel"] = parallel
+    if threads and engine_name in ("llamacpp", "transformers"):
+        options["n_threads"] = threads
+    return ServedModel(model_id, spec, engine_name, options, defaults or ServeDefaults(), context, footprint,
+                       list(notices or []))

@@ -112,6 +112,7 @@ class ChatCompletionRequest(GenerationRequest):
     logprobs: Optional[bool] = None
     top_logprobs: Optional[int] = None
     response_format: Optional[dict[str, Any]] = None
+    parallel_tool_calls: Optional[bool] = None
 
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "none", "dict", "list"}
@@ -167,6 +168,9 @@ class ChatCall:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    tool_choice: Any = None  # "required" or {"type": "function", ...} force a call (see turnspec.constrain)
+    response_format: Any = None
+    parallel_tool_calls: bool = False
 
 
 def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict[str, Any] | None = None,
@@ -184,11 +188,7 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
         raise bad("n: only n=1 is supported", param="n", code="unsupported_value")
     if req.logprobs or req.top_logprobs:
         raise bad("logprobs: not supported by turnspec serve", param="logprobs", code="unsupported_value")
-    if req.response_format and req.response_format.get("type", "text") != "text":
-        raise bad("response_format: only {'type': 'text'} is supported (turnspec does not constrain generation)",
-                  param="response_format", code="unsupported_value")
-
-    tools_enabled = _tool_choice(req.tool_choice)
+    tools_enabled = _tool_choice(req.tool_choice, bool(req.tools))
     tools = None
     if req.tools:
         for i, tool in enumerate(req.tools):
@@ -210,7 +210,8 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
     stop, temperature, top_p, include_usage = sampling(req, defaults, generation_config)
     max_tokens = req.max_completion_tokens or req.max_tokens or defaults.max_tokens
     return ChatCall(messages, tools, tools_enabled, kwargs, max_tokens, temperature, top_p, req.seed, stop,
-                    req.stream, include_usage)
+                    req.stream, include_usage, req.tool_choice if tools_enabled else None, req.response_format,
+                    bool(req.parallel_tool_calls))
 
 
 def sampling(req: GenerationRequest, defaults: ServeDefaults | None,
@@ -231,14 +232,16 @@ def _first_number(*values: Any) -> float:
     return next(float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-def _tool_choice(choice: Any) -> bool:
-    """True when tools go to the template. 'required' and a named function would need constrained decoding."""
-    if choice is None or choice == "auto":
+def _tool_choice(choice: Any, has_tools: bool) -> bool:
+    """True when tools go to the template; 'required' and a named function force a call (checked in `plan`)."""
+    if choice is None or choice in ("auto", "required") or isinstance(choice, dict):
+        if choice is not None and choice != "auto" and not has_tools:
+            raise bad("tool_choice: forcing a tool call needs 'tools'", param="tool_choice")
         return True
     if choice == "none":
         return False
-    raise bad("tool_choice: only 'auto' and 'none' are supported (turnspec does not force a tool call)",
-              param="tool_choice", code="unsupported_value")
+    raise bad(f"tool_choice: {choice!r} is not 'auto', 'none', 'required' or "
+              "{'type': 'function', 'function': {'name': ...}}", param="tool_choice", code="invalid_value")
 
 
 def _message(m: MessageIn, i: int, developer_role: bool) -> dict[str, Any]:
@@ -307,8 +310,10 @@ def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rest
 
 
-def encode_prompt(spec: Any, call: ChatCall, context_length: int) -> tuple[Any, GenerationOptions]:
-    """Render + tokenize the request; the generation budget is what the context still holds. Errors are 400s."""
+def encode_prompt(spec: Any, call: ChatCall, context_length: int,
+                  backend: str | None = "gbnf") -> tuple[Any, GenerationOptions]:
+    """Render + tokenize the request; the generation budget is what the context still holds; a forced call or
+    JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s."""
     try:
         enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
                           **call.template_kwargs)
@@ -329,5 +334,17 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int) -> tuple[Any, 
     else:
         max_tokens = call.max_tokens or FALLBACK_MAX_TOKENS
     options = GenerationOptions(max_tokens=max_tokens, temperature=call.temperature, top_p=call.top_p,
-                                seed=call.seed, stop_strings=call.stop, tools=call.tools)
-    return enc, options
+                                seed=call.seed, stop_strings=call.stop, tools=call.tools, tool_choice=call.tool_choice,
+                                response_format=call.response_format, parallel_tool_calls=call.parallel_tool_calls)
+    return enc, plan_constraint(spec, enc.text, options, backend)
+
+
+def plan_constraint(spec: Any, prompt_text: str, options: GenerationOptions, backend: str | None) -> GenerationOptions:
+    """The options with the turn's constraint (forced call, JSON answer); a 400 naming what cannot be enforced."""
+    from ..chat import constrained
+    from ..constrain import ConstraintError
+
+    try:
+        return constrained(spec, backend, prompt_text, options)
+    except ConstraintError as exc:
+        raise bad(str(exc), param=exc.param, code="unsupported_value") from None

@@ -1,9 +1,13 @@
-"""The generation queue: one engine runs one generation at a time, so requests wait in FIFO order for a single
-worker thread. The thread asks the model manager for the job's model (loading it, and unloading the resident one,
-when it is another), runs `stream_turn` and hands each reader event to the request's asyncio queue with
-`call_soon_threadsafe`: the event loop never blocks on the engine, and the engine never waits for a client
-(a slow reader only grows its own queue, bounded by max_tokens). A request's `cancel` Event stops its generation
-before the next token, or skips it if it has not started yet.
+"""The generation queue: requests wait in FIFO order for a single worker thread, the only one that touches
+engines. The thread asks the model manager for the job's model (loading it, and unloading the resident one, when
+it is another) and hands each reader event to the request's asyncio queue with `call_soon_threadsafe`: the event
+loop never blocks on the engine, and the engine never waits for a client (a slow reader only grows its own queue,
+bounded by max_tokens). A request's `cancel` Event stops its generation before the next token, or skips it if it
+has not started yet.
+
+An engine that decodes one sequence at a time runs `stream_turn` job after job. The llama.cpp engine with
+`--parallel N` decodes up to N together (batch.py): the queue feeds its free slots in order, a finished or
+cancelled sequence frees its slot at once, and a job for another model waits until the batch has drained.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ class Job:
             self.cancel.set()
 
 
+NO_JOB = object()  # "the queue had nothing" (None in the queue is the stop sentinel)
+
+
 class QueueFull(Exception):
     pass
 
@@ -68,6 +75,8 @@ class WorkerStats:
     failed: int = 0
     tokens: int = 0
     busy: bool = False
+    active: int = 0  # generations running now (up to `parallel`)
+    parallel: int = 1  # how many the resident engine runs together
 
 
 class GenerationWorker:
@@ -80,11 +89,16 @@ class GenerationWorker:
         self._thread = threading.Thread(target=self._run, name="turnspec-generation", daemon=True)
         self._lock = threading.Lock()
         self._current: Job | None = None
+        self._active: list[Job] = []  # the batch's jobs (batched engines)
         self._stopping = False
 
     def start(self) -> None:
         if not self._thread.is_alive():
             self._thread.start()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def queued(self) -> int:
@@ -104,9 +118,9 @@ class GenerationWorker:
     def stop(self, timeout: float = 10.0) -> bool:
         """Cancel the running and queued jobs, then end the thread. True when it ended (the engine is free)."""
         self._stopping = True
-        current = self._current
-        if current is not None:
-            current.cancel.set()
+        for current in [self._current, *self._active]:
+            if current is not None:
+                current.cancel.set()
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -121,26 +135,75 @@ class GenerationWorker:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        carried: list[Job | None] = []  # a job the batch loop took from the queue but could not start
         while True:
-            job = self._jobs.get()
+            job = carried.pop() if carried else self._jobs.get()
             if job is None:
                 return
             if job.cancel.is_set():  # the client left while waiting
-                with self._lock:
-                    self.stats.skipped += 1
-                job.emit(Finished(TurnResult(), skipped=True))
+                self.skip(job)
                 continue
-            self._generate(job)
+            try:
+                engine = self.models.acquire(job.model)
+            except Exception as exc:  # a model that does not load fails this request only
+                self._fail_to_start(job, exc)
+                continue
+            with self._lock:
+                self.stats.parallel = int(getattr(engine, "parallel", 1) or 1)
+            if self.stats.parallel > 1:
+                from .batch import run_batch
 
-    def _generate(self, job: Job) -> None:
-        result = TurnResult()
-        error: BaseException | None = None
+                left = run_batch(self, engine, job)
+                if left is not NO_JOB:
+                    carried.append(left)
+            else:
+                self._generate(job, engine)
+
+    def take_nowait(self) -> Any:
+        """The next queued job (None: the stop sentinel), or NO_JOB when the queue is empty."""
+        try:
+            return self._jobs.get_nowait()
+        except queue.Empty:
+            return NO_JOB
+
+    def skip(self, job: Job) -> None:
+        with self._lock:
+            self.stats.skipped += 1
+        job.emit(Finished(TurnResult(), skipped=True))
+
+    def _fail_to_start(self, job: Job, exc: BaseException) -> None:
         with self._lock:
             self.stats.started += 1
+            self.stats.failed += 1
+        job.emit(Finished(TurnResult(), exc))
+
+    def count_start(self, job: Job) -> None:
+        with self._lock:
+            self.stats.started += 1
+            self._active.append(job)
+            self.stats.active = len(self._active)
             self.stats.busy = True
+
+    def count_end(self, job: Job, result: TurnResult, error: BaseException | None) -> None:
+        with self._lock:
+            if job in self._active:
+                self._active.remove(job)
+            self.stats.active = len(self._active)
+            self.stats.busy = bool(self._active)
+            self.stats.tokens += result.completion_tokens
+            if error is not None:
+                self.stats.failed += 1
+            elif job.cancel.is_set():
+                self.stats.cancelled += 1
+            else:
+                self.stats.completed += 1
+
+    def _generate(self, job: Job, engine: Any) -> None:
+        result = TurnResult()
+        error: BaseException | None = None
+        self.count_start(job)
         self._current = job
         try:
-            engine = self.models.acquire(job.model)
             for event in stream_turn(job.model.spec, engine, job.enc, job.options, result, cancel=job.cancel,
                                      reader=job.reader, stop_ids=job.stop_ids):
                 job.emit(event)
@@ -148,13 +211,5 @@ class GenerationWorker:
             error = exc
         finally:
             self._current = None
-            with self._lock:
-                self.stats.busy = False
-                self.stats.tokens += result.completion_tokens
-                if error is not None:
-                    self.stats.failed += 1
-                elif job.cancel.is_set():
-                    self.stats.cancelled += 1
-                else:
-                    self.stats.completed += 1
+            self.count_end(job, result, error)
         job.emit(Finished(result, error))

@@ -1,0 +1,165 @@
+"""What one turn must look like, from the request and the template analysis: a `Constraint`.
+
+A forced turn is a short sequence of phases. Reasoning stays free: where the template has reasoning tags, the
+turn may open them (or the prompt already did), the model reasons without a grammar until the closing tag, and
+the grammar takes over after it. Harmony (gpt-oss) works the same way with its analysis message. The
+constrained part is the forced call(s) in the template's own call syntax (calls.py), or the answer as JSON for a
+schema, inside the template's content markers where it has them.
+
+`ConstraintState` follows one generation through the phases from the text of the sampled tokens; engines ask it
+which grammar applies now (None: free) and rebuild their matcher when it changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .calls import CallGrammar, Tool, already_written, MAX_PARALLEL_CALLS
+from .grammar import Chars, Json, Node, Opt, alt, seq
+from .schema import ConstraintError, closed, object_schema, response_schema
+
+HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
+HARMONY_END = "<|end|>"
+HARMONY_NEXT = "<|start|>assistant"
+HARMONY_FINAL = "<|channel|>final<|message|>"
+_BLANK = Opt(Chars(" \\n", 1, 4))
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """The grammar of a turn, in phases. `kind` is "tool_call" or "json"; `schemas` are the JSON schemas it
+    enforces (checked against the engine's backend before generation); `notices` say what was decided."""
+
+    kind: str
+    start: Node  # the grammar from the first generated token (it may offer the reasoning opener)
+    resume: Node  # the grammar after reasoning closes
+    reasoning_open: str = ""
+    reasoning_close: str = ""
+    starts_free: bool = False  # the prompt left reasoning open: free until `reasoning_close`
+    schemas: tuple[tuple[str, Any], ...] = ()  # (where, schema) pairs, for error messages
+    notices: tuple[str, ...] = ()
+    halt_ids: frozenset[int] = frozenset()  # the turn may end on these once the grammar is complete
+    vocab: Any = field(default=None, compare=False, repr=False)  # the model's tokenizer (token ids in grammars)
+
+
+class ConstraintState:
+    """One generation's progress through a Constraint's phases, driven by the text of each sampled token."""
+
+    def __init__(self, constraint: Constraint):
+        self.constraint = constraint
+        self.phase = "free" if constraint.starts_free else "start"
+        self._text = ""
+        self._watch_open = bool(constraint.reasoning_open) and not constraint.starts_free
+
+    @property
+    def grammar(self) -> Node | None:
+        """The grammar that applies to the next token; None while reasoning is free."""
+        c = self.constraint
+        return {"start": c.start, "free": None, "resume": c.resume}[self.phase]
+
+    def advance(self, piece: str) -> bool:
+        """Account for one sampled token's text; True when the grammar changed (the engine starts a new matcher)."""
+        c = self.constraint
+        if self.phase == "start" and self._watch_open:
+            self._text += piece
+            lead = self._text.lstrip()
+            if lead.startswith(c.reasoning_open):
+                self.phase, self._text = "free", lead[len(c.reasoning_open):]
+                return self._check_close() or True
+            if not c.reasoning_open.startswith(lead):
+                self._watch_open = False
+            return False
+        if self.phase == "free":
+            self._text += piece
+            return self._check_close()
+        return False
+
+    def _check_close(self) -> bool:
+        close = self.constraint.reasoning_close
+        if close and close in self._text:
+            self.phase, self._text = "resume", ""
+            return True
+        return False
+
+
+def _forced_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[Tool] | None:
+    """The tools a call is forced among (None: no call is forced). Raises for a choice naming no declared tool."""
+    if tool_choice in (None, "auto", "none"):
+        return None
+    from ..render import tool_schemas
+
+    declared = []
+    for tool in tool_schemas(list(tools)) if tools else ():
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            declared.append(Tool(fn["name"], closed(object_schema(fn.get("parameters")))))
+    if tool_choice == "required":
+        if not declared:
+            raise ConstraintError("tool_choice 'required' needs at least one tool in 'tools'", param="tool_choice")
+        return declared
+    if isinstance(tool_choice, dict):
+        fn = tool_choice.get("function")
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if tool_choice.get("type", "function") != "function" or not isinstance(name, str):
+            raise ConstraintError("tool_choice: expected 'auto', 'none', 'required' or "
+                                  "{'type': 'function', 'function': {'name': ...}}", param="tool_choice")
+        chosen = [t for t in declared if t.name == name]
+        if not chosen:
+            known = ", ".join(t.name for t in declared) or "none"
+            raise ConstraintError(f"tool_choice names the function {name!r}, which is not in 'tools' "
+                                  f"(declared: {known})", param="tool_choice")
+        return chosen
+    raise ConstraintError(f"tool_choice: {tool_choice!r} is not 'auto', 'none', 'required' or a named function",
+                          param="tool_choice")
+
+
+def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
+         response_format: Any = None, parallel_tool_calls: bool = False) -> Constraint | None:
+    """The Constraint for a turn continuing `prompt_text`, or None when nothing is forced.
+
+    A forced call wins over `response_format` (a call turn has no content). Raises `ConstraintError`.
+    """
+    from ..reader import prompt_tail
+
+    forced = _forced_tools(tools, tool_choice)
+    schema = response_schema(response_format) if forced is None else None
+    schema = closed(schema) if schema is not None else None
+    if forced is None and schema is None:
+        return None
+    analysis = spec.analysis
+    notices: list[str] = []
+    if analysis.harmony:
+        tail, opener, closer, resume_lead = "", HARMONY_ANALYSIS, HARMONY_END, HARMONY_NEXT
+    else:
+        tail = prompt_tail(prompt_text, analysis)
+        r = analysis.reasoning
+        opener, closer = (r.open, r.close) if r.kind == "tags" and r.open and r.close else ("", "")
+        resume_lead = ""
+    starts_free = bool(opener) and tail.rfind(opener) > tail.rfind(closer) if opener else False
+    if opener and not starts_free and closer in tail:
+        opener = closer = ""  # the prompt closed reasoning itself (thinking switched off)
+
+    if forced is not None:
+        syntaxes = analysis.tools.calls
+        if not syntaxes:
+            notices.append(f"{spec.name}'s template has no tool-call syntax ({analysis.tools.reason}): the forced "
+                           'call is written as {"name": ..., "arguments": {...}}')
+        grammar = CallGrammar(syntaxes[0] if syntaxes else None, forced)
+        max_calls = MAX_PARALLEL_CALLS if parallel_tool_calls and len(forced) >= 1 else 1
+        written = "" if starts_free else already_written(tail, grammar.section_lead())
+        first = grammar.turn(max_calls=max_calls, written=written)
+        body = grammar.turn(max_calls=max_calls)
+        kind = "tool_call"
+        schemas = tuple((f"tools[{t.name}].parameters", t.parameters) for t in forced)
+    else:
+        markers = ("", "") if analysis.harmony else (analysis.content.open, analysis.content.close)
+        lead = HARMONY_FINAL if analysis.harmony else markers[0]
+        body = seq(lead, Json.of(schema), markers[1])
+        first = body
+        kind = "json"
+        schemas = (("response_format.json_schema.schema", schema),)
+    resume = seq(resume_lead, body) if resume_lead else seq(_BLANK, body)
+    start = alt(opener, first) if opener and not starts_free else first
+    return Constraint(kind, start, resume, opener, closer, starts_free, schemas, tuple(notices),
+                      frozenset(spec.stops.halt_ids), getattr(spec, "vocab", None))
