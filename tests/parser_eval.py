@@ -36,6 +36,11 @@ def template_path(ref: str) -> Path:
 
 _SPECS: dict[tuple[str, str], Any] = {}
 
+# Special tokens of a model's real vocabulary that its template never writes, so the analysis cannot know them:
+# LFM2's tokenizer marks <|tool_call_start|>/<|tool_call_end|> special (the reader never shows special tokens);
+# the stand-in vocabulary must too, or they read as text.
+VOCAB_ONLY_SPECIAL = {"llamacpp/LFM2": ["<|tool_call_start|>", "<|tool_call_end|>"]}
+
 
 def spec_and_vocab(case: dict[str, Any]) -> tuple[Any, Any]:
     """The spec for the case's template, with a vocabulary that has the template's control tokens as special tokens."""
@@ -49,6 +54,7 @@ def spec_and_vocab(case: dict[str, Any]) -> tuple[Any, Any]:
         bare = turnspec.from_template(text, special_tokens=special)
         tok = Tokenizer.from_file(str(SMOLLM2_TOKENIZER))
         tokens = list(bare.analysis.control_tokens) + [v for v in special.values() if v]
+        tokens += next((t for prefix, t in VOCAB_ONLY_SPECIAL.items() if case["template"].startswith(prefix)), [])
         tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in dict.fromkeys(tokens)])
         _SPECS[key] = (turnspec.from_template(text, special_tokens=special, tokenizer=tok), tok)
     return _SPECS[key]
