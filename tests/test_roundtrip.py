@@ -59,7 +59,7 @@ NOT_READ = {"GigaChat3-10B-A1.8B", "Kimi-K3", "MiniMax-M3", "muse-glimmer"}
                                   if p.stem in NOT_READ else p for p in LLAMACPP_TEMPLATES],
                          ids=lambda p: p.stem)
 def test_round_trip_on_templates_from_llamacpp_tests(path):
-    """The 71 templates llama.cpp's own tests use (tests/data/llamacpp_templates, MIT), 53 of them not in ../shared."""
+    """The 70 templates llama.cpp's own tests use (tests/data/llamacpp_templates, MIT), 52 of them not in ../shared."""
     spec = spec_for(path.read_text(encoding="utf-8"), special_tokens_for(path), need(SMOLLM2_DIR / "tokenizer.json"))
     report = round_trip(path.stem, spec, spec.vocab.tokenizer)
     assert not report.failures, "\n".join(f"{o.case}: {o.detail}" for o in report.failures)
