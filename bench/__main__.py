@@ -16,7 +16,7 @@ from typing import Any
 
 from bench.common import RESULTS, machine, table, write_result
 
-ALL = ("render", "startup", "reader", "analysis", "mask", "e2e", "batch")
+ALL = ("render", "startup", "reader", "analysis", "mask", "encode", "e2e", "batch")
 
 
 def run(name: str, quick: bool) -> None:
@@ -41,6 +41,11 @@ def run(name: str, quick: bool) -> None:
         from bench import bench_mask
 
         bench_mask.main(["--n", "1000" if quick else "10000", "--repeats", "1" if quick else "3"])
+    elif name == "encode":
+        from bench import bench_encode
+
+        bench_encode.main(["--n", "1000" if quick else "3000", "--repeats", "3" if quick else "5",
+                           "--file-n", "5000" if quick else "20000"])
     elif name == "e2e":
         from bench import bench_e2e
 
@@ -74,6 +79,14 @@ def headline() -> list[list[str]]:
         add("assistant mask, universal method on the same template", f"{tagged['universal_speedup']:.2f}x transformers")
         add("universal mask on SmolLM2 (transformers: no mask)",
             f"{r['smollm2']['turnspec_universal_us']:.0f} µs/chat ({r['smollm2']['ratio_vs_plain_encode']:.2f}x a plain encode)")
+    if r := load("encode"):
+        add("training data: turnspec encode vs transformers (tagged template), per core",
+            f"{r['speedup_per_core']:.2f}x ({r['turnspec_conv_per_s']:,.0f} vs {r['transformers_conv_per_s']:,.0f} chats/s; "
+            f"tokenizer alone {r['tokenizer_alone_conv_per_s']:,.0f})", ">= 1.5x", r["speedup_per_core"] >= 1.5)
+        for procs, eff in r["scaling_efficiency"].items():
+            if procs != "1":
+                add(f"turnspec encode, {procs} processes vs 1 ({r.get('file_rows', '?')} rows)",
+                    f"{r['encode_file_conv_per_s'][procs]:,.0f} chats/s, {eff:.0%} of linear", "linear")
     if r := load("startup"):
         s = r["seconds"]
         add("import turnspec", f"{s['import turnspec'] * 1000:.0f} ms", "< 100 ms", s["import turnspec"] < 0.1)

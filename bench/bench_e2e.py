@@ -145,7 +145,7 @@ def command_llamacpp(model: Path, n_tokens: int, runs: int) -> dict:
         t0 = time.perf_counter()
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         ts_wall.append(time.perf_counter() - t0)
-        answer = json.loads(out.stdout)
+        answer = json.loads(out.stdout)["data"]  # the turnspec/1 envelope
         decode.append(answer["timings"]["tokens_per_s"])
         n = answer["usage"]["completion_tokens"]
         t0 = time.perf_counter()

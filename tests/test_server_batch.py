@@ -115,3 +115,40 @@ def test_fifty_concurrent_streams_all_complete(batched):
     assert all(text.strip() for text, _ in results)
     status = health(url)
     assert status["active"] == 0 and status["batch"]["busy_slots"] == 0 and status["failed"] == 0
+
+
+
+
+def test_a_batched_sequence_never_sees_another_ones_content(smollm2_gguf):
+    """In the shared cache, a sequence's greedy tokens do not depend on what the sequence beside it says: A next to
+    a cat story and A next to a dog story are the same 40 tokens. They start as A alone does; later they may part
+    from it, because a batch's floating-point sums depend on its shape (as in llama-server and vLLM)."""
+    from turnspec.engines.llamacpp import LlamaCppEngine
+
+    spec = turnspec.load(smollm2_gguf)
+
+    def ids(topic: str) -> list[int]:
+        return spec.encode(user(f"Write a long story about {topic}."), add_generation_prompt=True,
+                           assistant_mask=False).ids
+
+    def decode(prompts: list[list[int]], parallel: int) -> list[list[int]]:
+        engine = LlamaCppEngine(smollm2_gguf, parallel=parallel)
+        batcher = engine.batcher
+        seqs = [batcher.start(p, temperature=0.0, top_p=1.0, seed=None) for p in prompts]
+        out: dict[int, list[int]] = {id(s): [] for s in seqs}
+        while batcher.active:
+            assert len(batcher.active) == len(prompts) or any(len(v) == 40 for v in out.values())
+            for seq, token in batcher.step():
+                out[id(seq)].append(token)
+                if len(out[id(seq)]) == 40:
+                    batcher.release(seq)
+        engine.close()
+        return [out[id(s)] for s in seqs]
+
+    dragon = ids("a dragon")
+    alone = decode([dragon], 1)[0]
+    with_cat = decode([dragon, ids("a cat")], 2)
+    with_dog = decode([dragon, ids("a dog")], 2)
+    assert with_cat[0] == with_dog[0]
+    assert with_cat[1] != with_dog[1]  # the neighbours did write different stories
+    assert with_cat[0][:8] == alone[:8]
