@@ -1,7 +1,7 @@
 """Run every benchmark, then print one table of the headline figures against their targets.
 
-    python -m bench                 # everything (about 10 minutes on 2 cores)
-    python -m bench --quick         # fewer runs and a 1,000-conversation mask set (about 3 minutes)
+    python -m bench                 # everything (about 30 minutes on 2 cores)
+    python -m bench --quick         # fewer runs, 1,000-conversation mask and encode sets
     python -m bench --only render,startup
 
 Each benchmark writes bench/results/<name>.json; this writes bench/results/summary.json and summary.md (the table
