@@ -152,3 +152,28 @@ def test_a_batched_sequence_never_sees_another_ones_content(smollm2_gguf):
     assert with_cat[0] == with_dog[0]
     assert with_cat[1] != with_dog[1]  # the neighbours did write different stories
     assert with_cat[0][:8] == alone[:8]
+
+
+def test_sequences_at_full_context_share_the_cache_without_overflow(smollm2_gguf):
+    """4 sequences each filling its whole context, round after round with slots reused: the shared cache
+    (parallel x context cells) always has room, whatever the slots keep from earlier requests."""
+    from turnspec.engines.llamacpp import LlamaCppEngine
+
+    spec = turnspec.load(smollm2_gguf)
+    engine = LlamaCppEngine(smollm2_gguf, parallel=4, n_ctx=96)
+    batcher = engine.batcher
+    try:
+        for round_ in range(3):
+            prompts = [spec.encode(user(f"Tell me about {topic} #{round_}" + " please" * (4 * i)),
+                                   add_generation_prompt=True, assistant_mask=False).ids
+                       for i, topic in enumerate(("rivers", "bread", "the moon", "bees"))]
+            seqs = [batcher.start(p, temperature=0.8, top_p=0.95, seed=round_) for p in prompts]
+            room = {id(s): engine.context_length - len(p) for s, p in zip(seqs, prompts)}
+            while batcher.active:
+                for seq, _ in batcher.step():
+                    room[id(seq)] -= 1
+                    if room[id(seq)] == 0:
+                        batcher.release(seq)
+            assert all(v == 0 for v in room.values())
+    finally:
+        engine.close()
