@@ -147,13 +147,9 @@ class TurnParser:
                 return
             self._flush_start()
         if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
-            self._state = _REASONING
-            self._reasoning_started = False
-            self._label_pending = bool(self._label)
+            self._open_reasoning()
         elif s == self._open and state == _CONTENT:  # a block inside the answer: reasoning, then the answer again
-            self._state = _REASONING
-            self._reasoning_started = False
-            self._label_pending = bool(self._label)
+            self._open_reasoning()
             self._resume_content = True
         elif s in self._by_trigger:
             self._to_calls(m)
@@ -349,6 +345,11 @@ class TurnParser:
             self._state = _CONTENT
             self._content.text(text)
         self._state = _AFTER
+
+    def _open_reasoning(self) -> None:
+        self._state = _REASONING
+        self._reasoning_started = False
+        self._label_pending = bool(self._label)
 
     def _back_to_reasoning(self) -> None:
         """A trigger inside reasoning that led to no call: the trigger and what followed are read as reasoning."""
