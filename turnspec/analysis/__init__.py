@@ -58,7 +58,8 @@ def analyze(spec: Any) -> TemplateAnalysis:
         if prefix:
             notes.append(f"answers start with the plain text {prefix!r}, read only at the start of a turn")
         turn_ends: dict[str, str] = {}
-        end, source = turn_end_after_answer(prober, facts, content, after, markup)
+        past = history_turn_end(prober, content, markup, tokens_before_answer(facts, markup))
+        end, source = turn_end_after_answer(facts, after, markup, past)
         if end is not None:
             turn_ends[end] = source
         found = learn_tools(prober, markup, facts.turn, set(turn_ends), reasoning)
@@ -75,7 +76,6 @@ def analyze(spec: Any) -> TemplateAnalysis:
             plain = plain_turn_end(prober, facts, after)
             end_strings = tuple(dict.fromkeys(s for s in (plain, *end_strings) if s))
         eos = eos_after_every_rendering(prober, facts)
-        past = history_turn_end(prober, content, markup, tokens_before_answer(facts, markup))
     except (AnalysisError, TurnspecError) as exc:
         if isinstance(exc, TemplateError) and exc.limit:
             message = f"the template ran past turnspec's limits ({exc.template_message})"

@@ -179,16 +179,16 @@ def pairs(open_: str, close: str) -> bool:
     return a == b and a != open_.lower()
 
 
-def turn_end_after_answer(prober: Prober, facts: TurnFacts, content: ContentSyntax, after: int, markup: Markup
+def turn_end_after_answer(facts: TurnFacts, after: int, markup: Markup, past: str | None
                           ) -> tuple[str | None, str]:
-    """The first control token after the answer (and its closing marker): in the final turn, else in history.
-    A token the assistant's turn also writes before its answer is not one (Kimi-K3 closes its empty think block
-    with the `<|close|>` that later closes the response): the model writes it before answering."""
+    """The first control token after the answer (and its closing marker): in the final turn, else `past`, how
+    history turns end (`history_turn_end`). A token the assistant's turn also writes before its answer is not one
+    (Kimi-K3 closes its empty think block with the `<|close|>` that later closes the response): the model writes
+    it before answering."""
     before = tokens_before_answer(facts, markup)
     for span in markup.spans(facts.content_turn[after:]):
         if span.text not in before:
             return span.text, "template"
-    past = history_turn_end(prober, content, markup, before)
     return (past, "template (history)") if past else (None, "")
 
 
