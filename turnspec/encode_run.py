@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from .datafiles import atomic_parquet, count_rows, parse_jsonl_row, read_chunks
+from .datafiles import atomic_parquet, check_input, count_rows, parse_jsonl_row, read_chunks
 from .training import ChatEncoder, EncodedRow, arrow_schema
 
 CHUNK_ROWS = 256
@@ -60,7 +60,8 @@ def encode_file(input_path: Path, output_path: Path, encoder: ChatEncoder, *, nu
     """Encode every row of `input_path` into `output_path` (Parquet: row, input_ids, assistant_masks, labels,
     length). `on_progress(rows done, total or None)` is called after each chunk (JSON Lines count lines)."""
     input_path, output_path = Path(input_path), Path(output_path)
-    total = count_rows(input_path)
+    check_input(input_path)
+    total = count_rows(input_path) if on_progress is not None else None  # a pass over the file: only for a bar
     encoder.spec  # fail on a bad model here, in one line, before any worker starts
     procs = max(1, num_proc or os.cpu_count() or 1)
     report = EncodeReport(str(input_path), str(output_path), encoder.model or encoder.spec.name, processes=procs,

@@ -172,7 +172,7 @@ def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_
     for k, h in enumerate(heads):
         start = h + len(raw_header)
         stop = heads[k + 1] if k + 1 < len(heads) else len(full_text)
-        end = _turn_end(full_text, start, stop, ends, None)
+        end = _turn_end(full_text, start, stop, ends)
         if end is None:
             return None
         if supplied:
@@ -244,7 +244,7 @@ def _spans(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str
             start = h + len(header)  # never inside the assistant header the prompt writes
         if mask_prompt_supplied:
             start = _skip_supplied(full_text, start, own_first, header, supplied)
-        end = _turn_end(full_text, own_end, hi, ends, markup)
+        end = _turn_end(full_text, own_end, hi, ends)
         if end is None:
             notes.append(f"message {i}: no turn end after it")
             end = own_end
@@ -376,7 +376,7 @@ def _skip_supplied(text: str, start: int, own_first: int, header: str, supplied:
     return start
 
 
-def _turn_end(text: str, after: int, hi: int, ends: set[str], markup: Any) -> int | None:
+def _turn_end(text: str, after: int, hi: int, ends: set[str]) -> int | None:
     """End of the first turn-end token at or after `after` and before the next message's text."""
     found = [(i, e) for e in ends if (i := text.find(e, after, hi)) >= 0]
     if not found:

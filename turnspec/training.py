@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100
-COLUMNS = ("input_ids", "assistant_masks", "labels", "length", "error")
 OVERFLOW = ("truncate", "drop")
 
 
@@ -66,9 +65,6 @@ class ChatEncoder:
         else:
             state["_spec"] = None
         return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
 
     @property
     def spec(self) -> Any:
@@ -123,7 +119,7 @@ class ChatEncoder:
     def __call__(self, batch: Any) -> Any:
         """Columns for a batch: a dict of columns (datasets, Ray "numpy"), a pandas DataFrame or a pyarrow Table
         (returned in the same kind)."""
-        kind, columns = _columns_of(batch)
+        kind, columns = _columns_of(batch, (self.messages_column, self.tools_column))
         n = len(columns[self.messages_column]) if self.messages_column in columns else 0
         rows = [{k: _plain(v[i]) for k, v in columns.items()} for i in range(n)]
         encoded = [self.encode_row(r) for r in rows]
@@ -161,13 +157,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _columns_of(batch: Any) -> tuple[str, Mapping[str, Sequence[Any]]]:
+def _columns_of(batch: Any, wanted: Sequence[str]) -> tuple[str, Mapping[str, Sequence[Any]]]:
+    """The batch's kind, and the `wanted` columns it has as Python sequences (other columns are never converted:
+    datasets carry ids, sources, raw text)."""
     module = type(batch).__module__
     if module.startswith("pyarrow"):
-        return "pyarrow", batch.to_pydict()
+        return "pyarrow", batch.select([c for c in wanted if c in batch.column_names]).to_pydict()
     if module.startswith("pandas"):
-        return "pandas", {k: list(v) for k, v in batch.to_dict("list").items()}
-    return "dict", batch
+        return "pandas", {c: list(batch[c]) for c in wanted if c in batch.columns}
+    return "dict", {c: batch[c] for c in wanted if c in batch}
 
 
 def _as_kind(kind: str, columns: dict[str, list[Any]]) -> Any:

@@ -138,13 +138,14 @@ def _print_report(report: Any, report_file: Optional[Path]) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    import errno
     import json
-    import os
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from ..onboard.profile import write_atomic
+
     try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        if not path.parent.is_dir():  # write_atomic would create it: a mistyped folder stays an error
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise TurnspecError(f"{path}: cannot write the report ({exc.strerror})") from None
