@@ -47,7 +47,7 @@ def analyze(spec: Any) -> TemplateAnalysis:
 
     t0 = time.perf_counter()
     sha = spec.template_sha256
-    markup = markup_for(spec)
+    markup = spec.markup  # the same object the reader and the masks use
     prober = Prober(spec)
     notes: list[str] = []
     try:
