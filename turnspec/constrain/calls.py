@@ -108,18 +108,15 @@ class CallGrammar:
             return s.section_open + _leading_literal(s.call_open) + "["
         return s.section_open + _leading_literal(s.call_open)
 
-    def turn(self, *, max_calls: int = 1, written: str = "") -> Node:
-        """The calls of a turn: the section, one call (or up to `max_calls`), the section's close.
-
-        `written`: the part of `section_lead()` the prompt already ends with (not generated again).
-        """
+    def turn(self, *, max_calls: int = 1) -> Node:
+        """The calls of a turn: the section, one call (or up to `max_calls`), the section's close (`strip_lead`
+        takes off what the prompt already wrote of it)."""
         s = self.syntax
         if s.list_wrapped and s.shape == "json":
             schemas = [self._call_schema(t) for t in self.tools]
             items = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
             calls = Json.of({"type": "array", "items": items, "minItems": 1, "maxItems": max_calls})
-            body = seq(s.section_open, pattern(s.call_open, ""), calls, pattern(s.call_close, ""), s.section_close)
-            return strip_lead(body, written)
+            return seq(s.section_open, pattern(s.call_open, ""), calls, pattern(s.call_close, ""), s.section_close)
         one = Rule("call", alt(*(self._call(t) for t in self.tools)))
         if s.list_wrapped:
             calls_node: Node = seq(one, *(Opt(seq(", ", one)) for _ in range(max_calls - 1)))
@@ -128,7 +125,7 @@ class CallGrammar:
         else:
             body = seq(s.section_open, one, *(Opt(seq(s.separator, one)) for _ in range(max_calls - 1)),
                        s.section_close)
-        return strip_lead(body, written)
+        return body
 
     # -- one call of one tool --
     def _call(self, tool: Tool) -> Node:

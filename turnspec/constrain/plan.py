@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .calls import CallGrammar, Tool, already_written, MAX_PARALLEL_CALLS
+from .calls import MAX_PARALLEL_CALLS, CallGrammar, Tool, already_written, strip_lead
 from .grammar import Chars, Json, Node, Opt, alt, seq
 from .schema import ConstraintError, closed, object_schema, response_schema
 
@@ -136,7 +136,7 @@ def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = No
         r = analysis.reasoning
         opener, closer = (r.open, r.close) if r.kind == "tags" and r.open and r.close else ("", "")
         resume_lead = ""
-    starts_free = bool(opener) and tail.rfind(opener) > tail.rfind(closer) if opener else False
+    starts_free = bool(opener) and tail.rfind(opener) > tail.rfind(closer)
     if opener and not starts_free and closer in tail:
         opener = closer = ""  # the prompt closed reasoning itself (thinking switched off)
 
@@ -146,10 +146,10 @@ def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = No
             notices.append(f"{spec.name}'s template has no tool-call syntax ({analysis.tools.reason}): the forced "
                            'call is written as {"name": ..., "arguments": {...}}')
         grammar = CallGrammar(syntaxes[0] if syntaxes else None, forced)
-        max_calls = MAX_PARALLEL_CALLS if parallel_tool_calls and len(forced) >= 1 else 1
+        max_calls = MAX_PARALLEL_CALLS if parallel_tool_calls else 1
         written = "" if starts_free else already_written(tail, grammar.section_lead())
-        first = grammar.turn(max_calls=max_calls, written=written)
-        body = grammar.turn(max_calls=max_calls)
+        body = grammar.turn(max_calls=max_calls)  # later turns write all of it
+        first = strip_lead(body, written)
         kind = "tool_call"
         schemas = tuple((f"tools[{t.name}].parameters", t.parameters) for t in forced)
     else:

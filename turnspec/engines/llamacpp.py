@@ -152,15 +152,15 @@ class LlamaCppEngine(EngineBase):
         except GeneratorExit:  # the caller is done (a stop token, cancel, max_tokens): the cells stay valid
             raise
         except BaseException:
-            self._forget(seq)
+            self._forget(seq.slot)
             raise
         finally:
             batcher.release(seq)
 
-    def _forget(self, seq: Any) -> None:
-        """After a failed decode the slot's cells match no id list: drop them."""
-        self._lc.llama_memory_seq_rm(self.batcher.mem, seq.slot.id, -1, -1)
-        seq.slot.cached = []
+    def _forget(self, slot: Any) -> None:
+        """Drop a slot's cells (after a failed decode they match no id list)."""
+        self._lc.llama_memory_seq_rm(self.batcher.mem, slot.id, -1, -1)
+        slot.cached = []
 
     @property
     def cached_ids(self) -> list[int]:
@@ -171,8 +171,7 @@ class LlamaCppEngine(EngineBase):
     def reset(self) -> None:
         """Forget every cached prefix (benchmarks: every run pays for its whole prompt)."""
         for slot in self.batcher.slots:
-            self._lc.llama_memory_seq_rm(self.batcher.mem, slot.id, -1, -1)
-            slot.cached = []
+            self._forget(slot)
 
     def close(self) -> None:
         batcher = getattr(self, "_batcher", None)

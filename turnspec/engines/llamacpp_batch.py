@@ -83,8 +83,9 @@ class Batcher:
         free = [s for s in self.slots if not s.busy]
         if not free:
             raise EngineError("no free slot: every sequence of this engine is busy")
-        slot = max(free, key=lambda s: (common_prefix(s.cached, prompt_ids), -s.last_used))
-        reuse = min(common_prefix(slot.cached, prompt_ids), len(prompt_ids) - 1)  # evaluate >= 1 id for logits
+        shared, slot = max(((common_prefix(s.cached, prompt_ids), s) for s in free),
+                           key=lambda pair: (pair[0], -pair[1].last_used))
+        reuse = min(shared, len(prompt_ids) - 1)  # evaluate >= 1 id for logits
         if not self.lc.llama_memory_seq_rm(self.mem, slot.id, reuse, -1):
             self.lc.llama_memory_seq_rm(self.mem, slot.id, -1, -1)  # this model cannot cut a sequence: start over
             reuse = 0

@@ -35,7 +35,7 @@ class VocabInfo:
         # the full candidate array, reused for every masked (grammar-rejected) draw
         self.candidates = (llama_cpp.llama_token_data * n_vocab)()
         self.view = np.ctypeslib.as_array(self.candidates)
-        self.view["id"] = np.arange(n_vocab, dtype=np.int32)
+        self.ids = np.arange(n_vocab, dtype=np.int32)  # written back before each draw: samplers reorder in place
         self.single = (llama_cpp.llama_token_data * 1)()
 
     def piece(self, token: int) -> str:
@@ -123,7 +123,7 @@ class SequenceSampler:
 
         lc, info = self.info.llama_cpp, self.info
         logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(info.n_vocab,))
-        info.view["id"] = np.arange(info.n_vocab, dtype=np.int32)
+        info.view["id"] = info.ids
         info.view["logit"] = logits
         info.view["p"] = 0.0
         arr = lc.llama_token_data_array(info.candidates, info.n_vocab, -1, False)

@@ -88,8 +88,7 @@ class GenerationWorker:
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=max_queue)
         self._thread = threading.Thread(target=self._run, name="turnspec-generation", daemon=True)
         self._lock = threading.Lock()
-        self._current: Job | None = None
-        self._active: list[Job] = []  # the batch's jobs (batched engines)
+        self._active: list[Job] = []  # the running jobs (one, or a batch's)
         self._stopping = False
 
     def start(self) -> None:
@@ -118,9 +117,8 @@ class GenerationWorker:
     def stop(self, timeout: float = 10.0) -> bool:
         """Cancel the running and queued jobs, then end the thread. True when it ended (the engine is free)."""
         self._stopping = True
-        for current in [self._current, *self._active]:
-            if current is not None:
-                current.cancel.set()
+        for running in list(self._active):
+            running.cancel.set()
         while True:
             try:
                 job = self._jobs.get_nowait()
@@ -202,7 +200,6 @@ class GenerationWorker:
         result = TurnResult()
         error: BaseException | None = None
         self.count_start(job)
-        self._current = job
         try:
             for event in stream_turn(job.model.spec, engine, job.enc, job.options, result, cancel=job.cancel,
                                      reader=job.reader, stop_ids=job.stop_ids):
@@ -210,6 +207,5 @@ class GenerationWorker:
         except Exception as exc:  # an engine failure ends this request only; the worker goes on
             error = exc
         finally:
-            self._current = None
             self.count_end(job, result, error)
         job.emit(Finished(result, error))
