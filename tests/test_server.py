@@ -330,6 +330,20 @@ def test_tool_results_go_back_into_the_prompt_with_object_arguments(qwen):
     assert "<tool_response>\n18 C, sunny\n</tool_response>" in prompt
 
 
+def test_a_tool_call_message_sent_back_with_null_content_renders(smol):
+    """What OpenAI returns for a call (`content: null`) and its client resends: SmolLM2's template concatenates
+    content as a string, so null used to surface as a 400 ('dict object' has no attribute 'content')."""
+    url, engine = smol
+    messages = user("Weather in Paris?") + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "abc123XYZ", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "abc123XYZ", "content": "18 C, sunny"},
+    ]
+    client(url).chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])
+    prompt = engine.generations[-1]["prompt"]
+    assert "<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n18 C, sunny<|im_end|>" in prompt
+
+
 # ------------------------------------------------------------------------------------------------ request fields
 def test_options_reach_the_engine(smol):
     url, engine = smol

@@ -252,12 +252,12 @@ def _message(m: MessageIn, i: int, developer_role: bool) -> dict[str, Any]:
     out = m.model_dump(exclude_none=True, exclude={"content", "tool_calls"})
     out["role"] = "system" if m.role == "developer" and not developer_role else m.role
     content = _text(m.content, where)
-    if content is None and not (m.role == "assistant" and m.tool_calls):
-        if m.role != "assistant":
-            raise bad(f"{where}.content: a {m.role} message needs content", param=f"{where}.content")
-        content = ""
-    if content is not None:
-        out["content"] = content
+    if content is None and m.role != "assistant":
+        raise bad(f"{where}.content: a {m.role} message needs content", param=f"{where}.content")
+    # An assistant message with only tool calls comes back with `content: null` (what OpenAI returns and its client
+    # resends). Most templates concatenate content as a string, so null (or no key) raises in them; "" renders the
+    # same as null in every template that accepts both.
+    out["content"] = content or ""
     if m.tool_calls:
         if m.role != "assistant":
             raise bad(f"{where}.tool_calls: only assistant messages carry tool calls", param=f"{where}.tool_calls")
