@@ -74,7 +74,7 @@ def in_process_llamacpp(spec, model: Path, n_tokens: int, runs: int) -> dict:
 
     messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": PROMPT}]
     enc = spec.encode(messages, add_generation_prompt=True, assistant_mask=False)
-    engine = load_engine("llamacpp", model)
+    engine = load_engine("llamacpp", model, n_threads=physical_cores())  # the same threads as the raw runs
     raw, control = (llama_cpp.Llama(model_path=str(model), n_ctx=engine.context_length, n_threads=physical_cores(),
                                     verbose=False) for _ in range(2))
     n = n_tokens
@@ -138,7 +138,7 @@ def command_llamacpp(model: Path, n_tokens: int, runs: int) -> dict:
     from turnspec.engines.base import physical_cores
 
     cmd = [sys.executable, "-m", "turnspec.cli", "run", "-p", PROMPT, "--system", SYSTEM, "--max-tokens",
-           str(n_tokens), "--json"]
+           str(n_tokens), "--json", "--threads", str(physical_cores())]
     text = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{PROMPT}<|im_end|>\n<|im_start|>assistant\n")
     ts_wall, raw_wall, decode = [], [], []
     for _ in range(runs):

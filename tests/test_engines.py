@@ -13,7 +13,7 @@ import pytest
 
 from turnspec.default_model import DEFAULT_MODEL_FILE, default_model_path
 from turnspec.engines import ENGINE_NAMES, EngineError, load_engine, pick_engine, stop_rules
-from turnspec.engines.base import physical_cores
+from turnspec.engines.base import idle_cores, physical_cores, threads_for
 from turnspec.errors import ModelSourceError, TurnspecError
 
 
@@ -119,6 +119,23 @@ def test_budget_checks_the_context():
 
 def test_physical_cores_is_sane():
     assert 1 <= physical_cores() <= (os.cpu_count() or 1)
+
+
+def test_default_threads_leave_busy_cores_alone():
+    """One decode thread sharing a core with another busy process stalls all of llama.cpp's threads (~1 tok/s
+    instead of 25 on 2 cores, bench/bench_threads.py): the default counts the cores other work keeps busy."""
+    assert threads_for(2, 2, None) == 2     # nothing known: every physical core
+    assert threads_for(2, 2, 1.97) == 2     # an idle machine (our own process uses a little)
+    assert threads_for(2, 2, 1.0) == 1      # one other busy process
+    assert threads_for(8, 16, 14.8) == 7    # hyper-threads: busy logical CPUs count against physical cores
+    assert threads_for(4, 4, 0.0) == 1      # every CPU busy: still one thread
+
+
+def test_idle_cores_are_measured_from_the_kernel():
+    idle = idle_cores(0.05)
+    if idle is None:
+        pytest.skip("no /proc/stat on this system: the default falls back to the physical cores")
+    assert 0.0 <= idle <= (os.cpu_count() or 1) + 1e-6
 
 
 # -- picking and loading engines -------------------------------------------------------------

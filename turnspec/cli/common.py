@@ -58,8 +58,11 @@ def load_pinned_spec(model: str | None, template: Path | None, profiles: Path) -
     return spec, apply_pins(spec, load_profile(spec, profiles))
 
 
-def open_engine(spec: Any, engine: str | None, n_ctx: int | None) -> Any:
+def open_engine(spec: Any, engine: str | None, n_ctx: int | None, threads: int | None = None) -> Any:
     """Load the model's weights into `engine` (or the one its kind calls for)."""
-    from ..engines import load_engine
+    from ..engines import load_engine, pick_engine
 
-    return load_engine(engine, spec.files.path, **({"n_ctx": n_ctx} if n_ctx else {}))
+    options: dict[str, Any] = {"n_ctx": n_ctx} if n_ctx else {}
+    if threads and (engine or pick_engine(spec.files.path)) in ("llamacpp", "transformers"):
+        options["n_threads"] = threads
+    return load_engine(engine, spec.files.path, **options)

@@ -35,6 +35,7 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print one turnspec/1 JSON envelope per answer (content, reasoning, tool calls, usage, timings)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="llamacpp | mlx | transformers (default: by model kind)."),
     n_ctx: Optional[int] = typer.Option(None, "--n-ctx", help="Context length for the engine."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: see the README (Engines)."),
     stop: Optional[list[str]] = typer.Option(None, "--stop", help="Extra stop string (repeatable)."),
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Extra template variable, key=value (e.g. enable_thinking=false)."),
     template: Optional[Path] = typer.Option(None, "--template", help="Use this chat template file instead."),
@@ -48,14 +49,15 @@ def run(
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     with fail_cleanly("run", as_json):
         _run(model, prompt, system, system_mode, max_tokens, temperature, top_p, seed, show_reasoning, as_json, engine,
-             n_ctx, stop, kw, template, show_prompt, profiles, verbose, tools, tool_choice, json_schema)
+             n_ctx, stop, kw, template, show_prompt, profiles, verbose, tools, tool_choice, json_schema, threads)
 
 
 def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], system_mode: Optional[str],
          max_tokens: int, temperature: float, top_p: float, seed: Optional[int], show_reasoning: Optional[bool],
          as_json: bool, engine: Optional[str], n_ctx: Optional[int], stop: Optional[list[str]],
          kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool,
-         tools: Optional[Path] = None, tool_choice: Optional[str] = None, json_schema: Optional[Path] = None) -> None:
+         tools: Optional[Path] = None, tool_choice: Optional[str] = None, json_schema: Optional[Path] = None,
+         threads: Optional[int] = None) -> None:
     from ..chat import ChatSession, GenerationOptions
 
     spec, pins = load_pinned_spec(model, template, profiles)
@@ -66,7 +68,7 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
     interactive = one_shot is None
     if show_reasoning is None:
         show_reasoning = sys.stdout.isatty()
-    eng = open_engine(spec, engine, n_ctx)
+    eng = open_engine(spec, engine, n_ctx, threads)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
                                 stop_strings=tuple(stop or ()), tools=read_json_file(tools, "tools") if tools else None,
                                 tool_choice=_tool_choice(tool_choice), response_format=_response_format(json_schema))
@@ -76,7 +78,8 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
     if show_prompt:
         session.on_prompt = lambda enc: ui.err.print(enc.text, style="dim", markup=False, end="\n")
     if verbose:
-        ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}, stops {sorted(spec.stops.halt_ids)}")
+        threads = f" ({eng.threads} threads)" if getattr(eng, "threads", None) else ""
+        ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}{threads}, stops {sorted(spec.stops.halt_ids)}")
         ui.note(_system_note(spec, system))
         for notice in pins.notices:
             ui.note(notice)

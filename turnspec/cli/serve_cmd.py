@@ -40,7 +40,7 @@ def serve(
     system_mode: Optional[str] = typer.Option(None, "--system-mode",
                                               help="When the template rejects a system role: error (HTTP 400) | merge (into the first user turn). Default: the profile's pin, else error."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait for the engine; more get HTTP 503."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: the physical cores."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: the physical cores not busy with other work (see the README)."),
     parallel: int = typer.Option(4, "--parallel", min=1, help="Requests decoded together in one batch (llama.cpp engine; each keeps the full context, so the KV cache is N times larger). 1: one at a time. Other engines run one at a time."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Most memory a resident model may take (e.g. 8GB); a bigger swap gets HTTP 503. Default: what the machine has free."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),

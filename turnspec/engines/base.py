@@ -183,6 +183,44 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
+def default_threads() -> int:
+    """Decode threads for this machine as it is now: the physical cores that are not busy with other work.
+
+    llama.cpp splits every operation evenly across its threads and waits for the slowest, so one thread that has to
+    share its core with another process stalls all of them: on 2 cores with one other busy process, SmolLM2 fell from
+    25 tok/s with 1 thread to ~1 tok/s with 2 (bench/bench_threads.py). Idle cores are measured over 0.1 s at load.
+    """
+    return threads_for(physical_cores(), os.cpu_count() or 1, idle_cores())
+
+
+def threads_for(physical: int, cpus: int, idle: float | None) -> int:
+    """All physical cores on an idle machine; one fewer for each of the `cpus` that other work keeps busy (>= 1)."""
+    if idle is None:
+        return physical
+    busy = max(0, round(cpus - idle))
+    return max(1, min(physical, physical - busy))
+
+
+def idle_cores(window_s: float = 0.1) -> float | None:
+    """How many CPUs were idle over `window_s` (from /proc/stat); None where the kernel does not say."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(window_s)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (idle1 - idle0) / (total1 - total0) * (os.cpu_count() or 1)
+
+
 def physical_cores() -> int:
     """Physical CPU cores usable by this process: hyper-threads slow llama.cpp-style decoding down."""
     try:

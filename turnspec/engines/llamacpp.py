@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, physical_cores
+from turnspec.engines.base import EngineBase, EngineError, default_threads
 
 DEFAULT_MAX_CONTEXT = 4096
 N_BATCH = 512
@@ -96,7 +96,7 @@ class LlamaCppEngine(EngineBase):
         # Default: min(trained context, 4096) per sequence.
         trained = trained_context(self.metadata)
         per_seq = n_ctx or min(trained or DEFAULT_MAX_CONTEXT, DEFAULT_MAX_CONTEXT)
-        threads = n_threads or physical_cores()
+        threads = self.threads = n_threads or default_threads()
         cparams = llama_cpp.llama_context_default_params()
         cparams.n_ctx = per_seq * parallel
         cparams.n_batch = cparams.n_ubatch = N_BATCH

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from turnspec.engines.base import EngineBase, EngineError, common_prefix, physical_cores
+from turnspec.engines.base import EngineBase, EngineError, common_prefix, default_threads
 
 MISSING = "the transformers engine needs transformers and torch: pip install 'turnspec[transformers]'"
 
@@ -50,7 +50,7 @@ class TransformersEngine(EngineBase):
         if not model_path.exists():
             raise EngineError(f"{model_path}: no such model folder")
         if device == "cpu":
-            torch.set_num_threads(n_threads or physical_cores())
+            torch.set_num_threads(n_threads or default_threads())
         kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
         if model_path.is_file() and model_path.suffix.lower() == ".gguf":
             # transformers dequantizes a GGUF itself (slow, needs `accelerate`); a folder is better.
