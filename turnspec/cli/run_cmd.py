@@ -78,7 +78,8 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
     if show_prompt:
         session.on_prompt = lambda enc: ui.err.print(enc.text, style="dim", markup=False, end="\n")
     if verbose:
-        threads = f" ({eng.threads} threads)" if getattr(eng, "threads", None) else ""
+        n = getattr(eng, "threads", None)
+        threads = f" ({n} thread{'s' if n != 1 else ''})" if n else ""
         ui.note(f"model {spec.name} ({spec.files.origin}), engine {eng.name}{threads}, stops {sorted(spec.stops.halt_ids)}")
         ui.note(_system_note(spec, system))
         for notice in pins.notices:
