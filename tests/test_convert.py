@@ -112,6 +112,18 @@ def test_an_unwritable_output_is_refused_before_the_conversion(tiny_gguf, tmp_pa
     assert leftovers(tmp_path) == []
 
 
+def test_the_folder_holding_the_gguf_is_never_the_output(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    gguf = write_tiny_gguf(folder / "tiny.gguf")
+    for source in (gguf, folder):  # the file, or the folder that holds it
+        result = invoke(source, "-o", folder, "--force")
+        assert_one_line_error(result, "holds the GGUF being converted")
+    result = invoke(gguf, "-o", tmp_path, "--force")  # a parent of it too
+    assert_one_line_error(result, "holds the GGUF being converted")
+    assert gguf.is_file() and [p.name for p in folder.iterdir()] == ["tiny.gguf"]
+
+
 def test_an_unknown_dtype_is_refused(tiny_gguf, tmp_path):
     result = invoke(tiny_gguf, "-o", tmp_path / "out", "--dtype", "int4")
     assert_one_line_error(result, "--dtype int4", "float32")

@@ -42,7 +42,7 @@ def _convert(model: Optional[str], output: Path, dtype: str, force: bool, as_jso
         raise ModelSourceError(f"--dtype {dtype}: expected one of {', '.join(DTYPES)}")
     gguf, name = gguf_source(model)
     output = output.expanduser()
-    check_output_folder(output, overwrite=force, fix="pass --force")
+    check_output_folder(output, gguf, overwrite=force, fix="pass --force")
     replaced = output.is_dir() and any(output.iterdir())
     start = time.monotonic()
     gguf_to_hf_folder(gguf, output, dtype=dtype, overwrite=True)

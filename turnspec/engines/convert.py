@@ -38,7 +38,7 @@ def gguf_to_hf_folder(gguf_path: Path, out_dir: Path, *, dtype: str = "float32",
         return out_dir
     if dtype not in DTYPES:
         raise EngineError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    check_output_folder(out_dir, overwrite=overwrite, fix="pass overwrite=True")
+    check_output_folder(out_dir, gguf_path, overwrite=overwrite, fix="pass overwrite=True")
     with staged_folder(out_dir) as folder:  # made first: an unwritable target fails before the slow part
         try:
             import accelerate  # noqa: F401  (transformers refuses GGUF loading without it)
@@ -66,8 +66,11 @@ def gguf_to_hf_folder(gguf_path: Path, out_dir: Path, *, dtype: str = "float32",
     return out_dir
 
 
-def check_output_folder(out_dir: Path, *, overwrite: bool, fix: str) -> None:
-    """Refuse an output that is a file, or a non-empty folder unless `overwrite` (`fix` says how to allow it)."""
+def check_output_folder(out_dir: Path, gguf_path: Path, *, overwrite: bool, fix: str) -> None:
+    """Refuse an output that is a file, that holds the GGUF (replacing it would delete the source), or a non-empty
+    folder unless `overwrite` (`fix` says how to allow it)."""
+    if out_dir.resolve() in Path(gguf_path).resolve().parents:
+        raise EngineError(f"{out_dir}: holds the GGUF being converted ({Path(gguf_path).name}); name another folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise EngineError(f"{out_dir}: exists and is not a folder; name a new folder for the converted model")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
