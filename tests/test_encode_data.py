@@ -257,7 +257,8 @@ def test_a_template_that_does_not_compile_raises_once_in_the_constructor(smollm2
     folder.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (folder / name).write_bytes((smollm2_dir / name).read_bytes())
-    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }\n", encoding="utf-8")  # synthetic
+    synthetic = "{% for m in messages %}{{ m.content }\n"  # a synthetic template with a syntax error
+    (folder / "chat_template.jinja").write_text(synthetic, encoding="utf-8")
     with pytest.raises(TemplateError, match=r"the chat template of model raised: unexpected '}' \(line 1\)"):
         ChatEncoder(folder)
 
@@ -287,6 +288,21 @@ def test_pandas_batches_with_missing_tools_and_typed_output(spec, smollm2_dir):
     assert list(failed["error"]) == ["message 0 has no role"] * 3
     arrow = pa.Table.from_pandas(failed, preserve_index=False).schema
     assert arrow.field("input_ids").type == pa.list_(pa.int32()) and arrow.field("length").type == pa.int32()
+
+
+def test_datasets_map_keeps_types_when_the_first_batch_fails(smollm2_dir):
+    """A first batch whose rows all failed typed the columns list<null> and the next batch could not be cast
+    ("Couldn't cast array of type int64 to null"); the batch's other columns stay (no remove_columns)."""
+    datasets = pytest.importorskip("datasets")
+    good = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    ds = datasets.Dataset.from_list([{"id": i, "messages": json.dumps([{"content": "no role"}] if i < 2 else good)}
+                                     for i in range(4)])
+    out = ds.map(ChatEncoder(smollm2_dir), batched=True, batch_size=1)
+    assert out.column_names == ["id", "messages", "input_ids", "assistant_masks", "labels", "length", "error"]
+    schema = out.data.schema
+    assert [schema.field(c).type for c in ("input_ids", "assistant_masks", "labels", "length")] == \
+        [pa.list_(pa.int32()), pa.list_(pa.int8()), pa.list_(pa.int32()), pa.int32()]
+    assert out["error"] == ["message 0 has no role"] * 2 + [""] * 2 and out[3]["input_ids"][0] == 1
 
 
 def test_dict_and_arrow_batches_have_one_schema(smollm2_dir):

@@ -46,7 +46,8 @@ def hostile_file(path: Path) -> dict[int, str]:
             "messages must be a list of {role, content} objects, not dict"),
         7: (b'{"messages": ["hello"]}', "message 0 must be a {role, content} object, not a string"),
         8: (json.dumps({**GOOD, "tools": "not json"}).encode(),
-            'tools must be a list of tool objects ({"type": "function", "function": {...}}), not a string (\'not json\')'),
+            'tools must be a list of tool objects ({"type": "function", "function": {...}}), '
+            "not a string ('not json')"),
         9: (b'{"messages": [{"role": "user", "content": ' + b"[" * 900 + b"]" * 900 + b"}]}",
             "nested too deeply to encode (Python's recursion limit): flatten the row"),
     }
@@ -77,8 +78,8 @@ def test_a_json_file_nested_too_deep_is_one_line(smollm2_dir, tmp_path):
     proc = subprocess.run(cli(str(data), "-o", str(tmp_path / "t.parquet"), "--model", str(smollm2_dir)),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.splitlines() == [f"turnspec: error: {data}: nested too deeply for the JSON parser; as JSON Lines "
-                                        "(.jsonl) such a row is only that row's error"]
+    assert proc.stderr.splitlines() == [f"turnspec: error: {data}: nested too deeply for the JSON parser; as JSON "
+                                        "Lines (.jsonl) such a row is only that row's error"]
 
 
 # ------------------------------------------------------------------------------------------ the output's filesystem

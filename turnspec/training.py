@@ -2,10 +2,10 @@
 
 `ChatEncoder(model)` is a plain picklable callable. It maps a batch of rows (a `messages` column in OpenAI's
 format, an optional `tools` column) to `input_ids`, `assistant_masks`, `labels` (-100 outside the mask), `length`
-and `error` ("" when the row encoded), one row out per row in, so it runs unchanged under `datasets.Dataset.map(batched=True, num_proc=N)`
-and Ray Data's `map_batches` in every batch format. The output always has the same Arrow types (`arrow_schema(with_error=True)`): a
-batch of Python lists cannot carry them, and a batch whose rows all failed would otherwise be typed `list<null>`,
-which no reader can later combine with the other files or shards.
+and `error` ("" when the row encoded), one row out per row in, so it runs unchanged under
+`datasets.Dataset.map(batched=True, num_proc=N)` and Ray Data's `map_batches` in every batch format. The output
+always has the same Arrow types (`arrow_schema(with_error=True)`): a batch of Python lists cannot carry them, and a
+batch whose rows all failed would be typed `list<null>`, which no reader can combine with the other files or shards.
 
 The model is loaded in the constructor, so a model that does not load raises there, once, not as an error on every
 row. What the encoder pickles is the model's name or path and the options: each process loads the model again,
@@ -164,9 +164,11 @@ class ChatEncoder:
 
     # -- a batch, for datasets.map(batched=True) and Ray's map_batches --
     def __call__(self, batch: Any) -> Any:
-        """The output columns (`arrow_schema(with_error=True)`) for a batch: a pandas DataFrame in gives a DataFrame with Arrow-typed
-        columns; a dict of columns (datasets, Ray's "numpy" format) or a pyarrow Table in gives a pyarrow Table.
-        Both frameworks take either back, and only typed columns keep one schema across batches."""
+        """The output columns (`arrow_schema(with_error=True)`) for a batch, typed so that they keep those types in
+        every batch: for a `datasets` batch, a dict of numpy columns (datasets keeps the batch's other columns); for
+        a pandas DataFrame, a DataFrame with Arrow-typed columns; for a pyarrow Table or any other dict of columns
+        (Ray's "numpy" format), a pyarrow Table. Python lists cannot carry the types: a batch whose rows all failed
+        would be typed `list<null>`."""
         kind, columns = _columns_of(batch, (self.messages_column, self.tools_column))
         if self.messages_column not in columns:
             raise ValueError(f"the batch has no {self.messages_column!r} column (the conversations in OpenAI message "
@@ -260,10 +262,24 @@ def _columns_of(batch: Any, wanted: Sequence[str]) -> tuple[str, Mapping[str, Se
         return "pyarrow", batch.select([c for c in wanted if c in batch.column_names]).to_pydict()
     if module.startswith("pandas"):
         return "pandas", {c: list(batch[c]) for c in wanted if c in batch.columns}
-    return "dict", {c: batch[c] for c in wanted if c in batch}
+    kind = "datasets" if module.startswith("datasets") else "dict"  # datasets' LazyBatch, or Ray's numpy dict
+    return kind, {c: batch[c] for c in wanted if c in batch}
 
 
 def _as_kind(kind: str, columns: dict[str, list[Any]]) -> Any:
+    """The columns typed as `arrow_schema(with_error=True)`, in the form each caller keeps the types of."""
+    if kind == "datasets":  # a dict, so that datasets keeps the batch's other columns; numpy, so that it keeps types
+        import numpy as np
+
+        out: dict[str, Any] = {}
+        for name, dtype in (("input_ids", np.int32), ("assistant_masks", np.int8), ("labels", np.int32)):
+            cells = np.empty(len(columns[name]), dtype=object)
+            for i, value in enumerate(columns[name]):  # one by one: equal lengths must not make a 2-D array
+                cells[i] = np.asarray(value, dtype=dtype)
+            out[name] = cells
+        out["length"] = np.asarray(columns["length"], dtype=np.int32)
+        out["error"] = columns["error"]
+        return out
     import pyarrow as pa
 
     table = pa.table(columns, schema=_batch_schema())
@@ -271,7 +287,7 @@ def _as_kind(kind: str, columns: dict[str, list[Any]]) -> Any:
         import pandas as pd
 
         return table.to_pandas(types_mapper=pd.ArrowDtype)  # Arrow-typed: numpy cells would become tensor types
-    return table
+    return table  # Ray's numpy format, a caller's own dict, a pyarrow Table
 
 
 OUTPUT_SCHEMA_VERSION = "turnspec.encode/1"  # bumped when a column is added, removed or retyped
