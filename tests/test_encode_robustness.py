@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from test_encode_data import write_dataset
+from turnspec.training import TOO_DEEP
 
 pytest.importorskip("pyarrow", reason="turnspec encode needs pyarrow: pip install 'turnspec[data]'")
 import pyarrow.parquet as pq  # noqa: E402
@@ -49,7 +50,7 @@ def hostile_file(path: Path) -> dict[int, str]:
             'tools must be a list of tool objects ({"type": "function", "function": {...}}), '
             "not a string ('not json')"),
         9: (b'{"messages": [{"role": "user", "content": ' + b"[" * 900 + b"]" * 900 + b"}]}",
-            "nested too deeply to encode (Python's recursion limit): flatten the row"),
+            TOO_DEEP),
     }
     with path.open("wb") as f:
         for n in range(1, 12):
@@ -70,6 +71,20 @@ def test_each_bad_row_is_its_own_error(smollm2_dir, tmp_path, procs):
     assert {s["row"]: s["error"] for s in report["skipped"]} == expected
     assert report["rows_read"] == 11 and report["rows_written"] == 11 - len(expected)
     assert pq.read_table(out).column("row").to_pylist() == [n for n in range(1, 12) if n not in expected]
+
+
+@pytest.mark.slow
+def test_a_deep_row_of_a_json_file_on_two_processes(smollm2_dir, tmp_path):
+    """A row the JSON parser still takes (960 levels) but that cannot be pickled to a worker: that row's error."""
+    data = tmp_path / "chats.json"
+    deep = '{"messages": [{"role": "user", "content": ' + "[" * 960 + "]" * 960 + "}]}"
+    data.write_text(f"[{json.dumps(GOOD)}, {deep}, {json.dumps(GOOD)}]", encoding="utf-8")
+    out = tmp_path / "train.parquet"
+    proc = subprocess.run(cli(str(data), "-o", str(out), "--model", str(smollm2_dir), "--num-proc", "2", "--json"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)["data"]
+    assert report["skipped"] == [{"row": 2, "error": TOO_DEEP}] and report["rows_written"] == 2
 
 
 def test_a_json_file_nested_too_deep_is_one_line(smollm2_dir, tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .datafiles import atomic_parquet, check_input, count_rows, parse_jsonl_row, read_chunks
-from .training import ChatEncoder, EncodedRow, arrow_schema
+from .training import TOO_DEEP, ChatEncoder, EncodedRow, arrow_schema
 
 CHUNK_ROWS = 256
 PROVENANCE_KEY = "turnspec"  # the Parquet metadata key of ChatEncoder.provenance() (JSON)
@@ -94,8 +95,29 @@ def _encoded(chunks: Iterable[tuple[int, list[Any]]], encoder: ChatEncoder, proc
         return
     ctx = multiprocessing.get_context("spawn")  # never fork a process whose tokenizer threads may be running
     with ctx.Pool(procs, initializer=_init_worker, initargs=(encoder,)) as pool:
-        for start, encoded in pool.imap(_work, chunks, chunksize=1):
+        shipped = ((start, _pickled(rows)) for start, rows in chunks)
+        for start, encoded in pool.imap(_work, shipped, chunksize=1):
             yield start, encoded
+
+
+class TooDeep:
+    """Stands in for a row nested too deeply to send to a worker (pickling recurses; the pool would die of it)."""
+
+
+def _pickled(rows: list[Any]) -> bytes:
+    """The chunk as bytes for a worker, pickled here where a RecursionError can be one row's error."""
+    try:
+        return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+    except RecursionError:
+        return pickle.dumps([row if _picklable(row) else TooDeep() for row in rows], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _picklable(row: Any) -> bool:
+    try:
+        pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        return True
+    except RecursionError:
+        return False
 
 
 _WORKER: ChatEncoder | None = None
@@ -115,12 +137,12 @@ def _init_worker(encoder: ChatEncoder) -> None:
         _WORKER_ERROR = exc
 
 
-def _work(chunk: tuple[int, list[Any]]) -> tuple[int, list[EncodedRow | None]]:
+def _work(chunk: tuple[int, bytes]) -> tuple[int, list[EncodedRow | None]]:
     if _WORKER_ERROR is not None:
         raise _WORKER_ERROR
     assert _WORKER is not None
-    start, rows = chunk
-    return start, encode_chunk(_WORKER, rows)
+    start, data = chunk
+    return start, encode_chunk(_WORKER, pickle.loads(data))  # unpickling does not recurse
 
 
 def encode_chunk(encoder: ChatEncoder, rows: list[Any]) -> list[EncodedRow | None]:
@@ -130,6 +152,9 @@ def encode_chunk(encoder: ChatEncoder, rows: list[Any]) -> list[EncodedRow | Non
     for row in rows:
         if row is None:
             out.append(None)
+            continue
+        if isinstance(row, TooDeep):
+            out.append(EncodedRow(error=TOO_DEEP))
             continue
         if isinstance(row, (bytes, str)):  # a JSON Lines row, decoded and parsed here (in the worker)
             try:

@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100
+TOO_DEEP = "nested too deeply to encode (Python's recursion limit): flatten the row"  # a row's error
 OVERFLOW = ("truncate", "drop")
 
 
@@ -317,7 +318,7 @@ def _source_of(spec: Any) -> str | None:
 
 def _one_line(exc: BaseException) -> str:
     if isinstance(exc, RecursionError):
-        return "nested too deeply to encode (Python's recursion limit): flatten the row"
+        return TOO_DEEP
     text = " ".join(str(exc).split())
     return text if isinstance(exc, (ValueError,)) or type(exc).__module__.startswith("turnspec") \
         else f"{type(exc).__name__}: {text}"
