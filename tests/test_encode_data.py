@@ -234,3 +234,169 @@ def test_a_failed_run_leaves_the_old_output(smollm2_dir, tmp_path, monkeypatch):
         encode_run.encode_file(data, out, ChatEncoder(smollm2_dir))
     assert out.read_bytes() == b"previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "train.parquet"]  # no temporary file left
+
+
+# ------------------------------------------------------------------------------------------ a model that does not load
+def test_a_model_that_does_not_load_raises_once_in_the_constructor(tmp_path, monkeypatch):
+    """Offline and not cached: one one-line error when the encoder is made, not the same error on every row (after
+    which the README's filter step left an empty dataset, silently)."""
+    from turnspec.errors import TurnspecError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(TurnspecError) as raised:
+        ChatEncoder("org/name")
+    message = str(raised.value)
+    assert "org/name" in message and "\n" not in message
+
+
+def test_a_template_that_does_not_compile_raises_once_in_the_constructor(smollm2_dir, tmp_path):
+    from turnspec.errors import TemplateError
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((smollm2_dir / name).read_bytes())
+    synthetic = "{% for m in messages %}{{ m.content }\n"  # a synthetic template with a syntax error
+    (folder / "chat_template.jinja").write_text(synthetic, encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"the chat template of model raised: unexpected '}' \(line 1\)"):
+        ChatEncoder(folder)
+
+
+def test_the_batch_without_a_messages_column_raises(smollm2_dir):
+    with pytest.raises(ValueError, match="the batch has no 'messages' column"):
+        ChatEncoder(smollm2_dir)({"conversation": [[{"role": "user", "content": "hi"}]]})
+
+
+# ------------------------------------------------------------------------------------------ batches: NA and fixed types
+def test_pandas_batches_with_missing_tools_and_typed_output(spec, smollm2_dir):
+    """pandas holds a missing `tools` as NA, None or NaN depending on how the frame was made; each is "no tools".
+    The output keeps its Arrow types even for a batch whose rows all failed (no list<null>)."""
+    pd = pytest.importorskip("pandas")
+    rnd = random.Random(5)
+    rows = [conversation(rnd) for _ in range(12)]
+    frame = pd.DataFrame({"messages": [r["messages"] for r in rows],
+                          "tools": pd.array([r.get("tools") for r in rows], dtype=object)})
+    encoder = ChatEncoder(smollm2_dir)
+    expected = [spec.encode(**_call_args(r)).ids for r in rows]
+    for missing in (pd.NA, None, float("nan")):
+        frame["tools"] = [r["tools"] if "tools" in r else missing for r in rows]
+        out = encoder(frame)
+        assert isinstance(out, pd.DataFrame) and list(out["error"]) == [""] * 12, (missing, list(out["error"]))
+        assert [list(ids) for ids in out["input_ids"]] == expected
+    failed = encoder(pd.DataFrame({"messages": [[{"content": "no role"}]] * 3}))
+    assert list(failed["error"]) == ["message 0 has no role"] * 3
+    arrow = pa.Table.from_pandas(failed, preserve_index=False).schema
+    assert arrow.field("input_ids").type == pa.list_(pa.int32()) and arrow.field("length").type == pa.int32()
+
+
+def test_datasets_map_keeps_types_when_the_first_batch_fails(smollm2_dir):
+    """A first batch whose rows all failed typed the columns list<null> and the next batch could not be cast
+    ("Couldn't cast array of type int64 to null"); the batch's other columns stay (no remove_columns)."""
+    datasets = pytest.importorskip("datasets")
+    good = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    ds = datasets.Dataset.from_list([{"id": i, "messages": json.dumps([{"content": "no role"}] if i < 2 else good)}
+                                     for i in range(4)])
+    out = ds.map(ChatEncoder(smollm2_dir), batched=True, batch_size=1)
+    assert out.column_names == ["id", "messages", "input_ids", "assistant_masks", "labels", "length", "error"]
+    schema = out.data.schema
+    assert [schema.field(c).type for c in ("input_ids", "assistant_masks", "labels", "length")] == \
+        [pa.list_(pa.int32()), pa.list_(pa.int8()), pa.list_(pa.int32()), pa.int32()]
+    assert out["error"] == ["message 0 has no role"] * 2 + [""] * 2 and out[3]["input_ids"][0] == 1
+
+
+def test_dict_and_arrow_batches_have_one_schema(smollm2_dir):
+    from turnspec.training import arrow_schema
+
+    encoder = ChatEncoder(smollm2_dir)
+    good = {"messages": [[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]]}
+    bad = {"messages": [[{"content": "no role"}]], "tools": [None]}
+    for batch in (good, bad, pa.table(good), pa.table(bad)):
+        out = encoder(batch)
+        assert out.schema == arrow_schema(with_error=True)
+
+
+# ------------------------------------------------------------------------------------------ the report: inexact rows
+def reasoning_rows(n_inexact: int, n_exact: int) -> list[dict]:
+    """Conversations for Qwen3 (whose template drops past reasoning from history): a past turn with reasoning makes
+    the mask inexact; the others are exact."""
+    rows = []
+    for i in range(n_inexact + n_exact):
+        messages = [{"role": "user", "content": f"question {i}"},
+                    {"role": "assistant", "content": f"answer {i}"},
+                    {"role": "user", "content": "and then?"},
+                    {"role": "assistant", "content": "then this."}]
+        if i < n_inexact:
+            messages[1]["reasoning_content"] = f"thinking about {i}"
+        rows.append({"messages": messages})
+    return rows
+
+
+@pytest.mark.slow
+def test_the_report_lists_rows_with_an_inexact_mask(tmp_path):
+    from conftest import SHARED, need
+    from typer.testing import CliRunner
+
+    from turnspec.cli import app
+
+    qwen3 = need(SHARED / "models" / "qwen3-tokenizer")
+    spec = turnspec.load(qwen3)
+    rows = reasoning_rows(14, 6)
+    random.Random(6).shuffle(rows)
+    data = tmp_path / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    expected = []
+    for n, r in enumerate(rows, 1):
+        enc = spec.encode(r["messages"])
+        if not enc.mask_exact:
+            expected.append({"row": n, "reason": "; ".join(enc.mask_notes)})
+    assert len(expected) == 14 and all(e["reason"] for e in expected)
+
+    out = tmp_path / "train.parquet"
+    result = CliRunner().invoke(app, ["encode", str(data), "-o", str(out), "--model", str(qwen3), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)["data"]
+    assert report["rows_inexact_mask"] == 14 and report["inexact"] == expected  # every one, with the encoding's reason
+    assert {r["row"] for r in report["inexact"]} <= set(pq.read_table(out).column("row").to_pylist())
+
+    result = CliRunner().invoke(app, ["encode", str(data), "-o", str(out), "--model", str(qwen3)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    head = lines.index("14 rows written with an inexact mask (`turnspec render --tokens` shows one):")
+    assert lines[head + 1:head + 11] == [f"  row {e['row']}: {e['reason']}" for e in expected[:10]]
+    assert lines[head + 11] == "  … 4 more (--report FILE or --json lists them all)"
+
+
+# ------------------------------------------------------------------------------------------ provenance and columns
+def test_the_parquet_records_what_produced_it(spec, smollm2_dir, tmp_path):
+    data = tmp_path / "c.jsonl"
+    write_dataset(data, 30)
+    out = tmp_path / "train.parquet"
+    proc = run_cli(str(data), "-o", str(out), "--model", str(smollm2_dir), "--kw", "enable_thinking=false",
+                   "--max-length", "512", "--train-prompt-supplied", "--json")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(pq.read_schema(out).metadata[b"turnspec"])
+    assert meta == {
+        "schema": "turnspec.encode/1", "turnspec_version": turnspec.__version__, "model": str(smollm2_dir),
+        "model_name": spec.name, "template_sha256": spec.template_sha256,
+        "templates_sha256": {"default": spec.template_sha256}, "template_kwargs": {"enable_thinking": False},
+        "mask": {"method": "universal", "mask_prompt_supplied": False}, "max_length": 512, "overflow": "truncate"}
+    assert json.loads(proc.stdout)["data"]["provenance"] == meta
+    import hashlib
+
+    assert meta["template_sha256"] == hashlib.sha256(
+        (smollm2_dir / "chat_template.jinja").read_bytes()).hexdigest()
+
+
+def test_the_readme_documents_every_output_column():
+    """The column table in the README's encode section names exactly the columns the file has, in order."""
+    import re
+
+    from conftest import REPO
+    from turnspec.training import arrow_schema
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("### Training data: `turnspec encode`"):]
+    section = section[:section.index("\n## ")]
+    documented = re.findall(r"^\| `(\w+)` \| ", section, flags=re.M)
+    assert documented == arrow_schema(with_row=True).names

@@ -168,3 +168,29 @@ def test_template_that_loops_forever_with_the_default_limit_via_subprocess(tmp_p
 
 def test_unknown_model_is_one_line(tmp_path):
     assert_one_line_error(invoke("onboard", tmp_path / "nowhere", "--out", tmp_path), "no such file or folder")
+
+
+def test_template_with_a_syntax_error_is_one_line(tmp_path):
+    """As `render` says it (one line naming the template), with a partial report: not a jinja traceback."""
+    template = tmp_path / "broken.jinja"  # synthetic
+    template.write_text("{% for m in messages %}{{ m.content }\n{% endfor %}", encoding="utf-8")
+    result = invoke("onboard", template, "--out", tmp_path / "p")
+    assert_one_line_error(result, "the chat template of broken raised: unexpected '}' (line 1)")
+    assert "PARTIAL" in result.stdout and "sha256" in result.stdout
+    as_json = invoke("onboard", template, "--json", "--out", tmp_path / "p")
+    envelope = json.loads(as_json.stdout)
+    assert envelope["error"]["message"] == "the chat template of broken raised: unexpected '}' (line 1)"
+
+
+def test_tokenizer_config_nested_too_deep_is_one_line(smollm2_dir, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(smollm2_dir, folder)
+    depth = 100_000
+    (folder / "tokenizer_config.json").write_text('{"x": ' + "[" * depth + "]" * depth + "}", encoding="utf-8")
+    result = invoke("onboard", folder, "--out", tmp_path / "p")
+    assert_one_line_error(result, "tokenizer_config.json: invalid JSON (nested too deeply to parse)")
+    assert "PARTIAL" in result.stdout and "replaces a default" in result.stdout  # the template still probed
+    messages = tmp_path / "chat.json"
+    messages.write_text(json.dumps([{"role": "user", "content": "hi"}]), encoding="utf-8")
+    render = invoke("render", folder, "--messages", messages)  # the loader every command shares
+    assert_one_line_error(render, "tokenizer_config.json: invalid JSON (nested too deeply to parse)")

@@ -1,15 +1,18 @@
 """Conversation files in, Parquet out: JSON Lines, JSON and Parquet rows read in chunks; Parquet written atomically.
 
-Rows are read as cheaply as possible in the reading process (JSON Lines stay unparsed text) so that parsing runs in
-the encoding workers. A line that is not JSON is a bad row like any other, reported with its row number, never a
-reason to stop. Output goes to a temporary file beside the target, renamed over it only when complete: an
-interrupted or failed run leaves the previous file (or none), never half of one.
+Rows are read as cheaply as possible in the reading process (JSON Lines stay undecoded bytes) so that decoding and
+parsing run in the encoding workers. A line that is not UTF-8, not JSON, or nested deeper than the parser goes is a
+bad row like any other, reported with its row number, never a reason to stop (and never "repaired" into a good row).
+Output goes to a temporary file beside the target, renamed over it only when complete: an interrupted or failed run
+(a full disk, a folder that refuses the file) leaves the previous file (or none), never half of one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -50,8 +53,8 @@ def count_rows(path: Path) -> int | None:
 
 
 def read_chunks(path: Path, chunk_rows: int = 256) -> Iterator[tuple[int, list[Any]]]:
-    """(index of the first row, rows) for consecutive chunks of `path`. JSON Lines rows are raw text (parsed by the
-    encoder), None for a blank line; other rows are Python objects."""
+    """(index of the first row, rows) for consecutive chunks of `path`. JSON Lines rows are raw bytes (decoded and
+    parsed by `parse_jsonl_row` in the worker), None for a blank line; other rows are Python objects."""
     fmt = check_input(path)
     if fmt == "jsonl":
         yield from _chunks(_jsonl_rows(path), chunk_rows)
@@ -72,19 +75,27 @@ def _chunks(rows: Iterator[Any], size: int) -> Iterator[tuple[int, list[Any]]]:
         yield start, chunk
 
 
-def _jsonl_rows(path: Path) -> Iterator[str | None]:
-    """Each line, None for a blank one (kept so that row numbers are line numbers)."""
-    with path.open("r", encoding="utf-8", errors="replace", newline="\n") as f:
+def _jsonl_rows(path: Path) -> Iterator[bytes | None]:
+    """Each line as bytes, None for a blank one (kept so that row numbers are line numbers). Bytes, not text: a line
+    that is not UTF-8 must be that row's error, not silently "replaced" and encoded as a good row."""
+    with path.open("rb") as f:
         for line in f:
             yield line if line.strip() else None
 
 
 def _json_rows(path: Path) -> list[Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise TurnspecError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); "
                             "a file with one broken row is better as JSON Lines (.jsonl)") from None
+    except UnicodeDecodeError as exc:
+        raise TurnspecError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                            "save it as UTF-8, or as JSON Lines (.jsonl) where a bad line is only that row's error"
+                            ) from None
+    except RecursionError:
+        raise TurnspecError(f"{path}: nested too deeply for the JSON parser; as JSON Lines (.jsonl) such a row is "
+                            "only that row's error") from None
     if isinstance(data, dict) and isinstance(data.get("messages"), list) and data["messages"] \
             and isinstance(data["messages"][0], dict) and "role" in data["messages"][0]:
         return [data]  # one conversation
@@ -115,18 +126,27 @@ def _parquet_file(path: Path) -> Any:
         raise TurnspecError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())})") from None
 
 
-def parse_jsonl_row(line: str) -> Any:
-    """A JSON Lines row; raises ValueError with the parser's message (the encoder reports it as the row's error)."""
+def parse_jsonl_row(line: bytes | str) -> Any:
+    """A JSON Lines row; raises ValueError with a one-line reason (the encoder reports it as the row's error)."""
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"not UTF-8 text (byte 0x{line[exc.start]:02x} at column {exc.start + 1}); save the "
+                             "file as UTF-8") from None
     try:
-        return json.loads(line)
+        return json.loads(line.lstrip("\ufeff"))  # a byte order mark before the first row is not an error
     except json.JSONDecodeError as exc:
         raise ValueError(f"invalid JSON at column {exc.colno} ({exc.msg})") from None
+    except RecursionError:
+        raise ValueError("JSON nested too deeply to parse (Python's recursion limit): flatten the row") from None
 
 
 @contextmanager
 def atomic_parquet(path: Path, schema: Any) -> Iterator[Any]:
-    """A `pyarrow.parquet.ParquetWriter` on a temporary file beside `path`, renamed over it when the block ends
-    without an error; removed otherwise."""
+    """A `pyarrow.parquet.ParquetWriter` on a temporary file beside `path`, synced and renamed over it when the block
+    ends without an error; removed otherwise. A write that fails (read-only folder, full disk) is a one-line
+    TurnspecError, and `path` is left as it was."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -135,12 +155,68 @@ def atomic_parquet(path: Path, schema: Any) -> Iterator[Any]:
     if not path.parent.is_dir():
         raise TurnspecError(f"{path}: the folder {path.parent} does not exist")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    writer = pq.ParquetWriter(tmp, schema)
+    writer = None
     try:
-        yield writer
-        writer.close()
-        os.replace(tmp, path)
+        with _writing(path):
+            writer = pq.ParquetWriter(tmp, schema)
+        yield _CheckedWriter(writer, path)
+        with _writing(path):
+            writer.close()
+            writer = None
+            _sync(tmp, path)
+            os.replace(tmp, path)
     except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:  # the same full disk
+                pass
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
         raise
+
+
+class _CheckedWriter:
+    """The Parquet writer with its OSErrors (ENOSPC, EIO) as one-line TurnspecErrors that name the output."""
+
+    def __init__(self, writer: Any, path: Path):
+        self._writer, self._path = writer, path
+
+    def write_table(self, table: Any) -> None:
+        with _writing(self._path):
+            self._writer.write_table(table)
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:  # pyarrow's IO errors are OSErrors too, with the errno only in the message
+        state = "left as it was" if path.exists() else "not written"
+        raise TurnspecError(f"{path}: cannot write the output ({_reason(exc)}); {path.name} is {state}") from None
+
+
+def _reason(exc: OSError) -> str:
+    code = exc.errno
+    if code is None:
+        found = re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)
+        code = int(found.group(1)) if found else None
+    if code == errno.ENOSPC:
+        return "no space left on the device"
+    if code is not None:
+        return os.strerror(code)
+    return " ".join(str(exc).split())
+
+
+def _sync(tmp: Path, path: Path) -> None:
+    """The finished file on disk before the rename (a crash after it never leaves an empty file), with the mode of
+    the file it replaces."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if path.exists():
+        os.chmod(tmp, path.stat().st_mode & 0o7777)

@@ -2,22 +2,28 @@
 
 Chunks of rows go to worker processes in order and come back in order, so the output is the same for any number
 of processes. Each worker loads the model once and uses one core (the tokenizer's own thread pool is off: the
-processes are the parallelism). A bad row is a line in the report, never the end of the run.
+processes are the parallelism). A bad row (not UTF-8, not JSON, nested too deep, not a conversation, rejected by
+the template) is a line in the report, never the end of the run. The Parquet file's metadata records what produced
+it (`ChatEncoder.provenance()`, under the key "turnspec").
 """
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
+import pickle
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from .datafiles import atomic_parquet, check_input, count_rows, parse_jsonl_row, read_chunks
-from .training import ChatEncoder, EncodedRow, arrow_schema
+from .training import TOO_DEEP, ChatEncoder, EncodedRow, arrow_schema
 
 CHUNK_ROWS = 256
+PROVENANCE_KEY = "turnspec"  # the Parquet metadata key of ChatEncoder.provenance() (JSON)
 
 
 @dataclass
@@ -41,6 +47,8 @@ class EncodeReport:
     max_length: int | None = None
     overflow: str = "truncate"
     skipped: list[dict[str, Any]] = field(default_factory=list)  # {"row": n, "error": "..."}
+    inexact: list[dict[str, Any]] = field(default_factory=list)  # {"row": n, "reason": "..."}: written, mask not exact
+    provenance: dict[str, Any] = field(default_factory=dict)  # also in the Parquet file's metadata
 
     @property
     def masked_share(self) -> float:
@@ -58,17 +66,19 @@ class EncodeReport:
 def encode_file(input_path: Path, output_path: Path, encoder: ChatEncoder, *, num_proc: int = 1,
                 on_progress: Callable[[int, int | None], None] | None = None) -> EncodeReport:
     """Encode every row of `input_path` into `output_path` (Parquet: row, input_ids, assistant_masks, labels,
-    length). `on_progress(rows done, total or None)` is called after each chunk (JSON Lines count lines)."""
+    length; the provenance in its metadata). `on_progress(rows done, total or None)` is called after each chunk
+    (JSON Lines count lines)."""
     input_path, output_path = Path(input_path), Path(output_path)
     check_input(input_path)
     total = count_rows(input_path) if on_progress is not None else None  # a pass over the file: only for a bar
     encoder.spec  # fail on a bad model here, in one line, before any worker starts
     procs = max(1, num_proc or os.cpu_count() or 1)
     report = EncodeReport(str(input_path), str(output_path), encoder.model or encoder.spec.name, processes=procs,
-                          max_length=encoder.max_length, overflow=encoder.overflow)
+                          max_length=encoder.max_length, overflow=encoder.overflow, provenance=encoder.provenance())
+    schema = arrow_schema(with_row=True).with_metadata({PROVENANCE_KEY: json.dumps(report.provenance)})
     t0 = time.perf_counter()
     chunks = read_chunks(input_path, CHUNK_ROWS)
-    with atomic_parquet(output_path, arrow_schema(with_row=True)) as writer:
+    with atomic_parquet(output_path, schema) as writer:
         for start, rows in _encoded(chunks, encoder, procs):
             _add(report, writer, start, rows)
             if on_progress is not None:
@@ -85,35 +95,68 @@ def _encoded(chunks: Iterable[tuple[int, list[Any]]], encoder: ChatEncoder, proc
         return
     ctx = multiprocessing.get_context("spawn")  # never fork a process whose tokenizer threads may be running
     with ctx.Pool(procs, initializer=_init_worker, initargs=(encoder,)) as pool:
-        for start, encoded in pool.imap(_work, chunks, chunksize=1):
+        shipped = ((start, _pickled(rows)) for start, rows in chunks)
+        for start, encoded in pool.imap(_work, shipped, chunksize=1):
             yield start, encoded
 
 
+class TooDeep:
+    """Stands in for a row nested too deeply to send to a worker (pickling recurses; the pool would die of it)."""
+
+
+def _pickled(rows: list[Any]) -> bytes:
+    """The chunk as bytes for a worker, pickled here where a RecursionError can be one row's error."""
+    try:
+        return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
+    except RecursionError:
+        return pickle.dumps([row if _picklable(row) else TooDeep() for row in rows], protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _picklable(row: Any) -> bool:
+    try:
+        pickle.dumps(row, protocol=pickle.HIGHEST_PROTOCOL)
+        return True
+    except RecursionError:
+        return False
+
+
 _WORKER: ChatEncoder | None = None
+_WORKER_ERROR: BaseException | None = None
 
 
 def _init_worker(encoder: ChatEncoder) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool, a worker must not print a traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
-    global _WORKER
+    global _WORKER, _WORKER_ERROR
     _WORKER = encoder
-    encoder.spec  # load the model once per process
+    try:
+        encoder.spec  # load the model once per process
+    except Exception as exc:  # an initializer that raises makes the pool respawn workers forever: report it on use
+        _WORKER_ERROR = exc
 
 
-def _work(chunk: tuple[int, list[Any]]) -> tuple[int, list[EncodedRow | None]]:
+def _work(chunk: tuple[int, bytes]) -> tuple[int, list[EncodedRow | None]]:
+    if _WORKER_ERROR is not None:
+        raise _WORKER_ERROR
     assert _WORKER is not None
-    start, rows = chunk
-    return start, encode_chunk(_WORKER, rows)
+    start, data = chunk
+    return start, encode_chunk(_WORKER, pickle.loads(data))  # unpickling does not recurse
 
 
 def encode_chunk(encoder: ChatEncoder, rows: list[Any]) -> list[EncodedRow | None]:
-    """Each row encoded; None for a blank JSON Lines line (not a row)."""
+    """Each row encoded; None for a blank JSON Lines line (not a row). A row never raises: whatever goes wrong with
+    it is its error (only a model that does not load stops the run)."""
     out: list[EncodedRow | None] = []
     for row in rows:
         if row is None:
             out.append(None)
             continue
-        if isinstance(row, str):  # a JSON Lines row, parsed here (in the worker)
+        if isinstance(row, TooDeep):
+            out.append(EncodedRow(error=TOO_DEEP))
+            continue
+        if isinstance(row, (bytes, str)):  # a JSON Lines row, decoded and parsed here (in the worker)
             try:
                 row = parse_jsonl_row(row)
             except ValueError as exc:
@@ -138,7 +181,9 @@ def _add(report: EncodeReport, writer: Any, start: int, rows: list[EncodedRow | 
             continue
         good.append((start + i + 1, row))
         report.rows_truncated += row.truncated
-        report.rows_inexact_mask += not row.exact
+        if not row.exact:
+            report.rows_inexact_mask += 1
+            report.inexact.append({"row": start + i + 1, "reason": row.mask_note})
         masked = sum(row.assistant_masks)
         report.rows_no_assistant_tokens += masked == 0
         report.tokens += row.length

@@ -199,6 +199,22 @@ def render_conversation(
     return Rendered(text, spans)
 
 
+def check_template_syntax(source: str, model_name: str | None = None) -> None:
+    """Raise the same one-line TemplateError a render would for a template that does not compile; for callers that
+    read a template (its variables, its tags) before rendering it."""
+    from .template import compile_template
+
+    try:
+        compile_template(source)
+    except jinja2.exceptions.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        msg = f"{exc} (line {line})" if line else str(exc)
+        raise TemplateError(_template_message(model_name, msg), model=model_name, template_message=msg) from None
+    except RecursionError:  # a template nested deeper than the compiler goes
+        msg = "RecursionError: the template is nested too deeply to compile"
+        raise TemplateError(_template_message(model_name, msg), model=model_name, template_message=msg) from None
+
+
 def _template_message(model: str | None, message: str) -> str:
     where = f"the chat template of {model}" if model else "the chat template"
     return f"{where} raised: {message}"

@@ -2,10 +2,15 @@
 
 `ChatEncoder(model)` is a plain picklable callable. It maps a batch of rows (a `messages` column in OpenAI's
 format, an optional `tools` column) to `input_ids`, `assistant_masks`, `labels` (-100 outside the mask), `length`
-and `error` ("" when the row encoded), one row out per row in, so it runs unchanged under `datasets.Dataset.map(batched=True, num_proc=N)`
-and Ray Data's `map_batches`. What it pickles is the model's name or path and the options: each process loads
-the model once, on first use. A row the template rejects is not an exception: its `error` says why and its
-columns are empty (filter them out, or count them as `turnspec encode` does).
+and `error` ("" when the row encoded), one row out per row in, so it runs unchanged under
+`datasets.Dataset.map(batched=True, num_proc=N)` and Ray Data's `map_batches` in every batch format. The output
+always has the same Arrow types (`arrow_schema(with_error=True)`): a batch of Python lists cannot carry them, and a
+batch whose rows all failed would be typed `list<null>`, which no reader can combine with the other files or shards.
+
+The model is loaded in the constructor, so a model that does not load raises there, once, not as an error on every
+row. What the encoder pickles is the model's name or path and the options: each process loads the model again,
+once, on first use. A row the template rejects is not an exception: its `error` says why and its columns are empty
+(filter them out, or count them as `turnspec encode` does).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 IGNORE_INDEX = -100
+TOO_DEEP = "nested too deeply to encode (Python's recursion limit): flatten the row"  # a row's error
 OVERFLOW = ("truncate", "drop")
 
 
@@ -31,14 +38,16 @@ class EncodedRow:
     truncated: bool = False  # longer than max_length and cut (overflow="truncate")
     too_long: bool = False  # longer than max_length and dropped (overflow="drop"); `error` says so
     exact: bool = True  # the mask is exact (see Encoding.mask_exact)
+    mask_note: str = ""  # why it is not, as the encoding says (Encoding.mask_notes)
 
 
 class ChatEncoder:
     """Encodes conversations for supervised fine-tuning with assistant-only loss (see the module doc).
 
     `model`: a model folder, .gguf file, cached repo id, or a loaded `ModelSpec` (one loaded from a path pickles
-    as that path). `max_length` with `overflow="truncate"` keeps the first `max_length` tokens; with "drop" the
-    row gets an error instead. `template_kwargs` go to the template (e.g. {"enable_thinking": False}).
+    as that path); it is loaded here, and a model that does not load raises its one-line TurnspecError here.
+    `max_length` with `overflow="truncate"` keeps the first `max_length` tokens; with "drop" the row gets an error
+    instead. `template_kwargs` go to the template (e.g. {"enable_thinking": False}).
     """
 
     def __init__(self, model: Any, *, max_length: int | None = None, overflow: str = "truncate",
@@ -56,6 +65,13 @@ class ChatEncoder:
         self.template_kwargs = dict(template_kwargs or {})
         self.messages_column = messages_column
         self.tools_column = tools_column
+        # Load now: a model that does not load, or a template that does not compile, is one error here, not the
+        # same error on every row (and an empty dataset after the filter step).
+        spec = self.spec
+        from .render import check_template_syntax
+
+        for template in spec.templates.values():
+            check_template_syntax(template, spec.name)
 
     # -- pickling: the model's source travels, never the loaded model --
     def __getstate__(self) -> dict[str, Any]:
@@ -75,17 +91,48 @@ class ChatEncoder:
             self._spec.require_vocab()
         return self._spec
 
+    def provenance(self) -> dict[str, Any]:
+        """What produced the columns: model, template hashes, template kwargs, mask options, turnspec version
+        (`turnspec encode` writes it into the Parquet file's metadata under the key "turnspec")."""
+        import hashlib
+
+        from . import __version__
+
+        spec = self.spec
+        templates = {name: hashlib.sha256(t.encode("utf-8")).hexdigest() for name, t in sorted(spec.templates.items())}
+        try:
+            default = spec.template_sha256
+        except Exception:  # several templates, none named default: each row picks one (`templates_sha256`)
+            default = None
+        return {
+            "schema": OUTPUT_SCHEMA_VERSION,
+            "turnspec_version": __version__,
+            "model": self.model or spec.name,
+            "model_name": spec.name,
+            "template_sha256": default,
+            "templates_sha256": templates,
+            "template_kwargs": self.template_kwargs,
+            "mask": {"method": "generation-tag" if spec.has_generation_tag else "universal",
+                     "mask_prompt_supplied": self.mask_prompt_supplied},
+            "max_length": self.max_length,
+            "overflow": self.overflow,
+        }
+
     # -- one row --
     def encode_row(self, row: Any) -> EncodedRow:
-        """A row (a mapping with the messages column, or a list of messages) encoded; never raises for its data."""
+        """A row (a mapping with the messages column, or a list of messages) encoded; never raises for its data
+        (only when the model itself does not load)."""
+        spec = self.spec  # outside the try: a model that does not load is not a row's error
         try:
             messages, tools = self._fields(row)
-            enc = self.spec.encode(messages, tools=tools, mask_prompt_supplied=self.mask_prompt_supplied,
-                                   **self.template_kwargs)
-        except Exception as exc:  # a bad row is reported, never fatal to the run
+            enc = spec.encode(messages, tools=tools, mask_prompt_supplied=self.mask_prompt_supplied,
+                              **self.template_kwargs)
+        except Exception as exc:  # a bad row (even one nested too deep: RecursionError) is reported, never fatal
             return EncodedRow(error=_one_line(exc))
         ids, mask = enc.ids, enc.assistant_mask or [0] * len(enc.ids)
         out = EncodedRow(exact=bool(enc.mask_exact))
+        if not out.exact:
+            out.mask_note = "; ".join(enc.mask_notes) or "the encoding gave no reason"
         if self.max_length is not None and len(ids) > self.max_length:
             if self.overflow == "drop":
                 return EncodedRow(error=f"{len(ids)} tokens, longer than max_length {self.max_length} (dropped)",
@@ -103,24 +150,31 @@ class ChatEncoder:
             messages, tools = row[self.messages_column], row.get(self.tools_column)
         else:
             messages, tools = row, None
-        if isinstance(messages, str):
-            messages = json.loads(messages)
-        if isinstance(tools, str):
-            tools = json.loads(tools) if tools.strip() else None
-        if not isinstance(messages, (list, tuple)) or not messages:
-            raise ValueError(f"{self.messages_column} is not a list of messages")
+        messages = _json_list(messages, f"{self.messages_column} must be a list of {{role, content}} objects")
+        if not messages:
+            raise ValueError(f"{self.messages_column} is empty (a conversation needs at least one message)")
         messages = [without_nulls(m) for m in messages]
         for i, m in enumerate(messages):
-            if not isinstance(m, dict) or "role" not in m:
+            if not isinstance(m, dict):
+                raise ValueError(f"message {i} must be a {{role, content}} object, not {_kind(m)}")
+            if "role" not in m:
                 raise ValueError(f"message {i} has no role")
+        tools = _json_list(tools, f"{self.tools_column} must be a list of tool objects "
+                                  '({"type": "function", "function": {...}})', missing_ok=True)
         return messages, ([without_nulls(t) for t in tools] if tools else None)
 
     # -- a batch, for datasets.map(batched=True) and Ray's map_batches --
     def __call__(self, batch: Any) -> Any:
-        """Columns for a batch: a dict of columns (datasets, Ray "numpy"), a pandas DataFrame or a pyarrow Table
-        (returned in the same kind)."""
+        """The output columns (`arrow_schema(with_error=True)`) for a batch, typed so that they keep those types in
+        every batch: for a `datasets` batch, a dict of numpy columns (datasets keeps the batch's other columns); for
+        a pandas DataFrame, a DataFrame with Arrow-typed columns; for a pyarrow Table or any other dict of columns
+        (Ray's "numpy" format), a pyarrow Table. Python lists cannot carry the types: a batch whose rows all failed
+        would be typed `list<null>`."""
         kind, columns = _columns_of(batch, (self.messages_column, self.tools_column))
-        n = len(columns[self.messages_column]) if self.messages_column in columns else 0
+        if self.messages_column not in columns:
+            raise ValueError(f"the batch has no {self.messages_column!r} column (the conversations in OpenAI message "
+                             f"format); pass messages_column= to ChatEncoder to use another")
+        n = len(columns[self.messages_column])
         rows = [{k: _plain(v[i]) for k, v in columns.items()} for i in range(n)]
         encoded = [self.encode_row(r) for r in rows]
         out = {
@@ -128,29 +182,73 @@ class ChatEncoder:
             "assistant_masks": [e.assistant_masks for e in encoded],
             "labels": [e.labels for e in encoded],
             "length": [e.length for e in encoded],
-            "error": [e.error or "" for e in encoded],  # "" not None: a first batch of nulls would type the column null
+            "error": [e.error or "" for e in encoded],
         }
         return _as_kind(kind, out)
 
 
 def without_nulls(value: Any) -> Any:
     """A message (or tool) with its null fields removed: Arrow and `datasets` give every struct all the keys seen in
-    the column, and templates test `is defined`, which a null passes."""
+    the column (None, or pandas' NA, where absent), and templates test `is defined`, which a null passes."""
     kind = type(value)
     if kind in _SCALARS:
         return value
     if kind is dict or isinstance(value, Mapping):
-        return {k: v if type(v) in _SCALARS else without_nulls(v) for k, v in value.items() if v is not None}
+        return {k: v if type(v) in _SCALARS else without_nulls(v) for k, v in value.items() if not _null(v)}
     if kind is list or kind is tuple:
         return [without_nulls(v) for v in value]
-    return _plain(value)
+    plain = _plain(value)
+    return value if plain is value else without_nulls(plain)  # a numpy array of dicts: its dicts too
 
 
 _SCALARS = frozenset((str, int, float, bool))
 
 
+def _null(value: Any) -> bool:
+    """None, or pandas' NA / NaT (what a pandas batch holds for a missing struct field)."""
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
+def _missing(value: Any) -> bool:
+    """A missing cell: a null, or the float NaN that pandas puts in an object column for a missing value."""
+    return _null(value) or (isinstance(value, float) and value != value)
+
+
+def _kind(value: Any) -> str:
+    return "a string" if isinstance(value, str) else "null" if _missing(value) else type(value).__name__
+
+
+def _json_list(value: Any, rule: str, *, missing_ok: bool = False) -> list[Any] | None:
+    """A list column's value as a list: a list, a tuple or a numpy array, or that list as a JSON string (how a
+    datasets or CSV column often holds it). Anything else is a ValueError stating `rule`."""
+    value = _plain(value)
+    if missing_ok and _missing(value):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if missing_ok and text in ("", "null"):
+            return None
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+            raise ValueError(f"{rule}, not a string ({_excerpt(value)})") from None
+        if missing_ok and parsed is None:
+            return None
+        if not isinstance(parsed, list):
+            raise ValueError(f"{rule}, not a JSON {type(parsed).__name__} string ({_excerpt(value)})")
+        return parsed
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ValueError(f"{rule}, not {_kind(value)}")
+
+
+def _excerpt(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
 def _plain(value: Any) -> Any:
-    """numpy arrays and scalars (what Ray's numpy batches hold) as Python lists and numbers."""
+    """numpy arrays and scalars (what Ray's numpy and pandas batches hold) as Python lists and numbers."""
     tolist = getattr(value, "tolist", None)
     if tolist is not None and type(value).__module__.startswith("numpy"):
         return tolist()
@@ -165,19 +263,40 @@ def _columns_of(batch: Any, wanted: Sequence[str]) -> tuple[str, Mapping[str, Se
         return "pyarrow", batch.select([c for c in wanted if c in batch.column_names]).to_pydict()
     if module.startswith("pandas"):
         return "pandas", {c: list(batch[c]) for c in wanted if c in batch.columns}
-    return "dict", {c: batch[c] for c in wanted if c in batch}
+    kind = "datasets" if module.startswith("datasets") else "dict"  # datasets' LazyBatch, or Ray's numpy dict
+    return kind, {c: batch[c] for c in wanted if c in batch}
 
 
 def _as_kind(kind: str, columns: dict[str, list[Any]]) -> Any:
-    if kind == "pyarrow":
-        import pyarrow as pa
+    """The columns typed as `arrow_schema(with_error=True)`, in the form each caller keeps the types of."""
+    if kind == "datasets":  # a dict, so that datasets keeps the batch's other columns; numpy, so that it keeps types
+        import numpy as np
 
-        return pa.table(columns, schema=arrow_schema(with_error=True))
+        out: dict[str, Any] = {}
+        for name, dtype in (("input_ids", np.int32), ("assistant_masks", np.int8), ("labels", np.int32)):
+            cells = np.empty(len(columns[name]), dtype=object)
+            for i, value in enumerate(columns[name]):  # one by one: equal lengths must not make a 2-D array
+                cells[i] = np.asarray(value, dtype=dtype)
+            out[name] = cells
+        out["length"] = np.asarray(columns["length"], dtype=np.int32)
+        out["error"] = columns["error"]
+        return out
+    import pyarrow as pa
+
+    table = pa.table(columns, schema=_batch_schema())
     if kind == "pandas":
         import pandas as pd
 
-        return pd.DataFrame(columns)
-    return columns
+        return table.to_pandas(types_mapper=pd.ArrowDtype)  # Arrow-typed: numpy cells would become tensor types
+    return table  # Ray's numpy format, a caller's own dict, a pyarrow Table
+
+
+OUTPUT_SCHEMA_VERSION = "turnspec.encode/1"  # bumped when a column is added, removed or retyped
+
+
+@lru_cache(maxsize=None)
+def _batch_schema() -> Any:
+    return arrow_schema(with_error=True)
 
 
 def arrow_schema(*, with_error: bool = False, with_row: bool = False) -> Any:
@@ -198,6 +317,8 @@ def _source_of(spec: Any) -> str | None:
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return TOO_DEEP
     text = " ".join(str(exc).split())
     return text if isinstance(exc, (ValueError,)) or type(exc).__module__.startswith("turnspec") \
         else f"{type(exc).__name__}: {text}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +13,12 @@ import typer
 from ..errors import TurnspecError
 from .common import fail_cleanly, parse_kwargs
 
-SHOWN_SKIPPED = 10
+SHOWN_ROWS = 10  # skipped and inexact rows listed in the text report; --json and --report list them all
+TERMINATED_EXIT = 128 + signal.SIGTERM  # 143, as a shell reports a process SIGTERM ended
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so the temporary output is removed and the worker pool stopped."""
 
 
 def register(app: typer.Typer) -> None:
@@ -34,11 +41,38 @@ def encode(
 
     The columns TRL's SFTTrainer takes as a pre-tokenized dataset with assistant-only loss. The mask comes from the
     model's own template (any template, with or without {% generation %}). Rows the template rejects are skipped
-    and listed; they never stop the run.
+    and listed; they never stop the run. Exit codes: 0 done, 1 an error (one line), 130 Ctrl-C, 143 SIGTERM; an
+    interrupted run leaves the previous output file as it was.
     """
-    with fail_cleanly("encode", as_json):
+    with fail_cleanly("encode", as_json), _terminate_cleanly(as_json):
         _encode(data, output, model, num_proc, max_length, overflow, not train_prompt_supplied, kw, report_file,
                 as_json)
+
+
+@contextmanager
+def _terminate_cleanly(as_json: bool) -> Any:
+    """SIGTERM raises Terminated (once: a second one during the cleanup is ignored), then exits 143 in one line."""
+    def on_term(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_term)
+    except ValueError:  # not the main thread (an embedding caller): leave signals alone
+        yield
+        return
+    try:
+        yield
+    except Terminated:
+        message = "terminated (SIGTERM); the output file was not written (a previous one is left as it was)"
+        print(f"turnspec: error: {message}", file=sys.stderr)
+        if as_json:
+            from .envelope import emit
+
+            emit("encode", None, error={"code": "terminated", "message": message, "exit_code": TERMINATED_EXIT})
+        raise SystemExit(TERMINATED_EXIT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _encode(data: Path, output: Path, model: Optional[str], num_proc: int, max_length: Optional[int], overflow: str,
@@ -122,19 +156,25 @@ def _print_report(report: Any, report_file: Optional[Path]) -> None:
         notes.append(f"{r.rows_too_long:,} rows longer than {r.max_length} tokens dropped")
     if r.rows_no_assistant_tokens:
         notes.append(f"{r.rows_no_assistant_tokens:,} rows have no assistant tokens (nothing to train on)")
-    if r.rows_inexact_mask:
-        notes.append(f"{r.rows_inexact_mask:,} rows have an inexact mask (the template renders a finished turn "
-                     "differently from how it opens one; `turnspec render --tokens` shows one)")
     for note in notes:
         typer.echo(f"  {note}")
+    if r.rows_inexact_mask:
+        typer.echo(f"{r.rows_inexact_mask:,} rows written with an inexact mask (`turnspec render --tokens` shows "
+                   "one):")
+        _list_rows([(item["row"], item["reason"]) for item in r.inexact], r.rows_inexact_mask, report_file)
     if r.rows_skipped:
         typer.echo(f"skipped {r.rows_skipped:,} rows:")
-        for item in r.skipped[:SHOWN_SKIPPED]:
-            typer.echo(f"  row {item['row']}: {item['error']}")
-        more = r.rows_skipped - SHOWN_SKIPPED
-        if more > 0:
-            where = f"all are in {report_file}" if report_file else "--report FILE lists them all"
-            typer.echo(f"  … {more:,} more ({where})")
+        _list_rows([(item["row"], item["error"]) for item in r.skipped], r.rows_skipped, report_file)
+
+
+def _list_rows(rows: list[tuple[int, str]], total: int, report_file: Optional[Path]) -> None:
+    """The first SHOWN_ROWS rows (row number: why), then how many more and where all of them are."""
+    for row, why in rows[:SHOWN_ROWS]:
+        typer.echo(f"  row {row}: {why}")
+    more = total - SHOWN_ROWS
+    if more > 0:
+        where = f"all are in {report_file}" if report_file else "--report FILE or --json lists them all"
+        typer.echo(f"  … {more:,} more ({where})")
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import TemplateError, TurnspecError
+from ..render import check_template_syntax
 from ..template import RenderLimits, template_variables
 
 DEFAULT_PROBE_TIME_LIMIT_S = 2.0
@@ -282,8 +283,9 @@ class _Onboarding:
         report.findings = findings
         try:
             report.template_sha256 = spec.template_sha256
-        except TurnspecError as exc:  # several templates, none named default
-            report.error = one_line(exc)
+            check_template_syntax(spec.template, spec.name)  # as render says it: one line, not a jinja traceback
+        except TurnspecError as exc:  # several templates, none named default; a template that does not compile
+            report.error = " ".join(str(exc).split())
             findings["bos"] = _bos_from_files(files)
             findings["stops"] = _config_stops(files, None)
             return report

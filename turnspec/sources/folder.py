@@ -30,6 +30,9 @@ def read_json(path: Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelSourceError(f"{path}: cannot read it ({exc}); check the file and its permissions") from None
+    except RecursionError:
+        raise ModelSourceError(f"{path}: invalid JSON (nested too deeply to parse); fix or re-download the file"
+                               ) from None
     if not isinstance(data, dict):
         raise ModelSourceError(f"{path}: expected a JSON object, found {type(data).__name__}; fix or re-download it")
     return data
