@@ -78,6 +78,7 @@ class _Completion:
     start: int  # index of the first sampled id in the session
     closed: bool  # the last sampled id ends the turn (a stop id)
     stop_sampled: bool  # some sampled id is a stop id
+    stop_text: str  # the text of the stop id the sample ended with ("" if none)
     open_reasoning: bool  # the sample ends inside a reasoning block
     finish_reason: str
 
@@ -116,6 +117,9 @@ class Session:
         self._completion: _Completion | None = None
         self._ends = tuple(dict.fromkeys((*analysis.turn_ends, *analysis.history_turn_ends)))
         self._header = analysis.assistant_header.strip()
+        # what starts another role's turn: it ends the assistant's where the template writes no turn end of its own
+        self._eos = frozenset(t for t in (spec.special_tokens.get("eos_token"), *spec.stops.tokens,
+                                          *(x.token for x in spec.stops.end_of_text)) if t)
         self._added = self.vocab.added_tokens
         self._added_ids = frozenset(self._added.values())
 
@@ -170,6 +174,7 @@ class Session:
         reader.finish(finish_reason)
         message = _message(reader.result)
         completion = _Completion(start=len(self._ids), closed=stop_at is not None, stop_sampled=stop_at is not None,
+                                 stop_text=self.vocab.decode([sample[stop_at]]) if stop_at is not None else "",
                                  open_reasoning=self._reasoning_open(sample, reader.config),
                                  finish_reason=finish_reason)
         index = len(self._messages)
@@ -259,29 +264,66 @@ class Session:
         return _Unit(unit_text, close, ends, anchored, text)
 
     def _turn_end(self, text: str, new: list[dict[str, Any]]) -> tuple[int, int]:
-        """(start, end) of the turn end the template writes after the last assistant turn in `text`."""
+        """(start, end) of the turn end the template writes after the last assistant turn in `text`; start == end
+        when the turn is ended by the next message's header, which the sample did not write (GLM's `<|observation|>`).
+
+        The turn is found before the new messages' texts (searched from the end), after the last assistant header
+        (else after the assistant's own last text); its end is the first turn-end token there, else the stop token
+        the sample ended with, else another role's header."""
+        q = len(text)
+        for m in reversed(new):
+            for t in reversed(own_texts(m)):
+                p = text.rfind(t, 0, q)
+                if p >= 0:
+                    q = p
         header = self._header
-        new_texts = [t for m in new for t in own_texts(m)]
-        start = 0
+        start = -1
         if header:
-            heads = _occurrences(text, header)
-            if heads:
-                g = heads[-1]  # the generation prompt's header, unless a new message's text follows it
-                if not any(text.find(t, g) >= 0 for t in new_texts) and len(heads) > 1:
-                    g = heads[-2]
-                start = g + len(header)
-        if not header or start == 0:  # no header to anchor on: after the assistant's own last text
-            texts = own_texts(self._messages[-1])
-            found = [text.rfind(t) + len(t) for t in texts if text.rfind(t) >= 0]
-            start = max(found, default=0)
-        found_ends = [(i, t) for t in self._ends if (i := text.find(t, start)) >= 0]
-        if not found_ends:
-            raise SessionError(f"{self.spec.name}: the template writes no turn-end token after the assistant turn "
-                               f"(turn ends known: {list(self._ends) or 'none'}), so where the next turn starts "
-                               "cannot be proven (extend(..., rerender=True) renders the conversation instead)",
-                               "no_turn_end")
-        i, t = min(found_ends, key=lambda f: (f[0], -len(f[1])))
-        return i, i + len(t)
+            h = text.rfind(header, 0, q)
+            if h >= 0 and q == len(text):  # no new text to bound the search: skip the generation prompt's header
+                h = text.rfind(header, 0, h)
+            start = h + len(header) if h >= 0 else -1
+        if start < 0:  # no header to anchor on: after the assistant's own last text
+            ends = [p + len(t) for t in own_texts(self._messages[-1]) if (p := text.rfind(t, 0, q)) >= 0]
+            start = max(ends, default=-1)
+        c = self._completion
+        stop = c.stop_text if c is not None else ""
+        if start >= 0:
+            found = _first(text, self._ends + ((stop,) if stop else ()), start, q)
+            if found is not None:
+                return found
+        return self._turn_end_by_diff(text, new, stop)
+
+    def _turn_end_by_diff(self, text: str, new: list[dict[str, Any]], stop: str) -> tuple[int, int]:
+        """Where no turn-end token follows the turn (GLM ends it with the next role's header; Mistral has no
+        assistant header): the turn ends where the rendering without the new messages, which ends with it, and the
+        rendering with them part."""
+        window = text_without = None
+        try:
+            window = _window(self._messages)
+            if len(window) < len(self._messages) and not self._window_agrees(self._messages, window, new):
+                window = self._messages
+            text_without = self.spec.render(window, tools=self.tools, **self.template_kwargs)
+        except TurnspecError:
+            pass
+        if text_without is not None:
+            markup = self.spec.markup
+            p = _common_prefix(text_without, text)
+            p = min(markup.snap(text, p), markup.snap(text_without, p))
+            rest = text_without[p:]
+            if not rest.strip() or all(s.text in self._eos for s in markup.spans(rest)) and not _strip_spans(rest, markup):
+                at_end = next((t for t in (*self._ends, stop) if t and text.endswith(t, 0, p)), None)
+                if stop and not text.endswith(stop, 0, p) and text.startswith(stop, p):
+                    return p, p + len(stop)  # the sample wrote the next role's header (GLM's <|observation|>)
+                if stop and not text.endswith(stop, 0, p) and stop not in self._eos:
+                    raise SessionError(f"the sample ended with {stop!r}, but the template writes "
+                                       f"{text[p:p + 40]!r} after the turn: the kept ids cannot be continued "
+                                       "(extend(..., rerender=True) renders the conversation instead)",
+                                       "stop_mismatch")
+                return (p - len(at_end) if at_end else p), p
+        raise SessionError(f"{self.spec.name}: no turn end after the assistant turn in the template's rendering "
+                           f"(turn ends known: {list(self._ends) or 'none'}), so where the next turn starts cannot "
+                           "be proven (extend(..., rerender=True) renders the conversation instead)", "no_turn_end")
 
     def _check_not_rewritten(self, text: str, e: int, new: list[dict[str, Any]]) -> None:
         """A new message whose text the template writes before the assistant turn's end rewrites history."""
@@ -445,12 +487,29 @@ def _window(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _occurrences(text: str, needle: str) -> list[int]:
-    out, at = [], text.find(needle)
-    while at >= 0:
-        out.append(at)
-        at = text.find(needle, at + len(needle))
-    return out
+def _common_prefix(a: str, b: str) -> int:
+    from .analysis.probes import common_prefix
+
+    return common_prefix(a, b)
+
+
+def _strip_spans(text: str, markup: Any) -> str:
+    """`text` without its control tokens, stripped."""
+    out, pos = [], 0
+    for span in markup.spans(text):
+        out.append(text[pos:span.start])
+        pos = span.end
+    out.append(text[pos:])
+    return "".join(out).strip()
+
+
+def _first(text: str, needles: Iterable[str], start: int, stop: int) -> tuple[int, int] | None:
+    """(start, end) of the first of `needles` in text[start:stop] (the longest where two start together)."""
+    found = [(i, t) for t in needles if t and (i := text.find(t, start, stop)) >= 0]
+    if not found:
+        return None
+    i, t = min(found, key=lambda f: (f[0], -len(f[1])))
+    return i, i + len(t)
 
 
 def _owner_of(start: int, ends: list[int], base: int, after: int) -> int:
