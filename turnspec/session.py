@@ -34,6 +34,7 @@ from .errors import TurnspecError
 _WINDOW = 4  # turns of history rendered with the new messages (plus a leading system message and the last user)
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
 _HARMONY_ENDS = ("<|end|>", "<|call|>", "<|return|>")
+_DEFUSE = "\U000F0000"  # a private-use character that breaks up a control token's text spelled by ordinary tokens
 
 # spec -> {(roles of the new messages, tools, template kwargs): whether the short window renders the same}
 _WINDOW_VERDICTS: "weakref.WeakKeyDictionary[Any, dict[str, bool]]" = weakref.WeakKeyDictionary()
@@ -122,6 +123,7 @@ class Session:
                                           *(x.token for x in spec.stops.end_of_text)) if t)
         self._added = self.vocab.added_tokens
         self._added_ids = frozenset(self._added.values())
+        self._spelled: Any = None  # a regex of the added tokens' texts, built on first read
 
     # --- public API ------------------------------------------------------------------------------------------
     @property
@@ -170,7 +172,7 @@ class Session:
             raise SessionError(f"the sampled ids continue after the turn end at position {stop_at} "
                                f"({self.vocab.decode([sample[stop_at]])!r}): pass the ids up to and including it",
                                "after_stop")
-        reader.feed_tokens(sample)
+        self._feed(reader, sample)
         reader.finish(finish_reason)
         message = _message(reader.result)
         completion = _Completion(start=len(self._ids), closed=stop_at is not None, stop_sampled=stop_at is not None,
@@ -450,6 +452,30 @@ class Session:
             ends.append(pos)
         return ends
 
+    def _feed(self, reader: Any, sample: list[int]) -> None:
+        """Feed the reader by token id: a control token's text counts only as its own id. Where ordinary tokens
+        spell one (`<`, `tool`, `_call`, `>`), the text is defused with an invisible mark that `_message` removes,
+        so a literal `<tool_call>` in a sample is never a call and a spelled `<|im_end|>` never a stop."""
+        from .reader.markers import trie_regex
+
+        if self._spelled is None:
+            self._spelled = trie_regex(t for t in self._added if t.strip()) or False
+        run: list[int] = []
+        for k, tid in enumerate([*sample, None]):
+            if tid is not None and tid not in self._added_ids:
+                run.append(tid)
+                continue
+            if run:
+                text = self.vocab.decode(run)
+                if self._spelled:
+                    text = self._spelled.sub(lambda m: m.group()[0] + _DEFUSE + m.group()[1:], text)
+                reader.feed_text(text)
+                run = []
+            if tid is not None and not reader.done:
+                reader.feed_text(self.vocab.decode([tid]))
+            if reader.done:
+                break
+
     def _reasoning_open(self, sample: list[int], config: Any) -> bool:
         """Whether the sample ends inside a reasoning block (the prompt may have opened it)."""
         reasoning = self.spec.analysis.reasoning
@@ -520,12 +546,13 @@ def _owner_of(start: int, ends: list[int], base: int, after: int) -> int:
 
 
 def _message(result: Any) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": result.content}
+    message: dict[str, Any] = {"role": "assistant", "content": result.content.replace(_DEFUSE, "")}
     if result.reasoning:
-        message["reasoning_content"] = result.reasoning
+        message["reasoning_content"] = result.reasoning.replace(_DEFUSE, "")
     if result.tool_calls:
         message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": dict(c.arguments)}}
+                                  "function": {"name": c.name.replace(_DEFUSE, ""), "arguments": json.loads(
+                                      json.dumps(c.arguments, ensure_ascii=False).replace(_DEFUSE, ""))}}
                                  for c in result.tool_calls]
     return message
 
