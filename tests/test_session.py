@@ -219,9 +219,9 @@ def test_most_templates_play_the_whole_conversation():
 # --- random conversations and random non-canonical tokenizations ---------------------------------------------------
 WORDS = ["Paris", "false", "true", "null", "{", "}", "42", "3.14", "naïve", "café", "你好", "👋🏽", "<b>", "a  b", "\n"]
 text_st = st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join).map(str.strip).filter(bool)
-exchange_st = st.tuples(st.booleans(), st.booleans(), text_st, text_st, text_st, st.dictionaries(
-    st.sampled_from(["city", "flag", "n"]), st.one_of(st.booleans(), st.integers(-5, 5), text_st), min_size=1,
-    max_size=2))
+# arguments as the tools declare them (tagged formats type values back with the schema): city text, days integer
+args_st = st.fixed_dictionaries({"city": text_st}, optional={"days": st.integers(0, 30)})
+exchange_st = st.tuples(st.booleans(), st.booleans(), text_st, text_st, text_st, args_st)
 
 
 def _script(exchanges) -> list:

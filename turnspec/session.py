@@ -249,7 +249,7 @@ class Session:
         if len(window) < len(history) and not self._window_agrees(history, window, new):
             window = history
         text = self._render([*window, *new])
-        x, e = self._turn_end(text, new)
+        x, e = self._turn_end(text, new, window)
         tail = text[e:]
         self._check_not_rewritten(text, e, new)
         c = self._completion
@@ -265,7 +265,7 @@ class Session:
             bool(self._ids) and self._ids[-1] in self._added_ids)
         return _Unit(unit_text, close, ends, anchored, text)
 
-    def _turn_end(self, text: str, new: list[dict[str, Any]]) -> tuple[int, int]:
+    def _turn_end(self, text: str, new: list[dict[str, Any]], history: list[dict[str, Any]]) -> tuple[int, int]:
         """(start, end) of the turn end the template writes after the last assistant turn in `text`; start == end
         when the turn is ended by the next message's header, which the sample did not write (GLM's `<|observation|>`).
 
@@ -294,18 +294,15 @@ class Session:
             found = _first(text, self._ends + ((stop,) if stop else ()), start, q)
             if found is not None:
                 return found
-        return self._turn_end_by_diff(text, new, stop)
+        return self._turn_end_by_diff(text, history, stop)
 
-    def _turn_end_by_diff(self, text: str, new: list[dict[str, Any]], stop: str) -> tuple[int, int]:
+    def _turn_end_by_diff(self, text: str, history: list[dict[str, Any]], stop: str) -> tuple[int, int]:
         """Where no turn-end token follows the turn (GLM ends it with the next role's header; Mistral has no
         assistant header): the turn ends where the rendering without the new messages, which ends with it, and the
-        rendering with them part."""
-        window = text_without = None
+        rendering with them part (`history` is what `text` renders before the new messages)."""
+        text_without = None
         try:
-            window = _window(self._messages)
-            if len(window) < len(self._messages) and not self._window_agrees(self._messages, window, new):
-                window = self._messages
-            text_without = self.spec.render(window, tools=self.tools, **self.template_kwargs)
+            text_without = self.spec.render(history, tools=self.tools, **self.template_kwargs)
         except TurnspecError:
             pass
         if text_without is not None:
@@ -329,10 +326,10 @@ class Session:
 
     def _check_not_rewritten(self, text: str, e: int, new: list[dict[str, Any]]) -> None:
         """A new message whose text the template writes before the assistant turn's end rewrites history."""
-        held = "\0".join(t for m in self._messages for t in own_texts(m))
         for k, m in enumerate(new):
             for t in own_texts(m):
-                if text.find(t, e) < 0 and text.find(t, 0, e) >= 0 and t not in held:
+                if text.find(t, e) < 0 and text.find(t, 0, e) >= 0 and not any(
+                        t in h for old in self._messages for h in own_texts(old)):
                     raise SessionError(f"the template writes new message {k} ({m.get('role')}) before the last "
                                        "assistant turn: it rewrites history, which kept ids cannot hold "
                                        "(extend(..., rerender=True) renders the conversation instead)",
@@ -349,7 +346,8 @@ class Session:
             try:
                 short = self._render([*window, *new])
                 whole = self._render([*history, *new])
-                verdicts[key] = short[self._turn_end(short, new)[1]:] == whole[self._turn_end(whole, new)[1]:]
+                verdicts[key] = (short[self._turn_end(short, new, window)[1]:]
+                                 == whole[self._turn_end(whole, new, history)[1]:])
             except TurnspecError:
                 verdicts[key] = False
             if not verdicts[key]:
