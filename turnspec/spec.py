@@ -238,6 +238,20 @@ class ModelSpec:
 
         return reader_for(self, prompt_text, declared_tools=tools, **options)
 
+    def session(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
+        """A conversation kept as exact token ids across turns (see turnspec.session): `prompt_ids`,
+        `add_completion`, `extend`, `training_sample`."""
+        from .session import Session
+
+        return Session(self, tools, **template_kwargs)
+
+    def prefix_report(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
+        """Whether re-rendering a conversation after appending a user / tool / assistant message keeps the earlier
+        tokens, and if not what changes, why, and which template switches change that (turnspec.analysis.prefix)."""
+        from .analysis.prefix import prefix_report
+
+        return prefix_report(self, tools=tools, **template_kwargs)
+
     def __repr__(self) -> str:
         return f"ModelSpec({self.name!r}, origin={self.files.origin!r}, templates={sorted(self.templates)})"
 
