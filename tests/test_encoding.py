@@ -150,3 +150,43 @@ def test_tokenizer_object_from_transformers_is_accepted(hf_smollm2, smollm2):
     assert spec.render(CHAT, add_generation_prompt=True) == smollm2.render(CHAT, add_generation_prompt=True)
     assert spec.encode(CHAT[:1]).ids == smollm2.encode(CHAT[:1]).ids
     assert spec.stops.token_ids == {2}
+
+
+# --- a span never reaches past the next message --------------------------------------------------------------
+# Synthetic: ChatML that writes messages' text parts (lists of parts, as multimodal data has) and no tool calls.
+SYNTHETIC_PARTS_NO_CALLS = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' }}"
+    "{% if m['content'] is string %}{{ m['content'] }}{% else %}{% for p in m['content'] %}{{ p['text'] }}"
+    "{% endfor %}{% endif %}{{ '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+# Synthetic: ChatML that writes `~` before a message that mentions Paris (a template that reads a text before it
+# writes it: where the next message starts cannot be told by rendering it with another text).
+SYNTHETIC_READS_AHEAD = (
+    "{% for m in messages %}{% if 'Paris' in m['content'] %}~{% endif %}"
+    "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+PARIS_CALL = {"role": "assistant", "content": "", "tool_calls": [
+    {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+
+
+def test_call_a_template_ignores_is_noted_and_the_tool_text_in_parts_stays_out(smollm2_dir):
+    spec = turnspec.from_template(SYNTHETIC_PARTS_NO_CALLS, name="synthetic-parts", special_tokens={
+        "eos_token": "<|im_end|>"}, tokenizer=Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")))
+    messages = [{"role": "user", "content": [{"type": "text", "text": "Weather?"}]}, PARIS_CALL,
+                {"role": "tool", "content": [{"type": "text", "text": "Paris: 21 °C"}]},
+                {"role": "assistant", "content": [{"type": "text", "text": "21 °C in Paris."}]}]
+    enc = spec.encode(messages)
+    assert [enc.text[a:b] for a, b in enc.char_spans] == ["<|im_end|>", "21 °C in Paris.<|im_end|>"]
+    assert enc.mask_notes == ["message 1: the template does not render its tool calls"] and enc.mask_exact is False
+
+
+def test_where_rendering_cannot_tell_the_next_message_the_mask_is_inexact(smollm2_dir):
+    spec = turnspec.from_template(SYNTHETIC_READS_AHEAD, name="synthetic-reads-ahead", special_tokens={
+        "eos_token": "<|im_end|>"}, tokenizer=Tokenizer.from_file(str(smollm2_dir / "tokenizer.json")))
+    messages = [{"role": "user", "content": "Weather?"}, {"role": "assistant", "content": "Let me see."},
+                {"role": "tool", "content": "Paris: 21 °C"}]
+    enc = spec.encode(messages)
+    assert [enc.text[a:b] for a, b in enc.char_spans] == ["Let me see.<|im_end|>"]
+    assert enc.mask_exact is False and "could not be told by rendering" in enc.mask_notes[0]

@@ -5,13 +5,16 @@ otherwise from turnspec's universal method, which works on any template. For ass
 generates what follows the longest common prefix of render(messages[:i], add_generation_prompt=True) and the
 full rendering (cut at a token boundary), up to and including the first turn end the template writes after the
 message's own texts (its answer, reasoning, call names and arguments, found in the rendering). The span never
-reaches back before the previous message's text nor forward into the next one's: text of another role is never
-in the mask. By default what a generation prompt supplies at inference (the assistant header, an empty
-`<think>\n\n</think>\n\n` that Qwen3 writes into turns without reasoning) is not in the mask either.
+reaches back before the previous message's text nor past where the next message's rendering starts (found by
+rendering the conversation again with the next message's text replaced by a sentinel): text of another role is
+never in the mask, even where this message's texts recur later (a call's argument in the tool result). By default
+what a generation prompt supplies at inference (the assistant header, an empty `<think>\n\n</think>\n\n` that
+Qwen3 writes into turns without reasoning) is not in the mask either.
 
-When the two renderings part before the previous message ends (the template renders history differently from
-how its prompt opens a turn), the span starts at the assistant's header or first own text instead, and
-`mask_exact` is False with a note; likewise when no turn end follows the message.
+`mask_exact` is False, with a note naming the message and the reason, when the two renderings part before the
+previous message ends (the template renders history differently from how its prompt opens a turn: the span then
+starts at the assistant's header or first own text), when no turn end follows the message, and when the template
+does not render a part of it (its reasoning, its content, its tool calls): the model is not trained to write that.
 """
 
 from __future__ import annotations
@@ -106,18 +109,23 @@ def own_texts(message: dict[str, Any]) -> list[str]:
                 out.append(message[key])
                 break
         for call in message.get("tool_calls") or []:
-            fn = call.get("function", call) if isinstance(call, dict) else {}
-            if isinstance(fn.get("name"), str):
-                out.append(fn["name"])
-            args = fn.get("arguments")
-            if isinstance(args, str):
-                try:
-                    args = json.loads(args)
-                except ValueError:
-                    args = {}
-            if isinstance(args, dict):
-                out += [v if isinstance(v, str) else json.dumps(v) for v in args.values()]
+            out += _call_texts(call)
     return [t.strip() for t in out if isinstance(t, str) and t.strip()]
+
+
+def _call_texts(call: Any) -> list[str]:
+    """A tool call's name and argument values, as a template may render them."""
+    fn = call.get("function", call) if isinstance(call, dict) else {}
+    out = [fn["name"]] if isinstance(fn.get("name"), str) else []
+    args = fn.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args)
+        except ValueError:
+            args = {}
+    if isinstance(args, dict):
+        out += [v if isinstance(v, str) else json.dumps(v) for v in args.values()]
+    return out
 
 
 def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None, markup: Any = None
@@ -214,27 +222,19 @@ def _spans(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str
                                  "does not (the template renders a finished turn differently from how it opens one)")
         texts = _split_reasoning(texts, analysis.reasoning)
         begin = start if start is not None else lo
-        first_text = _find_texts(texts, full_text, begin)
-        # The next message's text bounds this one. It is searched after this message's answer (or its first text),
-        # so that a short user reply that this answer happens to contain is not taken for the next turn.
-        after = first_text[0] + 1 if first_text else begin
-        answer = message.get("content")
-        answer = _split_reasoning([answer.strip()], analysis.reasoning)[-1:] if isinstance(answer, str) \
-            and answer.strip() else []
-        at = full_text.find(answer[0], begin) if answer else -1
-        if at >= 0:
-            after = max(after, at + len(answer[0]))
-        nxt = next((j for j in range(i + 1, len(messages)) if messages[j].get("role") != "assistant"), None)
-        later = _find_texts(own_texts(messages[nxt]), full_text, after, markup=markup) if nxt is not None else None
-        hi = later[0] if later else len(full_text)
+        # Nothing of this message lies past where the next message's rendering starts: every search is bounded.
+        hi = _next_start(spec, messages, i, full_text, begin, render_kwargs)
+        if hi is None:
+            notes.append(f"message {i}: where the next message starts could not be told by rendering (the template "
+                         "refuses or reacts to a changed text there); it is searched by its text")
+            hi = _next_text(messages, i, texts, full_text, begin, analysis.reasoning, markup)
         own = _find_texts(texts, full_text, begin, hi)
+        notes += [f"message {i}: {reason}" for reason in _unrendered(message, analysis.reasoning, full_text, begin, hi)]
         if own is None:
             if start is None:
                 continue  # nothing of this message is rendered
             own = (start, start)  # an empty answer: the model still writes its turn end
         own_first, own_end = own
-        if start is not None and _drops_reasoning(message, analysis.reasoning, full_text, begin, hi):
-            notes.append(f"message {i}: the template drops its reasoning from the rendering")
         h = full_text.rfind(header, lo, own_first) if header else -1
         if start is None or start > own_first:
             start = h + len(header) if h >= 0 else own_first
@@ -350,13 +350,87 @@ def _split_reasoning(texts: list[str], reasoning: Any) -> list[str]:
     return out
 
 
-def _drops_reasoning(message: dict[str, Any], reasoning: Any, text: str, start: int, stop: int) -> bool:
-    """The message has reasoning (a field, or tags in its content) that its rendering does not show."""
-    found = next((message[k] for k in ("reasoning_content", "thinking", "reasoning") if message.get(k)), None)
-    content = message.get("content") if isinstance(message.get("content"), str) else ""
-    if not found and reasoning.kind == "tags" and reasoning.close and reasoning.close in content:
-        found = content.split(reasoning.close, 1)[0].replace(reasoning.open, "")
-    return bool(found and found.strip()) and text.find(found.strip(), start, stop) < 0
+def _unrendered(message: dict[str, Any], reasoning: Any, text: str, start: int, stop: int) -> list[str]:
+    """The parts of an assistant message (reasoning, content, tool calls) that its rendering, `text[start:stop]`,
+    does not show: what the model is not trained to write, each a reason the mask is inexact."""
+    found = next((message[k] for k in ("reasoning_content", "thinking", "reasoning")
+                  if isinstance(message.get(k), str) and message[k].strip()), "")
+    content = message.get("content")
+    answers = [content] if isinstance(content, str) else \
+        [p.get("text") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)] \
+        if isinstance(content, list) else []
+    if reasoning.kind == "tags" and reasoning.close and answers and reasoning.close in answers[0]:
+        thought, answers[0] = answers[0].split(reasoning.close, 1)
+        found = found or thought.replace(reasoning.open, "")
+    out = []
+    if found.strip() and text.find(found.strip(), start, stop) < 0:
+        out.append("the template drops its reasoning from the rendering")
+    if any(a.strip() and text.find(a.strip(), start, stop) < 0 for a in answers):
+        out.append("the template does not render its content")
+    calls = [c for c in message.get("tool_calls") or [] if _call_texts(c)]
+    missing = [k for k, c in enumerate(calls) if all(text.find(t.strip(), start, stop) < 0 for t in _call_texts(c))]
+    if missing and len(missing) == len(calls):
+        out.append("the template does not render its tool calls")
+    elif missing:
+        names = ", ".join(f"{k} ({_call_texts(calls[k])[0]})" for k in missing)
+        out.append(f"the template does not render its tool call{'s' if len(missing) > 1 else ''} {names}")
+    return out
+
+
+_SENTINELS = ("Zq7tsnext", "Qz7tsnext")
+
+
+def _next_start(spec: "ModelSpec", messages: Sequence[dict[str, Any]], i: int, text: str, begin: int,
+                render_kwargs: dict[str, Any]) -> int | None:
+    """Where the rendering of the messages after message i starts in `text`: the conversation is rendered again
+    with the next message's text replaced by a sentinel (the one after it, when the template does not write that
+    text); the two renderings are the same up to it. The end of `text` when nothing follows; None when this
+    cannot be told (the template refuses the sentinel, or renders something before it differently)."""
+    for j in range(i + 1, len(messages)):
+        changed = [*messages[:j], _with_sentinel(messages[j]), *messages[j + 1:]]
+        try:
+            other = spec.render(changed, **render_kwargs)
+        except Exception:  # noqa: BLE001 - the template refuses the sentinel: the bound is searched by text
+            return None
+        at = common_prefix(other, text)
+        if any(other.startswith(s, at) for s in _SENTINELS):
+            return spec.markup.snap(text, at) if at >= begin else None
+        if at < len(other):
+            return None  # the sentinel changed the rendering before it: the template reads the text
+    return len(text)
+
+
+def _with_sentinel(message: dict[str, Any]) -> dict[str, Any]:
+    """The message with its text (its first text part, for a list of parts) replaced by a sentinel that differs
+    from the text's first character."""
+    content = message.get("content")
+    if isinstance(content, list):
+        k = next((k for k, p in enumerate(content) if isinstance(p, dict) and isinstance(p.get("text"), str)), None)
+        if k is not None:
+            part = content[k]
+            return {**message, "content": [*content[:k], {**part, "text": _sentinel_for(part["text"])}, *content[k + 1:]]}
+    return {**message, "content": _sentinel_for(content if isinstance(content, str) else "")}
+
+
+def _sentinel_for(content: str) -> str:
+    firsts = {content[:1], content.lstrip()[:1]}
+    return next(s for s in _SENTINELS if s[0] not in firsts)
+
+
+def _next_text(messages: Sequence[dict[str, Any]], i: int, texts: list[str], text: str, begin: int, reasoning: Any,
+               markup: Any) -> int:
+    """Where the next message's text is, when it cannot be told by rendering: searched after message i's answer
+    (or its first text), so that a short user reply that this answer happens to contain is not taken for it."""
+    first_text = _find_texts(texts, text, begin)
+    after = first_text[0] + 1 if first_text else begin
+    answer = messages[i].get("content")
+    answer = _split_reasoning([answer.strip()], reasoning)[-1:] if isinstance(answer, str) and answer.strip() else []
+    at = text.find(answer[0], begin) if answer else -1
+    if at >= 0:
+        after = max(after, at + len(answer[0]))
+    nxt = next((j for j in range(i + 1, len(messages)) if messages[j].get("role") != "assistant"), None)
+    later = _find_texts(own_texts(messages[nxt]), text, after, markup=markup) if nxt is not None else None
+    return later[0] if later else len(text)
 
 
 def _skip_supplied(text: str, start: int, own_first: int, header: str, supplied: list[str]) -> int:
