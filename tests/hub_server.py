@@ -4,7 +4,8 @@ It answers what huggingface_hub asks: `GET /api/models/<repo>[/revision/<rev>]` 
 blob ids), `GET /api/models/<repo>/tree/<rev>`, and `HEAD`/`GET /<repo>/resolve/<rev>/<path>` with the Hub's
 headers (X-Repo-Commit, ETag: the sha256 for LFS files, the git blob id otherwise; X-Linked-Size) and byte ranges.
 Gated and private repos refuse files the way the Hub does (X-Error-Code GatedRepo / RepoNotFound). Every request
-is recorded, and a download can be held after N bytes (to interrupt a pull at a known point).
+is recorded, and a download can be held after N bytes (to interrupt a pull at a known point). A repo can play a
+hostile endpoint: other ETags for some files (`etags`), a commit that is not a hash, paths that leave the repo.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class Repo:
     gated: bool = False
     private: bool = False
     allowed_tokens: tuple[str, ...] = ()
+    etags: dict[str, str] = field(default_factory=dict)  # path -> the ETag a hostile endpoint sends instead
     _meta: dict[str, dict] = field(default_factory=dict, repr=False)
 
     def meta(self, path: str) -> dict:
@@ -222,9 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 206
         self.send_response(status)
         self.send_header("X-Repo-Commit", repo.commit)
-        self.send_header("ETag", f'"{meta["etag"]}"')
+        etag = repo.etags.get(path, meta["etag"])
+        self.send_header("ETag", f'"{etag}"')
         if meta["lfs"]:
-            self.send_header("X-Linked-Etag", f'"{meta["etag"]}"')
+            self.send_header("X-Linked-Etag", f'"{etag}"')
             self.send_header("X-Linked-Size", str(size))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Type", "application/octet-stream")

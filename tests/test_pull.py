@@ -269,3 +269,51 @@ def test_pull_one_gguf_then_run_it_by_that_name(hub, tmp_path, smollm2_gguf):
     answer = turnspec(hub, tmp_path, "run", name, "-p", "What is the capital of France?", "--system", SYSTEM, "--json")
     assert answer.returncode == 0, answer.stderr
     assert "Paris" in envelope(answer)["data"]["content"]
+
+
+# ---------------------------------------------------------------------------------------------- a hostile endpoint
+ESCAPE = "../../../escaped"  # from <cache>/models--o--n/blobs: the folder that holds the cache
+
+
+@pytest.fixture
+def hostile(smollm2_dir, tmp_path):
+    """An endpoint (a mirror, a proxy, plain http) whose answers name paths outside the cache."""
+    chat = {p.name: p for p in smollm2_dir.iterdir() if p.is_file()}
+    small = {**chat, "model.safetensors": b"weights " * 1000}
+    outside = str(tmp_path / "abs-target")
+    served = LocalHub([
+        Repo("evil/plain-etag", small, etags={"tokenizer_config.json": ESCAPE}),
+        Repo("evil/lfs-etag", small, etags={"model.safetensors": ESCAPE}),
+        Repo("evil/absolute-etag", small, etags={"model.safetensors": outside}),
+        Repo("evil/not-a-hash", small, etags={"tokenizer.json": "abc-123"}),
+        Repo("evil/wrong-hash", small, etags={"model.safetensors": "0" * 64}),
+        Repo("evil/commit", small, commit="../../../escaped"),
+        Repo("evil/path", {**small, "additional_chat_templates/../../../../../escaped.jinja": b"{{ x }}"}),
+    ])
+    with served.running():
+        yield served, tmp_path / "home", Path(outside)
+
+
+def written_outside(home: Path, *targets: Path) -> list[Path]:
+    """What a pull left at the target paths, their partial files and locks, or anywhere outside its cache."""
+    found = [p for t in targets for p in (t, Path(f"{t}.incomplete"), Path(f"{t}.lock")) if os.path.lexists(p)]
+    return found + [p for p in home.parent.iterdir() if p.name not in ("home", "served") and p.name != home.name]
+
+
+@pytest.mark.parametrize("repo_id,says", [
+    ("evil/plain-etag", "sent the ETag '../../../escaped', not a sha256 or git hash"),
+    ("evil/lfs-etag", "sent the ETag '../../../escaped', not a sha256 or git hash"),
+    ("evil/absolute-etag", "not a sha256 or git hash"),
+    ("evil/not-a-hash", "sent the ETag 'abc-123'"),
+    ("evil/wrong-hash", "do not match the Hub's checksum"),
+    ("evil/commit", "named the commit '../../../escaped', not a 40-digit git hash"),
+    ("evil/path", "whose path leaves the model's folder"),
+])
+def test_a_hostile_endpoint_cannot_make_pull_write_outside_the_cache(hostile, repo_id, says):
+    served, home, outside = hostile
+    home.mkdir()
+    proc = turnspec(served, home, "pull", repo_id, "--json", "--profiles", home / "profiles")
+    one_line_error(proc, 6, repo_id, says)
+    assert envelope(proc)["error"]["code"] == "download_failed"
+    assert written_outside(home, home.parent / "escaped", outside) == []
+    assert not list((home / "hub").glob("**/*.incomplete"))  # a refused file leaves no partial blob either

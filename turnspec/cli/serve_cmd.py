@@ -43,6 +43,9 @@ def serve(
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: the physical cores not busy with other work (see the README)."),
     parallel: int = typer.Option(4, "--parallel", min=1, help="Requests decoded together in one batch (llama.cpp engine; each keeps the full context, so the KV cache is N times larger). 1: one at a time. Other engines run one at a time."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Most memory a resident model may take (e.g. 8GB); a bigger swap gets HTTP 503. Default: what the machine has free."),
+    max_body: Optional[str] = typer.Option(None, "--max-body-bytes", help="Largest request body (e.g. 8MB); a bigger one gets HTTP 413 before it is read. Default: 4 MiB, or 64 bytes per token of the largest context when that is more. Prompts longer than the context can hold get HTTP 400 before they are tokenized."),
+    allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="A web page origin (e.g. http://localhost:3000) whose browser requests are served, with CORS; repeatable; '*' allows every site. Default: requests a browser sends from another site get HTTP 403."),
+    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="A Host name the server answers to besides localhost, IP addresses and --host (repeatable; '*': any). Others get HTTP 403 (DNS rebinding)."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical | error | warning | info | debug."),
     as_json: bool = typer.Option(False, "--json", help="Once listening, print the turnspec/1 JSON envelope (url, models) on stdout."),
@@ -50,14 +53,16 @@ def serve(
     """Serve models over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/models, /health."""
     with fail_cleanly("serve", as_json):
         _serve(models or [], models_dir or [], host, port, api_key, model_id, engine, n_ctx, template, kw, max_tokens,
-               system_mode, max_queue, max_memory, profiles, log_level, as_json, parallel, threads)
+               system_mode, max_queue, max_memory, profiles, log_level, as_json, parallel, threads,
+               max_body=max_body, allow_origins=allow_origin or [], allow_hosts=allow_host or [])
 
 
 def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_key: Optional[str],
            model_id: Optional[str], engine: Optional[str], n_ctx: Optional[int], template: Optional[Path],
            kw: Optional[list[str]], max_tokens: Optional[int], system_mode: Optional[str], max_queue: int,
            max_memory: Optional[str], profiles: Path, log_level: str, as_json: bool, parallel: int = 4,
-           threads: Optional[int] = None) -> None:
+           threads: Optional[int] = None, *, max_body: Optional[str] = None, allow_origins: list[str] | None = None,
+           allow_hosts: list[str] | None = None) -> None:
     try:
         import fastapi
         import uvicorn
@@ -74,6 +79,12 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
         limit = parse_size(max_memory) if max_memory else None
     except ValueError as exc:
         raise TurnspecError(f"--max-memory {exc}") from None
+    try:
+        body_limit = parse_size(max_body) if max_body else None
+    except ValueError as exc:
+        raise TurnspecError(f"--max-body-bytes {exc}") from None
+    if body_limit is not None and body_limit < 1024:
+        raise TurnspecError(f"--max-body-bytes {max_body}: too small for any request; give at least 1KB")
     named = [_alias(n) for n in names] or ([] if models_dirs else [(None, None)])
     found = [t for d in models_dirs for t in models_in(d)]
     if len(named) + len(found) > 1 and (model_id or template):
@@ -92,7 +103,8 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
     app = None
     try:
         manager.acquire(served[0])  # the first model is ready before the first request
-        app = create_app(models=manager, api_key=api_key, max_queue=max_queue)
+        app = create_app(models=manager, api_key=api_key, max_queue=max_queue, max_body_bytes=body_limit,
+                         allow_hosts=[*(allow_hosts or []), *_own_names(host)], allow_origins=allow_origins or [])
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/v1"
         for m in served:
@@ -183,6 +195,14 @@ def _listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise TurnspecError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
     return sock
+
+
+def _own_names(host: str) -> list[str]:
+    """Host names the server answers to without --allow-host, besides localhost and IP addresses: the name it was
+    bound to, and the machine's name when it listens on every address."""
+    if host in ("0.0.0.0", "::", ""):
+        return [socket.gethostname()]
+    return [host]
 
 
 def _is_loopback(host: str) -> bool:

@@ -53,11 +53,16 @@ def repo_info(repo_id: str, revision: str = "main") -> RemoteRepo:
         raise hub_error(exc, repo_id, "asking the Hub about it", revision=revision) from None
     if not info.sha:
         raise ModelSourceError(f"{repo_id}: the Hub at {hub_endpoint()} did not say which commit {revision!r} is")
+    from .fetch import checked_commit, is_content_hash
+
+    commit = checked_commit(info.sha, repo_id)  # it names the snapshot folder
     files = {}
     for s in info.siblings or []:
         etag = s.lfs.sha256 if s.lfs is not None else s.blob_id
+        # The listed blob id only names partial files (for `list` and resuming): a non-hash one names none.
+        etag = etag if is_content_hash(etag) else None
         files[s.rfilename] = RemoteFile(s.rfilename, s.lfs.size if s.lfs is not None else s.size, etag)
-    return RemoteRepo(repo_id, revision, info.sha, files, info.gated)
+    return RemoteRepo(repo_id, revision, commit, files, info.gated)
 
 
 def file_url(repo_id: str, path: str, commit: str) -> str:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,9 +23,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..errors import TurnspecError
 from ..reader.events import Done
 from . import completions as raw
+from .guard import RequestGuard, default_max_body_bytes
 from .models import ModelManager, ServedModel
-from .protocol import (APIError, ChatCall, ServeDefaults, bad, encode_prompt, error_body, merge_system, parse_request,
-                       validation_error)
+from .protocol import (APIError, ChatCall, ServeDefaults, decode_body, encode_prompt, error_body, merge_system,
+                       parse_request, validation_error)
 from .responses import TurnAssembler, chunk_body, completion_body, new_completion_id, sse, usage
 from .worker import Finished, GenerationWorker, Job, QueueFull
 
@@ -53,11 +53,14 @@ class _SSEResponse(StreamingResponse):
 
 def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
                models: ModelManager | None = None, defaults: ServeDefaults | None = None,
-               max_queue: int = 256) -> FastAPI:
+               max_queue: int = 256, max_body_bytes: int | None = None, allow_hosts: Iterable[str] = (),
+               allow_origins: Iterable[str] = ()) -> FastAPI:
     """An OpenAI-compatible app: `spec` on an already loaded `engine` under the name `model_id` (default: the
     spec's name), or the `models` of a ModelManager (several models, loaded on demand, one resident at a time).
 
     `api_key`: when set, /v1 routes need `Authorization: Bearer <api_key>` (/health stays open for probes).
+    `max_body_bytes` (default: `guard.default_max_body_bytes` of the largest context), `allow_hosts` (Host names
+    besides localhost and IP addresses) and `allow_origins` (web pages that may call it): see guard.py.
     """
     if models is None:
         if spec is None or engine is None:
@@ -76,6 +79,15 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         await asyncio.to_thread(worker.stop)
 
     app = FastAPI(title="turnspec", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    origins = [o for o in allow_origins if o]
+    if origins:  # answers CORS preflights and adds the CORS headers for the allowed origins (the guard refuses others)
+        from starlette.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=["*"] if "*" in origins else origins,
+                           allow_methods=["GET", "POST", "OPTIONS"], allow_headers=["*"], max_age=600)
+    context = max((m.context_length for m in models.models.values()), default=0)
+    app.add_middleware(RequestGuard, max_body_bytes=max_body_bytes or default_max_body_bytes(context),
+                       allow_hosts=list(allow_hosts), allow_origins=origins)
     app.state.worker = worker
     app.state.models = models
     app.state.model_id = next(iter(models.models))
@@ -91,11 +103,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
                            code="queue_full") from None
 
     async def read_json(request: Request) -> Any:
-        raw_body = await request.body()
-        try:
-            return json.loads(raw_body)
-        except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
-            raise bad(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+        return decode_body(await request.body())  # at most max_body_bytes: RequestGuard read it
 
     def pick(data: Any) -> ServedModel:
         served = models.find(data.get("model") if isinstance(data, dict) else None)
@@ -167,7 +175,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         if served.merge_system:
             call.messages = merge_system(call.messages)
         enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length,
-                                               served.constrain_backend)
+                                               served.constrain_backend, served.max_prompt_chars)
         job = Job(served, enc, options)
         submit(job)
         cid = new_completion_id()

@@ -19,7 +19,7 @@ from typing import Any, Optional, Union
 from pydantic import ValidationError
 
 from ..chat import GenerationOptions
-from .protocol import APIError, GenerationRequest, bad, sampling, validation_error
+from .protocol import APIError, GenerationRequest, bad, check_prompt_chars, sampling, validation_error
 
 OPENAI_DEFAULT_MAX_TOKENS = 16
 
@@ -92,6 +92,12 @@ def encode_completion(model: Any, call: CompletionCall) -> tuple[RawPrompt, Gene
                   "middle; send the prompt without suffix", param="suffix", code="unsupported_value")
     # A raw prompt may spell control tokens on purpose (a ChatML text); FIM code is text, control spellings included.
     text_vocab = model.literal_vocab if call.suffix is not None else vocab
+    # Bounds before tokenizing: a megabyte prompt is refused without being tokenized (that is what costs memory).
+    if call.ids is not None and model.context_length and len(call.ids) >= model.context_length:
+        raise bad(f"the prompt takes {len(call.ids)} tokens but the model's context holds {model.context_length}",
+                  param="prompt", code="context_length_exceeded")
+    check_prompt_chars(len(call.text or "") + len(call.suffix or ""), model.max_prompt_chars, model.context_length,
+                       "prompt")
     if call.ids is not None:
         bad_ids = [t for t in call.ids if not 0 <= t < vocab.size]
         if bad_ids:

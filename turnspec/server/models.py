@@ -43,7 +43,10 @@ class ServedModel:
         from ..readiness import output_syntax
 
         spec = self.spec
-        spec.require_vocab()
+        # The most characters one token stands for (a byte-level token's length counts its bytes, never fewer than
+        # its characters): text longer than context x this cannot fit the context, whatever it is.
+        tokens = spec.require_vocab().tokenizer.get_vocab(with_added_tokens=True)
+        self.longest_token_chars = max((len(t) for t in tokens), default=1) or 1
         _ = spec.stops  # built once here, not raced for by the first concurrent requests
         self.generation_config = dict(getattr(getattr(spec, "files", None), "generation_config", None) or {})
         try:
@@ -80,6 +83,11 @@ class ServedModel:
         tokenizer = Tokenizer.from_str(self.spec.require_vocab().tokenizer.to_str())
         tokenizer.encode_special_tokens = True
         return Vocabulary(tokenizer)
+
+    @property
+    def max_prompt_chars(self) -> int | None:
+        """The characters a prompt may have before it is tokenized (None: the context length is unknown)."""
+        return self.context_length * self.longest_token_chars if self.context_length else None
 
     @property
     def owned_by(self) -> str:

@@ -20,6 +20,9 @@ ROLES = ("system", "developer", "user", "assistant", "tool")
 RESERVED_KWARGS = frozenset({"messages", "tools", "documents", "add_generation_prompt", "continue_final_message",
                              "chat_template", "assistant_mask", "add_bos", "tokenize", "return_dict"})
 FALLBACK_MAX_TOKENS = 2048  # only when the engine does not report a context length
+# Real requests nest a few levels (a tool schema: ten at most); deeper bodies would only reach Python's recursion
+# limit somewhere after the parser (validation, grammar building, templates).
+MAX_JSON_DEPTH = 64
 
 
 class APIError(Exception):
@@ -41,6 +44,61 @@ def error_body(message: str, *, type: str = "invalid_request_error", param: str 
 
 def bad(message: str, param: str | None = None, code: str | None = "invalid_value") -> APIError:
     return APIError(400, message, param=param, code=code)
+
+
+def decode_body(raw: bytes) -> Any:
+    """The request body as JSON: a 400 for bytes that are not JSON and for nesting deeper than MAX_JSON_DEPTH."""
+    try:
+        data = json.loads(raw)
+    except RecursionError:
+        raise bad(f"the request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)", code="invalid_json") \
+            from None
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise bad(f"the request body is not valid JSON ({exc})", code="invalid_json") from None
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise bad(f"the request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)", code="invalid_json")
+    return data
+
+
+def json_depth(data: Any) -> int:
+    """How deeply lists and objects nest in decoded JSON (a scalar: 0), without recursion."""
+    deepest = 0
+    todo = [(data, 1)]
+    while todo:
+        value, depth = todo.pop()
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if items is None:
+            continue
+        deepest = max(deepest, depth)
+        if depth <= MAX_JSON_DEPTH:  # past the limit the answer is known: stop walking
+            todo.extend((item, depth + 1) for item in items)
+    return deepest
+
+
+def text_chars(*values: Any) -> int:
+    """Characters in every string (keys included) of decoded JSON values: what a prompt built from them holds."""
+    total = 0
+    todo = list(values)
+    while todo:
+        value = todo.pop()
+        if isinstance(value, str):
+            total += len(value)
+        elif isinstance(value, dict):
+            total += sum(len(k) for k in value if isinstance(k, str))
+            todo.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            todo.extend(value)
+    return total
+
+
+def check_prompt_chars(chars: int, max_chars: int | None, context_length: int, param: str) -> None:
+    """A 400 before tokenizing, for text that cannot fit the context: even if each token held the vocabulary's
+    longest token, `chars` characters would take more than `context_length` tokens (tokenizing megabytes first is
+    what costs gigabytes)."""
+    if max_chars is not None and chars > max_chars:
+        raise bad(f"{param}: {chars} characters cannot fit the model's context of {context_length} tokens (at "
+                  f"most {max_chars} characters: {max_chars // max(context_length, 1)} per token at the longest); "
+                  "shorten it", param=param, code="context_length_exceeded")
 
 
 # --- request shape (pydantic: types only; meaning is checked below) -------------------------------------------
@@ -311,9 +369,14 @@ def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def encode_prompt(spec: Any, call: ChatCall, context_length: int,
-                  backend: str | None = "gbnf") -> tuple[Any, GenerationOptions]:
+                  backend: str | None = "gbnf", max_prompt_chars: int | None = None) -> tuple[Any, GenerationOptions]:
     """Render + tokenize the request; the generation budget is what the context still holds; a forced call or
-    JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s."""
+    JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s.
+
+    `max_prompt_chars`: more characters in the messages, tools and template variables than this is a 400 before
+    rendering (see `check_prompt_chars`)."""
+    check_prompt_chars(text_chars(call.messages, call.tools, call.template_kwargs), max_prompt_chars, context_length,
+                       "messages")
     try:
         enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
                           **call.template_kwargs)
