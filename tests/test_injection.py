@@ -351,3 +351,18 @@ def test_training_rows_encode_content_as_text_by_default(smollm2_dir):
     assert trained.count(end) == 1 and trained[-1] == end  # the answer's own turn end, once
     with pytest.raises(TurnspecError, match="specials_in_content"):
         ChatEncoder(str(smollm2_dir), specials_in_content="yes")
+
+
+# --- what a template copies into its markup ------------------------------------------------------------------
+def test_onboarding_says_which_values_a_template_writes_into_headers():
+    from turnspec.analysis.exposed import content_in_markup
+    from turnspec.onboard.probe import onboard_spec
+    from turnspec.onboard.report import format_report
+
+    smol, _hf, _ = model("smollm2")
+    assert content_in_markup(smol) == ["a message's role: <|im_start|>{role}"]
+    oss = turnspec.load(need(GPT_OSS_DIR))
+    exposed = content_in_markup(oss)
+    assert exposed and exposed[0].startswith("a tool name: <|start|>assistant to=functions.{tool name}<|channel|>")
+    report = format_report(onboard_spec(oss))
+    assert "exposed     values written into headers" in report and "to=functions.{tool name}" in report
