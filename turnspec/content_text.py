@@ -45,6 +45,7 @@ _DIGITS = 0xE100  # placeholder digits: two chars of base 3072 (9.4M control str
 _BASE = 3072
 _SENTINEL_FIRST = 0xF0000  # tokenizer-copy sentinels: Supplementary Private Use Area-A
 _SENTINEL_PAD = "\U000ffffd"
+_PLANE15 = re.compile("[\U000f0000-\U0010ffff]")
 _MAX_RENDERS = 16  # renders spent finding which strings a template reads, when it reads any
 
 
@@ -76,8 +77,27 @@ class _Controls:
         from .reader.markers import trie_regex
 
         self.regex = trie_regex(self.ids)
+        self.firsts = frozenset(t[0] for t in self.ids)
         self._exempt: frozenset[str] | None = None
         self._spec = spec
+
+    def any_in(self, value: Any) -> bool:
+        """Whether any string in `value` (nested dicts, lists, objects as render_conversation takes them) holds a
+        control string: the cheap test every conversation pays (a character test first, the regex only after)."""
+        kind = type(value)
+        if kind is str:
+            return any(c in value for c in self.firsts) and self.regex.search(value) is not None  # type: ignore[union-attr]
+        if kind is dict:
+            return any(self.any_in(v) or (type(k) is str and self.any_in(k)) for k, v in value.items())
+        if kind in (list, tuple):
+            return any(self.any_in(v) for v in value)
+        if value is None or kind in (int, float, bool):
+            return False
+        from .render import plain_data, tool_schemas
+
+        if callable(value) and not isinstance(value, type):  # a Python function passed as a tool
+            return self.any_in(plain_data(tool_schemas([value])))
+        return self.any_in(plain_data(value))
 
     @property
     def assistant_markers(self) -> frozenset[str]:
@@ -232,7 +252,7 @@ def content_controls(spec: Any, text: str, messages: Sequence[Any], render: Rend
     """The control strings of `text` (the rendering of these inputs) that came from message content and the other
     render inputs. `render(messages, tools, documents, variables)` renders substituted inputs the same way."""
     controls = controls_of(spec)
-    if controls.regex is None:
+    if controls.regex is None or not controls.any_in((messages, tools, documents, variables)):
         return ContentControls()
     inputs = _Inputs(controls, messages, tools, documents, dict(variables or {}))
     if not inputs.occurrences:
@@ -350,7 +370,7 @@ def encode_as_text(spec: Any, text: str, spans: Sequence[tuple[int, int]]) -> tu
     controls = controls_of(spec)
     copy = _sentinels(spec, controls)
     assert controls.regex is not None
-    if any(0xF0000 <= ord(c) for c in text) and any(s in text for s in copy.sentinel.values()):
+    if _PLANE15.search(text) and any(s in text for s in copy.sentinel.values()):
         raise EncodingError(f"{spec.name}: the conversation holds the private-use characters turnspec uses for "
                             "control tokens; encode it with specials_in_content='parse'")
     starts = [a for a, _ in spans]
@@ -367,11 +387,25 @@ def encode_as_text(spec: Any, text: str, spans: Sequence[tuple[int, int]]) -> tu
         parts += [text[last:m.start()], copy.sentinel[m.group()]]
         last = m.end()
     parts.append(text[last:])
-    enc = copy.tokenizer.encode("".join(parts), add_special_tokens=False)
-    ids, offsets = enc.ids, enc.offsets
+    ids, offsets = _encode(copy.tokenizer, "".join(parts), spec.vocab, text)
     control_ids = set(controls.ids.values())
     for tid, (a, b) in zip(ids, offsets):
         if tid in control_ids and from_content(a, b):
             raise EncodingError(f"{spec.name}: a control string in a message still tokenized to a control id "
                                 f"({tid}); encode with specials_in_content='parse'")
     return ids, offsets
+
+
+def _encode(tokenizer: Any, substituted: str, vocab: Any, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and offsets of `substituted`; for ASCII `text` on a vocabulary whose token lengths give the offsets (see
+    Vocabulary.encode_with_offsets), from the offset-free encoder: sentinels have their token's length and id."""
+    lengths = vocab._token_lengths if text.isascii() else None
+    if lengths is not None:
+        from itertools import accumulate
+
+        ids = tokenizer.encode_batch_fast([substituted], add_special_tokens=False)[0].ids
+        ends = list(accumulate(lengths[i] if i < len(lengths) else 0 for i in ids))
+        if not ends or ends[-1] == len(text):
+            return ids, list(zip([0, *ends[:-1]], ends))
+    enc = tokenizer.encode(substituted, add_special_tokens=False)
+    return enc.ids, enc.offsets
