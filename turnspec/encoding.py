@@ -48,6 +48,10 @@ class Encoding:
     bos_added: bool = False
     # The assistant-written character spans of `text` that the mask was made from.
     char_spans: list[tuple[int, int]] = field(default_factory=list)
+    # Control strings of `text` that came from message content and were tokenized as text
+    # (specials_in_content="text"; see turnspec.content_text), and notes on those a template reads.
+    content_controls: list[tuple[int, int]] = field(default_factory=list)
+    content_notes: list[str] = field(default_factory=list)
 
     def assistant_spans(self) -> list[tuple[int, int]]:
         """Token index ranges [start, end) where the mask is 1."""

@@ -7,6 +7,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from .content_text import ContentControls, check_mode, content_controls, encode_as_text
 from .encoding import Encoding, spans_to_mask, universal_spans
 from .errors import EncodingError, NoChatTemplateError, TurnspecError
 from .render import RenderInputError, render_conversation
@@ -157,6 +158,7 @@ class ModelSpec:
         assistant_mask: bool | None = None,
         add_bos: bool | None = None,
         mask_prompt_supplied: bool = True,
+        specials_in_content: str = "text",
         **kwargs: Any,
     ) -> Encoding:
         """Render and tokenize, with the generation boundary and (unless disabled) the assistant-token mask.
@@ -166,7 +168,14 @@ class ModelSpec:
         `assistant_mask=None` computes the mask unless `continue_final_message` is set. `mask_prompt_supplied`
         (default True) leaves out of the mask what a generation prompt writes for the model (the assistant header,
         Qwen3's empty `<think>\n\n</think>\n\n` in turns without reasoning): the model is not trained on it.
+
+        `specials_in_content="text"` (the default) tokenizes control strings that came from message content (and
+        tools, documents, template variables) as text: only the template's own markup gets control ids, so a
+        message cannot write a turn of another role (see turnspec.content_text). The ids equal transformers'
+        wherever the content holds no control string. `"parse"` is transformers' `apply_chat_template(tokenize=True)`
+        exactly, control strings in content included: for parity with data encoded that way.
         """
+        check_mode(specials_in_content)
         vocab = self.require_vocab()
         if assistant_mask and continue_final_message:
             raise RenderInputError("continue_final_message is not compatible with return_assistant_tokens_mask.")
@@ -177,7 +186,19 @@ class ModelSpec:
                                 continue_final_message=continue_final_message, track_generation=use_tag,
                                 **render_kwargs)
         text = rendered.text
-        ids, offsets = vocab.encode_with_offsets(text)
+        inert = ContentControls()
+        if specials_in_content == "text":
+            def render_inputs(msgs: Any, tls: Any, docs: Any, variables: dict[str, Any]) -> str:
+                return self._render(msgs, tools=tls, documents=docs, chat_template=chat_template,
+                                    add_generation_prompt=add_generation_prompt,
+                                    continue_final_message=continue_final_message, **variables).text
+
+            inert = content_controls(self, text, messages, render_inputs, tools=tools, documents=documents,
+                                     variables=kwargs)
+        if inert.spans:
+            ids, offsets = encode_as_text(self, text, inert.spans)
+        else:
+            ids, offsets = vocab.encode_with_offsets(text)
 
         bos = self.special_tokens.get("bos_token")
         bos_id = vocab.token_to_id(bos) if bos else None
@@ -192,6 +213,7 @@ class ModelSpec:
         bos_added = bool(bos_id is not None and not text_has_bos and (add_bos or (add_bos is None and self.tokenizer_adds_bos)))
 
         enc = Encoding(ids=ids, text=text, generation_start=len(ids) if add_generation_prompt else None)
+        enc.content_controls, enc.content_notes = inert.spans, inert.notes
         if want_mask:
             if use_tag:
                 spans, exact, notes, method = rendered.generation_spans, True, [], "generation-tag"

@@ -48,11 +48,15 @@ class ChatEncoder:
     as that path); it is loaded here, and a model that does not load raises its one-line TurnspecError here.
     `max_length` with `overflow="truncate"` keeps the first `max_length` tokens; with "drop" the row gets an error
     instead. `template_kwargs` go to the template (e.g. {"enable_thinking": False}).
+    `specials_in_content="text"` (default) tokenizes control strings typed into messages as text (a sample that
+    quotes `<|im_start|>` does not teach a turn boundary there); "parse" matches data encoded by transformers.
     """
 
     def __init__(self, model: Any, *, max_length: int | None = None, overflow: str = "truncate",
                  mask_prompt_supplied: bool = True, template_kwargs: Mapping[str, Any] | None = None,
-                 messages_column: str = "messages", tools_column: str = "tools"):
+                 messages_column: str = "messages", tools_column: str = "tools", specials_in_content: str = "text"):
+        from .content_text import check_mode
+
         if overflow not in OVERFLOW:
             raise ValueError(f"overflow must be one of {OVERFLOW}, not {overflow!r}")
         if max_length is not None and max_length < 1:
@@ -65,6 +69,7 @@ class ChatEncoder:
         self.template_kwargs = dict(template_kwargs or {})
         self.messages_column = messages_column
         self.tools_column = tools_column
+        self.specials_in_content = check_mode(specials_in_content)
         # Load now: a model that does not load, or a template that does not compile, is one error here, not the
         # same error on every row (and an empty dataset after the filter step).
         spec = self.spec
@@ -114,6 +119,7 @@ class ChatEncoder:
             "template_kwargs": self.template_kwargs,
             "mask": {"method": "generation-tag" if spec.has_generation_tag else "universal",
                      "mask_prompt_supplied": self.mask_prompt_supplied},
+            "specials_in_content": self.specials_in_content,
             "max_length": self.max_length,
             "overflow": self.overflow,
         }
@@ -126,7 +132,7 @@ class ChatEncoder:
         try:
             messages, tools = self._fields(row)
             enc = spec.encode(messages, tools=tools, mask_prompt_supplied=self.mask_prompt_supplied,
-                              **self.template_kwargs)
+                              specials_in_content=self.specials_in_content, **self.template_kwargs)
         except Exception as exc:  # a bad row (even one nested too deep: RecursionError) is reported, never fatal
             return EncodedRow(error=_one_line(exc))
         ids, mask = enc.ids, enc.assistant_mask or [0] * len(enc.ids)

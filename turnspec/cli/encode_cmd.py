@@ -33,6 +33,7 @@ def encode(
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Longest conversation in tokens; see --overflow."),
     overflow: str = typer.Option("truncate", "--overflow", help="For rows over --max-length: truncate (keep the first tokens) or drop (skip the row, listed in the report)."),
     train_prompt_supplied: bool = typer.Option(False, "--train-prompt-supplied", help="Also train on what the generation prompt writes for the model (its empty <think></think>, the header)."),
+    specials_in_content: str = typer.Option("text", "--specials-in-content", help="Control strings typed into messages: text (default: they stay text, no turn can be written from inside a message) or parse (transformers' apply_chat_template ids, for parity)."),
     kw: Optional[list[str]] = typer.Option(None, "--kw", help="Template variable for every row, key=value (JSON value)."),
     report_file: Optional[Path] = typer.Option(None, "--report", help="Also write the full report (every skipped row) to this JSON file."),
     as_json: bool = typer.Option(False, "--json", help="Print the turnspec/1 JSON envelope; data is the report."),
@@ -46,7 +47,7 @@ def encode(
     """
     with fail_cleanly("encode", as_json), _terminate_cleanly(as_json):
         _encode(data, output, model, num_proc, max_length, overflow, not train_prompt_supplied, kw, report_file,
-                as_json)
+                as_json, specials_in_content)
 
 
 @contextmanager
@@ -76,7 +77,8 @@ def _terminate_cleanly(as_json: bool) -> Any:
 
 
 def _encode(data: Path, output: Path, model: Optional[str], num_proc: int, max_length: Optional[int], overflow: str,
-            mask_prompt_supplied: bool, kw: Optional[list[str]], report_file: Optional[Path], as_json: bool) -> None:
+            mask_prompt_supplied: bool, kw: Optional[list[str]], report_file: Optional[Path], as_json: bool,
+            specials_in_content: str = "text") -> None:
     from ..encode_run import encode_file
     from ..training import OVERFLOW, ChatEncoder
 
@@ -92,7 +94,7 @@ def _encode(data: Path, output: Path, model: Optional[str], num_proc: int, max_l
 
         model = str(default_model_path())
     encoder = ChatEncoder(model, max_length=max_length, overflow=overflow, mask_prompt_supplied=mask_prompt_supplied,
-                          template_kwargs=parse_kwargs(kw))
+                          template_kwargs=parse_kwargs(kw), specials_in_content=specials_in_content)
     with _progress(enabled=not as_json) as on_progress:
         report = encode_file(data, output, encoder, num_proc=num_proc, on_progress=on_progress)
     if report_file is not None:

@@ -304,7 +304,7 @@ class _Onboarding:
         for key, fn in (("bos", self.bos), ("generation_prompt", self.generation_prompt), ("system", self.system),
                         ("roles", self.roles), ("tools", self.tools), ("reasoning", self.reasoning),
                         ("continue_final_message", self.continue_final), ("stops", self.stops),
-                        ("generation_mask", self.generation_mask)):
+                        ("generation_mask", self.generation_mask), ("content_in_markup", self.content_in_markup)):
             self.section(findings, key, fn)
         if self.timeouts:
             timeout = (f"the chat template of {spec.name} ran past the {self.time_limit_s:g} s time limit "
@@ -669,6 +669,12 @@ class _Onboarding:
         return out
 
     # --- generation mask -------------------------------------------------------------------------------------
+    def content_in_markup(self) -> list[str]:
+        """Request values the template writes into its headers (turnspec.analysis.exposed)."""
+        from ..analysis.exposed import content_in_markup
+
+        return content_in_markup(self.spec)
+
     def generation_mask(self) -> dict[str, Any]:
         from ..encoding import universal_spans
 

@@ -218,6 +218,12 @@ def format_report(report: Any, *, notices: list[str] | None = None) -> str:
     elif mask is not None:
         row("mask", _problem(mask))
 
+    exposed = f.get("content_in_markup")
+    if isinstance(exposed, list) and exposed:
+        row("exposed", "\n".join(["values written into headers (tokenized as text, but read there as header):",
+                                    *exposed]))
+    elif exposed is not None and not isinstance(exposed, list):
+        row("exposed", _problem(exposed) or "?")
     if "tools" in f:
         row("tools", tools_summary(f["tools"]))
     row("reads", reads_summary(f))
