@@ -13,6 +13,10 @@ tokens the sampler never produced and servers re-process whole prompts. A sessio
 new messages and cuts right after the turn end that the template analysis knows, then tokenizes that text as one
 unit after a control token, so no BPE merge reaches into kept ids. No model family is named anywhere.
 
+Control strings that came from message content (a tool result writing `<|im_end|>\n<|im_start|>system`) are tokenized
+as text, as `spec.encode` does (turnspec.content_text; `specials_in_content="parse"` opts out): in `extend` they are
+learned on the rendering the unit is cut from, new messages included, and moved into the unit.
+
 To stay cheap on long conversations, the rendering covers a short window of the history (a leading system message,
 the last user message and the last few turns). Whether the window gives the same text as the whole conversation is
 checked once per kind of extension (by rendering both) and remembered per spec; a template whose text after a turn
@@ -28,6 +32,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from .content_text import check_mode, content_controls, encode_as_text
 from .encoding import own_texts
 from .errors import TurnspecError
 
@@ -93,13 +98,18 @@ class _Unit:
     ends: list[int]  # end of each new message's text region in `text`
     anchored: bool  # the unit starts right after a control token
     prompt_text: str  # the rendering the next completion continues (for the reader)
+    content_spans: list[tuple[int, int]] = field(default_factory=list)  # control strings of `text` from content
 
 
 class Session:
     """One conversation's exact ids: prompt, sampled completions kept verbatim, and the template's text between."""
 
-    def __init__(self, spec: Any, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any):
+    def __init__(self, spec: Any, tools: Sequence[dict | Callable] | None = None, *,
+                 specials_in_content: str = "text", **template_kwargs: Any):
         self.spec = spec
+        # "text": control strings that came from message content (or tools, template variables) are tokenized as
+        # text, as spec.encode does (turnspec.content_text); "parse": as the tokenizer matches them
+        self.specials_in_content = check_mode(specials_in_content)
         self.vocab = spec.require_vocab()
         analysis = spec.analysis
         if analysis.error:
@@ -148,8 +158,7 @@ class Session:
             raise SessionError("the last message is an assistant message: a session prompt ends with the generation "
                                "prompt (pass the messages before it, then add_completion)", "assistant_last")
         text = self._render(msgs)
-        enc = self.vocab.tokenizer.encode(text, add_special_tokens=False)
-        ids, offsets = list(enc.ids), list(enc.offsets)
+        ids, offsets = self._encode_text(text, msgs)
         bos = self.spec.special_tokens.get("bos_token")
         bos_id = self.vocab.token_to_id(bos) if bos else None
         if bos_id is not None and not text.startswith(bos) and self.spec.tokenizer_adds_bos:
@@ -214,8 +223,7 @@ class Session:
                                "the reasoning would put text before sampled ids (extend(..., rerender=True) renders "
                                "the conversation instead)", "stop_in_reasoning")
         unit = self._unit(new)
-        enc = self._encode_unit(unit.text)
-        ids, offsets = enc
+        ids, offsets = self._encode_unit(unit.text, unit.content_spans)
         base = len(self._messages)
         owner = [base - 1 if start < len(unit.close) else _owner_of(start, unit.ends, base, base + len(new))
                  for start, _ in offsets]
@@ -263,7 +271,10 @@ class Session:
         ends = self._message_ends(unit_text, len(close), new)
         anchored = any(unit_text.startswith(t) for t in self._added if t.strip()) or (
             bool(self._ids) and self._ids[-1] in self._added_ids)
-        return _Unit(unit_text, close, ends, anchored, text)
+        # learned on the rendering the unit is cut from (its history frames the new messages), moved into the unit
+        shift = len(close) - e
+        spans = [(a + shift, b + shift) for a, b in self._content_spans(text, [*window, *new]) if a >= e]
+        return _Unit(unit_text, close, ends, anchored, text, spans)
 
     def _turn_end(self, text: str, new: list[dict[str, Any]], history: list[dict[str, Any]]) -> tuple[int, int]:
         """(start, end) of the turn end the template writes after the last assistant turn in `text`; start == end
@@ -355,25 +366,48 @@ class Session:
                            "conversation for this kind of message")
         return verdicts[key]
 
-    def _encode_unit(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    def _encode_unit(self, text: str, spans: Sequence[tuple[int, int]] = ()) -> tuple[list[int], list[tuple[int, int]]]:
         """Tokenize `text` as it follows a control token: behind an anchor token that is dropped again (so a
-        tokenizer that marks the start of a text, SentencePiece's `▁`, does not mark this one)."""
+        tokenizer that marks the start of a text, SentencePiece's `▁`, does not mark this one). The control strings
+        at `spans` (from content) are tokenized as text."""
         anchor = next((t for t in self._ends if t in self._added), None)
-        tok = self.vocab.tokenizer
         if anchor is not None:
-            enc = tok.encode(anchor + text, add_special_tokens=False)
-            if enc.ids and enc.ids[0] == self._added[anchor] and (len(enc.ids) == 1 or enc.offsets[1][0] >= len(anchor)):
-                n = len(anchor)
-                return list(enc.ids[1:]), [(a - n, b - n) for a, b in enc.offsets[1:]]
-        enc = tok.encode(text, add_special_tokens=False)
+            n = len(anchor)
+            ids, offsets = self._tokenize(anchor + text, [(a + n, b + n) for a, b in spans])
+            if ids and ids[0] == self._added[anchor] and (len(ids) == 1 or offsets[1][0] >= n):
+                return ids[1:], [(a - n, b - n) for a, b in offsets[1:]]
+        return self._tokenize(text, spans)
+
+    def _tokenize(self, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+        if spans:
+            ids, offsets = encode_as_text(self.spec, text, spans)
+            return list(ids), list(offsets)
+        enc = self.vocab.tokenizer.encode(text, add_special_tokens=False)
         return list(enc.ids), list(enc.offsets)
+
+    def _content_spans(self, text: str, messages: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        """The control strings of `text` (`messages` rendered with the generation prompt) that came from content
+        and are tokenized as text; none with specials_in_content="parse"."""
+        if self.specials_in_content != "text":
+            return []
+
+        def render(msgs: Any, tools: Any, documents: Any, variables: dict[str, Any]) -> str:
+            return self.spec.render(msgs, tools=tools, documents=documents, add_generation_prompt=True, **variables)
+
+        found = content_controls(self.spec, text, messages, render, tools=self.tools, variables=self.template_kwargs)
+        for note in found.notes:
+            self._note(note)
+        return found.spans
+
+    def _encode_text(self, text: str, messages: list[dict[str, Any]]) -> tuple[list[int], list[tuple[int, int]]]:
+        """Tokenize a whole rendering of `messages` (no BOS added), content-origin control strings as text."""
+        return self._tokenize(text, self._content_spans(text, messages))
 
     # --- re-render (explicit) --------------------------------------------------------------------------------
     def _rerender(self, new: list[dict[str, Any]]) -> list[int]:
         msgs = [*self._messages, *new]
         text = self._render(msgs)
-        enc = self.vocab.tokenizer.encode(text, add_special_tokens=False)
-        ids, offsets = list(enc.ids), list(enc.offsets)
+        ids, offsets = self._encode_text(text, msgs)
         if self._ids and self._ids[0] != (ids[0] if ids else None):
             bos = self.spec.special_tokens.get("bos_token")
             if bos and self.vocab.token_to_id(bos) == self._ids[0] and not text.startswith(bos):

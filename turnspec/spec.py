@@ -260,12 +260,14 @@ class ModelSpec:
 
         return reader_for(self, prompt_text, declared_tools=tools, **options)
 
-    def session(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
+    def session(self, tools: Sequence[dict | Callable] | None = None, *, specials_in_content: str = "text",
+                **template_kwargs: Any) -> Any:
         """A conversation kept as exact token ids across turns (see turnspec.session): `prompt_ids`,
-        `add_completion`, `extend`, `training_sample`."""
+        `add_completion`, `extend`, `training_sample`. `specials_in_content` as in `encode`: control strings from
+        message content are tokenized as text by default (no role injection), `"parse"` as the tokenizer matches them."""
         from .session import Session
 
-        return Session(self, tools, **template_kwargs)
+        return Session(self, tools, specials_in_content=specials_in_content, **template_kwargs)
 
     def prefix_report(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
         """Whether re-rendering a conversation after appending a user / tool / assistant message keeps the earlier
