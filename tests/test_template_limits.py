@@ -64,6 +64,7 @@ def assert_stopped(result: dict, expected: str) -> None:
 
 
 SIZE = "over the size limit"
+_NESTED = "{% set ns = namespace(a=[0]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}{% endfor %}"
 INT = "bits, over the size limit"
 
 ATTACKS = {
@@ -121,6 +122,11 @@ ATTACKS = {
                            "{% endfor %}{{ ns.a|tojson }}", SIZE),
     "nested-list-tilde": ("{% set ns = namespace(a=[0]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
                           "{% endfor %}{{ 'x' ~ ns.a }}", SIZE),
+    "nested-list-format-repr": (_NESTED + "{{ '{!r}'.format(ns.a) }}", SIZE),
+    "nested-list-percent": (_NESTED + "{{ '%s' % (ns.a,) }}", SIZE),
+    "nested-list-join-items": (_NESTED + "{{ [ns.a]|join }}", SIZE),
+    "nested-list-trim": (_NESTED + "{{ ns.a|trim }}", SIZE),
+    "nested-list-center": (_NESTED + "{{ ns.a|center(3) }}", SIZE),
     "nested-list-string-filter": ("{% set ns = namespace(a=[0]) %}{% for i in range(40) %}"
                                   "{% set ns.a = [ns.a, ns.a] %}{% endfor %}{{ ns.a|string|length }}", SIZE),
 }

@@ -243,6 +243,11 @@ class _SizedFields:
         self.written = len(format_string)
         return super().vformat(format_string, args, kwargs)  # type: ignore[misc]
 
+    def convert_field(self, value: Any, conversion: Any) -> Any:
+        if conversion:  # `{!r}`/`{!s}`: the value becomes text here, before format_field sees it
+            _limits.check_text(value)
+        return super().convert_field(value, conversion)  # type: ignore[misc]
+
     def format_field(self, value: Any, format_spec: str) -> Any:
         self.written += _limits.check_format_field(value, format_spec)
         _limits.check_size(self.written)
@@ -334,6 +339,8 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
     env.globals["lipsum"] = _limits.checked_lipsum(env.globals["lipsum"])
     for name, before in _limits.FILTER_CHECKS.items():
         env.filters[name] = _limits.checked_filter(env.filters[name], before)
+    for name in _limits.TEXT_FILTERS:
+        env.filters[name] = _limits.text_filter(env.filters[name])
     env.filters["join"] = _limits.checked_join_filter(env.filters["join"])
     env.filters["sum"] = _limits.checked_sum_filter(env.filters["sum"])
     return env

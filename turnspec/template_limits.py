@@ -267,18 +267,19 @@ def _soft_len(s: Any) -> int:
 
 
 def _filter_center(value: Any, width: Any = 80) -> None:
+    check_text(value)
     _check_width(value, width)
 
 
 def _filter_indent(s: Any, width: Any = 4, first: bool = False, blank: bool = False) -> None:
     size = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    text = str(s)
+    text = _checked_str(s)
     check_size(len(text) + (text.count("\n") + 2) * size)
 
 
 def _filter_wordwrap(s: Any, width: Any = 79, break_long_words: bool = True,
                      wrapstring: Any = None, break_on_hyphens: bool = True) -> None:
-    text = str(s)
+    text = _checked_str(s)
     sep = len(wrapstring) if isinstance(wrapstring, str) else 1
     width = width if isinstance(width, int) and width > 0 else 1
     breaks = min(len(text), len(text) // width + sum(text.count(c) for c in " \t\n-") + 1)
@@ -286,11 +287,11 @@ def _filter_wordwrap(s: Any, width: Any = 79, break_long_words: bool = True,
 
 
 def _filter_replace(s: Any, old: Any, new: Any, count: Any = None) -> None:
-    check_size(_replace_size(str(s), str(old), str(new), -1 if count is None else count))
+    check_size(_replace_size(_checked_str(s), _checked_str(old), _checked_str(new), -1 if count is None else count))
 
 
 def _filter_format(value: Any, *args: Any, **kwargs: Any) -> None:
-    check_percent_format(str(value), kwargs or args)
+    check_percent_format(_checked_str(value), kwargs or args)
 
 
 def _filter_batch(value: Any, linecount: Any, fill_with: Any = None) -> None:
@@ -343,6 +344,33 @@ def checked_filter(original: Callable[..., Any], before: Callable[..., None]) ->
     return run
 
 
+#: filters that turn their input into text (jinja's soft_str): a container's text is sized first.
+TEXT_FILTERS = ("capitalize", "lower", "upper", "title", "trim", "striptags", "truncate", "urlize", "urlencode",
+                "wordcount", "safe", "xmlattr")
+
+
+def text_filter(original: Callable[..., Any]) -> Callable[..., Any]:
+    """`original` with its input sized before it becomes text, unless it is a str already (one class check)."""
+    import functools
+
+    if getattr(original, "jinja_pass_arg", None) is not None:
+        @functools.wraps(original)
+        def run_with_context(context: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            if value.__class__ is not str:
+                check_text(value)
+            return original(context, value, *args, **kwargs)
+
+        return run_with_context
+
+    @functools.wraps(original)
+    def run(value: Any, *args: Any, **kwargs: Any) -> Any:
+        if value.__class__ is not str:
+            check_text(value)
+        return original(value, *args, **kwargs)
+
+    return run
+
+
 def checked_join_filter(original: Callable[..., Any]) -> Callable[..., Any]:
     """`|join`: the items are read once into a list (they may be a generator), then the result size is checked."""
     import functools
@@ -353,9 +381,8 @@ def checked_join_filter(original: Callable[..., Any]) -> Callable[..., Any]:
             from jinja2.filters import make_attrgetter
 
             value, attribute = map(make_attrgetter(eval_ctx.environment, attribute), value), None
-        items = list(value)
-        check_size(_joined_size(str(d), [x if isinstance(x, str) else str(x) for x in items]
-                                if not all(isinstance(x, str) for x in items) else items))
+        items = [x if x.__class__ is str else _checked_str(x) for x in value]
+        check_size(_joined_size(_checked_str(d), items))
         return original(eval_ctx, items, d)
 
     return run
