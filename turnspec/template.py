@@ -15,7 +15,6 @@ import json
 import threading
 import time
 import types
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
