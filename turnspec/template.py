@@ -39,7 +39,7 @@ _budget = budget
 class _Watchdog:
     """Interrupts renders that overrun their deadline or their memory cap, in whatever thread they run.
 
-    A daemon thread looks at the running renders every 20 ms and raises TemplateLimitError inside an overdue one
+    A daemon thread looks at the running renders every 50 ms and raises TemplateLimitError inside an overdue one
     (`PyThreadState_SetAsyncExc`, delivered at the next bytecode). This costs a renderer nothing per template
     operation — unlike hooking every attribute access — so sandboxed rendering stays as fast as transformers'.
     A render still running at a look has the process's resident memory noted; if it grows past the render's cap
@@ -47,7 +47,7 @@ class _Watchdog:
     appending to a list), which no per-operation size check sees. Renders shorter than one look cost nothing.
     """
 
-    interval_s = 0.02
+    interval_s = 0.05
 
     def __init__(self) -> None:
         # thread id -> [deadline, memory cap in bytes (0: none), resident memory when first seen (None: not yet)]

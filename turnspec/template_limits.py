@@ -471,9 +471,13 @@ def output_text(value: Any) -> str:
 
 def process_memory() -> int | None:
     """Resident memory of this process in bytes (Linux: /proc; elsewhere the peak from getrusage), None if unknown."""
+    import os
+
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _page_size()
+        pid = os.getpid()
+        if _statm[0] != pid:  # opened once per process (a fork gets its own)
+            _statm[:] = [pid, os.open("/proc/self/statm", os.O_RDONLY), os.sysconf("SC_PAGE_SIZE")]
+        return int(os.pread(_statm[1], 128, 0).split()[1]) * _statm[2]
     except (OSError, ValueError, IndexError):
         pass
     try:
@@ -486,7 +490,4 @@ def process_memory() -> int | None:
         return None
 
 
-def _page_size() -> int:
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE")
+_statm: list = [None, -1, 4096]  # pid, file descriptor of /proc/self/statm, page size
