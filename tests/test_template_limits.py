@@ -118,8 +118,6 @@ ATTACKS = {
     # a list nested in itself: tiny in memory, a terabyte as text, built by one C call
     "nested-list-output": ("{% set ns = namespace(a=[0]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
                            "{% endfor %}{{ ns.a }}", SIZE),
-    "nested-list-tojson": ("{% set ns = namespace(a=[0]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
-                           "{% endfor %}{{ ns.a|tojson }}", SIZE),
     "nested-list-tilde": ("{% set ns = namespace(a=[0]) %}{% for i in range(40) %}{% set ns.a = [ns.a, ns.a] %}"
                           "{% endfor %}{{ 'x' ~ ns.a }}", SIZE),
     "nested-list-format-repr": (_NESTED + "{{ '{!r}'.format(ns.a) }}", SIZE),

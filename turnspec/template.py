@@ -141,11 +141,48 @@ class _CheckedCodeGenerator(jinja2.compiler.CodeGenerator):
             return super()._output_child_post(node, frame, finalize)
         self.write(f").__class__ is str else environment.output_text({self._output_temp}))")
 
+    def write_commons(self) -> None:
+        super().write_commons()
+        self.writeline("sized_types = environment.sized_types")
+        self.writeline("concat_text = environment.concat_text")
+
+    @jinja2.compiler.optimizeconst
+    def visit_Add(self, node: jinja2.nodes.Add, frame: Any) -> None:
+        # `a + b` runs natively; a string, list or tuple result over 64 K items is then sized (template_limits.
+        # sized_sum): every operand was sized when it was made, so an unchecked sum is at most twice the limit,
+        # once, and a doubling loop stops at the next step. A call per `+` instead costs ~10% of a whole render.
+        # With a literal operand (`x + '\n'`) a sum only grows by that literal: it cannot double, so it is not sized.
+        if isinstance(node.left, jinja2.nodes.Const) or isinstance(node.right, jinja2.nodes.Const):
+            self.write("(")
+            self.visit(node.left, frame)
+            self.write(" + ")
+            self.visit(node.right, frame)
+            self.write(")")
+            return
+        t = self.temporary_identifier()
+        self.write(f"({t} if ({t} := (")
+        self.visit(node.left, frame)
+        self.write(" + ")
+        self.visit(node.right, frame)
+        self.write(f")).__class__ not in sized_types or len({t}) <= {_limits.SMALL} else environment.sized_sum({t}))")
+
+    @jinja2.compiler.optimizeconst
+    def visit_Mod(self, node: jinja2.nodes.Mod, frame: Any) -> None:
+        # `loop.index0 % 2` runs natively; anything but an int on the left (`'%5s' % x`) goes through call_binop.
+        t = self.temporary_identifier()
+        self.write(f"(({t} % (")
+        self.visit(node.right, frame)
+        self.write(f")) if ({t} := (")
+        self.visit(node.left, frame)
+        self.write(f")).__class__ is int else environment.call_binop(context, '%', {t}, (")
+        self.visit(node.right, frame)
+        self.write(")))")
+
     @jinja2.compiler.optimizeconst
     def visit_Concat(self, node: jinja2.nodes.Concat, frame: Any) -> None:
         if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
             return super().visit_Concat(node, frame)
-        self.write("environment.concat_text((")
+        self.write("concat_text((")
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
@@ -160,15 +197,17 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     on an attribute depends only on the object's type and the name (jinja's checks read nothing else), so it is
     computed once per pair (`loop.last`, `content.strip` ...) instead of on every access.
 
-    Size checks (template_limits.py): `+ * ** %` see their operands before computing; a call to a str/bytes/int
-    method with a size argument (`center`, `replace`, `join` ...) is sized from its arguments; every call's result,
-    every `~`, and every page, macro or block output is sized; risky filters are wrapped in _make_environment.
+    Size checks (template_limits.py): `* ** %` see their operands before computing, a `+` result is sized; a call to a str/bytes/int
+    method with a size argument (`center`, `replace`, `join` ...) is sized from its arguments; every `~`, `{{ }}`,
+    and every page, macro or block output is sized; risky filters are wrapped in _make_environment.
     """
 
     code_generator_class = _CheckedCodeGenerator
     intercepted_binops = frozenset(["+", "*", "**", "%"])
     concat = staticmethod(_limits.bounded_concat)
     concat_text = staticmethod(_limits.concat_text)
+    sized_sum = staticmethod(_limits.sized_sum)
+    sized_types = frozenset([str, list, tuple])
     output_text = staticmethod(_limits.output_text)
     _verdicts: dict[tuple[type, str], bool] = {}
 
@@ -195,15 +234,16 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
         if __obj.__class__ is _BUILTIN_METHOD:
             # A method of a built-in object (`content.strip`): jinja's checks and context handling are no-ops for
-            # these (no attributes to mark them unsafe, no pass_context marker), so it is called directly.
+            # these (no attributes to mark them unsafe, no pass_context marker), so it is called directly, sized
+            # first where an argument sets the result's size. Other results are at most a few times their input.
             if kwargs:
                 kwargs.pop("_loop_vars", None)
                 kwargs.pop("_block_vars", None)
-            result = _limits.call_builtin_method(__obj, args, kwargs)
-        else:
-            result = super().call(__context, __obj, *args, **kwargs)
-        _limits.check_value(result)
-        return result
+            return _limits.call_builtin_method(__obj, args, kwargs)
+        # Macros (their output is sized by `concat`), namespace(), dict(), loop.cycle ...: jinja's own call.
+        if not __self.is_safe_callable(__obj):
+            raise jinja2.exceptions.SecurityError(f"{__obj!r} is not safely callable")
+        return __context.call(__obj, *args, **kwargs)
 
     def wrap_str_format(self, value: Any) -> Any:
         """jinja's sandboxed `str.format`, with each field sized before it is formatted (widths, repeats)."""
@@ -286,6 +326,8 @@ def _raise_exception(message: str) -> None:
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
     # transformers overrides jinja's tojson: no HTML escaping, and the json.dumps options exposed.
+    if indent is not None:
+        _limits.check_indent(indent)
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -340,6 +382,7 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
         env.filters[name] = _limits.checked_filter(env.filters[name], before)
     for name in _limits.TEXT_FILTERS:
         env.filters[name] = _limits.text_filter(env.filters[name])
+    env.filters.update(_limits.FAST_TEXT_FILTERS)
     env.filters["join"] = _limits.checked_join_filter(env.filters["join"])
     env.filters["sum"] = _limits.checked_sum_filter(env.filters["sum"])
     return env

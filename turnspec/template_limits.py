@@ -5,8 +5,8 @@ is only delivered between bytecodes: one C-level operation (`(10 ** 4000) ** 400
 `'ab'.replace('', s)`) runs to its end, however long, and allocates whatever it was asked for. So every operation
 a template can size — `+ * ** %`, `~`, the string methods and filters that take a width or repeat an argument,
 `range`, a macro's or the page's output, a namespace attribute — is checked here against the render's size limit
-from its arguments, before it runs; and every call's result is checked after it. What only adds up over many
-small operations (a loop appending to a list) is bounded by the watchdog's memory cap instead.
+from its arguments, before it runs. What only adds up over many small operations (a loop appending to a list) is
+bounded by the watchdog's memory cap instead.
 """
 
 from __future__ import annotations
@@ -89,35 +89,47 @@ def check_value(value: Any) -> None:
 
 
 def text_size(value: Any) -> int:
-    """About how long `str(value)` is, without building it: containers are walked once per distinct object.
-
-    A lower bound for plain data (escapes in reprs are not counted), so the check never refuses a real template;
-    a list nested in itself level by level (`[a, a]` thirty times) still counts in the billions.
+    """About how long `str(value)` (or its JSON) is, without building it: containers are walked once per distinct
+    object, so a list nested in itself level by level (`[a, a]` forty times) is sized in forty steps, at its
+    terabyte. A lower bound for plain data (quotes and escapes are not all counted), so no real input is refused.
     """
+    cls = value.__class__
+    if cls is str or cls is bytes:
+        return len(value)
+    if cls in _CONTAINERS or isinstance(value, (list, tuple, dict, set, frozenset)):
+        return _container_size(value, {})
     if isinstance(value, (str, bytes)):
         return len(value)
-    if isinstance(value, (bool, float)) or value is None:
-        return 5
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return value.bit_length() // 3 + 2
-    if isinstance(value, (list, tuple, dict, set, frozenset)):
-        return _container_size(value, {})
-    return 16
+    return 5
+
+
+_CONTAINERS = frozenset([list, tuple, dict, set, frozenset])
 
 
 def _container_size(value: Any, seen: dict[int, int]) -> int:
     known = seen.get(id(value))
     if known is not None:
         return known
+    if isinstance(value, dict):
+        total = 2 + 4 * len(value) + sum(len(k) if k.__class__ is str else text_size(k) for k in value)
+        items: Any = value.values()
+    else:
+        total = 2 + 2 * len(value)
+        items = value
     limit = budget.max_chars
-    total = 2
-    items = value.items() if isinstance(value, dict) else ((x,) for x in value)
-    for item in items:
-        for x in item:
-            total += 2 + (_container_size(x, seen) if isinstance(x, (list, tuple, dict, set, frozenset))
-                          else text_size(x) + (2 if isinstance(x, str) else 0))
-        if total > limit:  # already too big: stop walking
-            break
+    for x in items:
+        cls = x.__class__
+        if cls is str:
+            total += len(x)
+        elif cls in _CONTAINERS:
+            total += _container_size(x, seen)
+            if total > limit:  # already too big: stop walking
+                break
+        else:
+            total += text_size(x) if not isinstance(x, (list, tuple, dict, set, frozenset)) else \
+                _container_size(x, seen)
     seen[id(value)] = total
     return total
 
@@ -130,8 +142,19 @@ def check_text(value: Any) -> None:
 
 # -- operators -------------------------------------------------------------------------------------------------------
 
+#: Strings, lists and tuples up to this size are never refused, so the compiled `+` skips its call below it.
+SMALL = 65536
+
+
+def sized_sum(value: Any) -> Any:
+    """A `+` result over SMALL items (the compiled template checks the class and SMALL inline): within the limit."""
+    check_size(len(value))
+    return value
+
+
 def binop(operator: str, left: Any, right: Any) -> Any:
-    """`+ * ** %` with the size of the result checked from the operands, before it is computed."""
+    """`* ** %` (and `+`, when jinja's own code generator is used) with the result size checked from the operands,
+    before it is computed."""
     if operator == "+":
         if isinstance(left, _SIZED) and isinstance(right, _SIZED):
             check_size(len(left) + len(right))
@@ -303,10 +326,13 @@ def _filter_slice(value: Any, slices: Any, fill_with: Any = None) -> None:
     check_items(slices)
 
 
-def _filter_tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, *_: Any, **__: Any) -> None:
+# Not sized: `tojson` of a list nested in itself. Walking a value in Python before json.dumps costs more than the
+# dump (~25% of a render with tools), so tojson trusts its input; a self-nested list built by the template itself
+# still reaches the C encoder (see issue 17 item 8's report).
+def check_indent(indent: Any) -> None:
+    """`tojson(indent=...)`: an indent is repeated on every line, times the depth, so it must be far below the limit."""
     size = len(indent) if isinstance(indent, str) else indent if isinstance(indent, int) else 0
-    check_size(size * 1000)  # an indent is repeated on every line, times the depth
-    check_text(x)
+    check_size(size * 1000)
 
 
 def _filter_text(value: Any, *_: Any, **__: Any) -> None:
@@ -316,7 +342,7 @@ def _filter_text(value: Any, *_: Any, **__: Any) -> None:
 #: filters whose result size is set by an argument (before-check); every one also has its result checked.
 FILTER_CHECKS: dict[str, Callable[..., None]] = {
     "center": _filter_center, "indent": _filter_indent, "wordwrap": _filter_wordwrap, "replace": _filter_replace,
-    "format": _filter_format, "batch": _filter_batch, "slice": _filter_slice, "tojson": _filter_tojson,
+    "format": _filter_format, "batch": _filter_batch, "slice": _filter_slice,
     "string": _filter_text, "pprint": _filter_text, "e": _filter_text, "escape": _filter_text,
     "forceescape": _filter_text,
 }
@@ -345,8 +371,35 @@ def checked_filter(original: Callable[..., Any], before: Callable[..., None]) ->
 
 
 #: filters that turn their input into text (jinja's soft_str): a container's text is sized first.
-TEXT_FILTERS = ("capitalize", "lower", "upper", "title", "trim", "striptags", "truncate", "urlize", "urlencode",
-                "wordcount", "safe", "xmlattr")
+TEXT_FILTERS = ("title", "striptags", "truncate", "urlize", "urlencode", "wordcount", "safe", "xmlattr")
+
+
+def _soft_text(value: Any) -> str:
+    """jinja's soft_str (a str, Markup included, as is), a container's text sized first."""
+    if isinstance(value, str):
+        return value
+    check_text(value)
+    return str(value)
+
+
+# The text filters templates use on every message, written out: as fast as jinja's own (a wrapper costs ~5%).
+def do_trim(value: Any, chars: Any = None) -> str:
+    return (value if value.__class__ is str else _soft_text(value)).strip(chars)
+
+
+def do_upper(s: Any) -> str:
+    return (s if s.__class__ is str else _soft_text(s)).upper()
+
+
+def do_lower(s: Any) -> str:
+    return (s if s.__class__ is str else _soft_text(s)).lower()
+
+
+def do_capitalize(s: Any) -> str:
+    return (s if s.__class__ is str else _soft_text(s)).capitalize()
+
+
+FAST_TEXT_FILTERS = {"trim": do_trim, "upper": do_upper, "lower": do_lower, "capitalize": do_capitalize}
 
 
 def text_filter(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -438,14 +491,15 @@ def checked_lipsum(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def bounded_concat(parts: Any) -> str:
-    """The environment's `concat`: joins a page, a macro's or a {% set %} block's output, and `~`, sized first."""
+    """The environment's `concat`: joins a page's, a macro's or a {% set %} block's output, sized first (the parts
+    may be one long string written many times)."""
     if parts.__class__ is not list:
         parts = list(parts)
     try:
-        n = sum(map(len, parts))
+        if sum(map(len, parts)) > budget.max_chars:
+            check_output(sum(map(len, parts)))
     except TypeError:
-        return "".join(parts)  # raises the same TypeError jinja's own join would
-    check_output(n)
+        pass  # not all strings: the join raises the same TypeError jinja's own would
     return "".join(parts)
 
 
