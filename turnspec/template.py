@@ -4,21 +4,23 @@ Chat templates are untrusted code from the internet. transformers renders them i
 `ImmutableSandboxedEnvironment` with `trim_blocks`/`lstrip_blocks`, `loopcontrols`, a `{% generation %}` tag,
 a `tojson` filter that does not escape HTML, and the globals `raise_exception`, `strftime_now`, a restricted `dict`
 and `namespace`. turnspec builds the identical environment, so templates render byte for byte the same, and adds
-what transformers lacks: a time budget (so a template that loops forever fails instead of hanging) and a cap on
-the size of strings it can build and output.
+what transformers lacks: a time budget (so a template that loops forever fails instead of hanging), a memory cap,
+and size checks on everything it can build and output (template_limits.py says why they come before each operation).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
-from dataclasses import dataclass
+import types
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import jinja2
+import jinja2.compiler
 import jinja2.exceptions
 import jinja2.ext
 import jinja2.nodes
@@ -26,50 +28,36 @@ import jinja2.sandbox
 import jinja2.utils
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-#: Default limits; generous for real templates (the largest real ones render in well under a millisecond).
-DEFAULT_TIME_LIMIT_S = 5.0
-DEFAULT_MAX_OUTPUT_CHARS = 20_000_000
+from . import template_limits as _limits
+from .template_limits import (  # noqa: F401 (re-exported: the public names of the limits)
+    DEFAULT_MAX_MEMORY_BYTES, DEFAULT_MAX_OUTPUT_CHARS, DEFAULT_TIME_LIMIT_S, RenderLimits, TemplateLimitError, budget,
+)
 
-
-class TemplateLimitError(jinja2.exceptions.TemplateError):
-    """The template ran past turnspec's time or size limit (an endless loop, or a string bomb)."""
-
-
-@dataclass
-class RenderLimits:
-    time_limit_s: float = DEFAULT_TIME_LIMIT_S
-    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS
-
-
-class _Budget(threading.local):
-    """Per-thread render state, so one compiled template serves many threads."""
-
-    max_chars: int = DEFAULT_MAX_OUTPUT_CHARS
-    # {% generation %} tracking: the length of the output so far and the spans found.
-    tracking: bool = False
-    rendered_len: int = 0
-    generation_spans: list[tuple[int, int]] | None = None
-
-
-_budget = _Budget()
+_budget = budget
 
 
 class _Watchdog:
-    """Interrupts renders that overrun their deadline, in whatever thread they run.
+    """Interrupts renders that overrun their deadline or their memory cap, in whatever thread they run.
 
-    A daemon thread checks the running renders every 50 ms and raises TemplateLimitError inside an overdue one
+    A daemon thread looks at the running renders every 50 ms and raises TemplateLimitError inside an overdue one
     (`PyThreadState_SetAsyncExc`, delivered at the next bytecode). This costs a renderer nothing per template
     operation — unlike hooking every attribute access — so sandboxed rendering stays as fast as transformers'.
+    A render still running at a look has the process's resident memory noted; if it grows past the render's cap
+    by a later look, the render is stopped: that bounds what only adds up over many small allocations (a loop
+    appending to a list), which no per-operation size check sees. Renders shorter than one look cost nothing.
     """
 
+    interval_s = 0.05
+
     def __init__(self) -> None:
-        self.deadlines: dict[int, float] = {}
+        # thread id -> [deadline, memory cap in bytes (0: none), resident memory when first seen (None: not yet)]
+        self.running: dict[int, list] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def arm(self, seconds: float) -> int:
+    def arm(self, seconds: float, max_memory_bytes: int = 0) -> int:
         tid = threading.get_ident()
-        self.deadlines[tid] = time.monotonic() + seconds
+        self.running[tid] = [time.monotonic() + seconds, max_memory_bytes, None]
         if self.thread is None:
             with self.lock:
                 if self.thread is None:
@@ -79,19 +67,34 @@ class _Watchdog:
 
     def disarm(self, tid: int) -> None:
         with self.lock:  # never between the watchdog's check and its raise: no late exception in unrelated code
-            self.deadlines.pop(tid, None)
+            self.running.pop(tid, None)
 
     def _run(self) -> None:
+        while True:
+            time.sleep(self.interval_s)
+            if self.running:
+                self._look()
+
+    def _look(self) -> None:
         import ctypes
 
-        while True:
-            time.sleep(0.05)
-            now = time.monotonic()
-            for tid, deadline in list(self.deadlines.items()):
-                if now > deadline:
-                    with self.lock:
-                        if self.deadlines.pop(tid, None) is not None:
-                            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(_Timeout))
+        now = time.monotonic()
+        memory = None
+        for tid, state in list(self.running.items()):
+            deadline, cap, baseline = state
+            stop: type[TemplateLimitError] | None = _Timeout if now > deadline else None
+            if stop is None and cap:
+                if memory is None:
+                    memory = _limits.process_memory() or 0
+                if baseline is None:
+                    state[2] = memory
+                elif memory - baseline > cap:
+                    stop = _memory_overrun(cap)
+            if stop is not None:
+                with self.lock:
+                    if self.running.get(tid) is state:
+                        del self.running[tid]
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(stop))
 
 
 class _Timeout(TemplateLimitError):
@@ -99,20 +102,113 @@ class _Timeout(TemplateLimitError):
         super().__init__("the template ran longer than the time limit (an endless or huge loop?)")
 
 
+@lru_cache(maxsize=16)
+def _memory_overrun(cap: int) -> type[TemplateLimitError]:
+    """The exception class the watchdog raises for a memory cap (an async exception is raised as a bare class)."""
+    message = f"the template used more than {cap // 2**20} MB of memory (the memory limit)"
+
+    def __init__(self: TemplateLimitError) -> None:
+        TemplateLimitError.__init__(self, message)
+
+    return type("_MemoryOverrun", (TemplateLimitError,), {"__init__": __init__})
+
+
 _watchdog = _Watchdog()
 _DICT_ATTRIBUTES = frozenset(dir(dict))
+_BUILTIN_METHOD = type("".strip)
+
+
+class _CheckedCodeGenerator(jinja2.compiler.CodeGenerator):
+    """jinja's code generator, with `a ~ b` and `{{ x }}` sized before a value becomes text.
+
+    A list nested in itself level by level (`{% set ns.a = [ns.a, ns.a] %}` forty times) is small in memory but
+    its text is a terabyte, built by one uninterruptible C call (`str`): so a non-string value is sized first
+    (template_limits.output_text, concat_text). Everything else compiles as before, so output stays byte-identical.
+    """
+
+    def _output_child_pre(self, node: jinja2.nodes.Expr, frame: Any, finalize: Any) -> None:
+        # `{{ x }}` compiles to `str(x)`; here to `(t if (t := x).__class__ is str else environment.output_text(t))`:
+        # a string is written as is (no call: as fast as before), anything else is sized before it becomes text.
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape or finalize.src is not None:
+            self._plain_output = False
+            return super()._output_child_pre(node, frame, finalize)
+        self._plain_output = True
+        self._output_temp = self.temporary_identifier()
+        self.write(f"({self._output_temp} if ({self._output_temp} := ")
+
+    def _output_child_post(self, node: jinja2.nodes.Expr, frame: Any, finalize: Any) -> None:
+        if not self._plain_output:
+            return super()._output_child_post(node, frame, finalize)
+        self.write(f").__class__ is str else environment.output_text({self._output_temp}))")
+
+    def write_commons(self) -> None:
+        super().write_commons()
+        self.writeline("sized_types = environment.sized_types")
+        self.writeline("concat_text = environment.concat_text")
+
+    @jinja2.compiler.optimizeconst
+    def visit_Add(self, node: jinja2.nodes.Add, frame: Any) -> None:
+        # `a + b` runs natively; a string, list or tuple result over 64 K items is then sized (template_limits.
+        # sized_sum): every operand was sized when it was made, so an unchecked sum is at most twice the limit,
+        # once, and a doubling loop stops at the next step. A call per `+` instead costs ~10% of a whole render.
+        # With a literal operand (`x + '\n'`) a sum only grows by that literal: it cannot double, so it is not sized.
+        if isinstance(node.left, jinja2.nodes.Const) or isinstance(node.right, jinja2.nodes.Const):
+            self.write("(")
+            self.visit(node.left, frame)
+            self.write(" + ")
+            self.visit(node.right, frame)
+            self.write(")")
+            return
+        t = self.temporary_identifier()
+        self.write(f"({t} if ({t} := (")
+        self.visit(node.left, frame)
+        self.write(" + ")
+        self.visit(node.right, frame)
+        self.write(f")).__class__ not in sized_types or len({t}) <= {_limits.SMALL} else environment.sized_sum({t}))")
+
+    @jinja2.compiler.optimizeconst
+    def visit_Mod(self, node: jinja2.nodes.Mod, frame: Any) -> None:
+        # `loop.index0 % 2` runs natively; anything but an int on the left (`'%5s' % x`) goes through call_binop.
+        t = self.temporary_identifier()
+        self.write(f"(({t} % (")
+        self.visit(node.right, frame)
+        self.write(f")) if ({t} := (")
+        self.visit(node.left, frame)
+        self.write(f")).__class__ is int else environment.call_binop(context, '%', {t}, (")
+        self.visit(node.right, frame)
+        self.write(")))")
+
+    @jinja2.compiler.optimizeconst
+    def visit_Concat(self, node: jinja2.nodes.Concat, frame: Any) -> None:
+        if frame.eval_ctx.volatile or frame.eval_ctx.autoescape:
+            return super().visit_Concat(node, frame)
+        self.write("concat_text((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
 
 class _LimitedSandbox(ImmutableSandboxedEnvironment):
-    """transformers' sandbox, with a cap on `*`/`**` results and a faster, equivalent lookup of dict keys.
+    """transformers' sandbox, with sizes checked before operations, and a faster, equivalent lookup of dict keys.
 
     `message.role` on a dict makes jinja try `getattr(dict, "role")`, catch the AttributeError, then index: the
     same result is had by indexing directly when the name is not a dict attribute. The sandbox's safety verdict
     on an attribute depends only on the object's type and the name (jinja's checks read nothing else), so it is
     computed once per pair (`loop.last`, `content.strip` ...) instead of on every access.
+
+    Size checks (template_limits.py): `* ** %` see their operands before computing, a `+` result is sized; a call to a str/bytes/int
+    method with a size argument (`center`, `replace`, `join` ...) is sized from its arguments; every `~`, `{{ }}`,
+    and every page, macro or block output is sized; risky filters are wrapped in _make_environment.
     """
 
-    intercepted_binops = frozenset(["*", "**"])
+    code_generator_class = _CheckedCodeGenerator
+    intercepted_binops = frozenset(["+", "*", "**", "%"])
+    concat = staticmethod(_limits.bounded_concat)
+    concat_text = staticmethod(_limits.concat_text)
+    sized_sum = staticmethod(_limits.sized_sum)
+    sized_types = frozenset([str, list, tuple])
+    output_text = staticmethod(_limits.output_text)
     _verdicts: dict[tuple[type, str], bool] = {}
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -133,14 +229,76 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
         return super().getattr(obj, attribute)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        limit = _budget.max_chars
-        if operator == "*":
-            seq, n = (left, right) if isinstance(right, int) else (right, left)
-            if isinstance(seq, (str, list, tuple)) and isinstance(n, int) and len(seq) * n > limit:
-                raise TemplateLimitError(f"the template tried to build a value over the size limit of {limit}")
-        if operator == "**" and isinstance(right, int) and right > 4096:
-            raise TemplateLimitError("the template tried to compute a power over the size limit")
-        return super().call_binop(context, operator, left, right)
+        return _limits.binop(operator, left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805 (jinja's signature)
+        if __obj.__class__ is _BUILTIN_METHOD:
+            # A method of a built-in object (`content.strip`): jinja's checks and context handling are no-ops for
+            # these (no attributes to mark them unsafe, no pass_context marker), so it is called directly, sized
+            # first where an argument sets the result's size. Other results are at most a few times their input.
+            if kwargs:
+                kwargs.pop("_loop_vars", None)
+                kwargs.pop("_block_vars", None)
+            return _limits.call_builtin_method(__obj, args, kwargs)
+        # Macros (their output is sized by `concat`), namespace(), dict(), loop.cycle ...: jinja's own call.
+        if not __self.is_safe_callable(__obj):
+            raise jinja2.exceptions.SecurityError(f"{__obj!r} is not safely callable")
+        return __context.call(__obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Any:
+        """jinja's sandboxed `str.format`, with each field sized before it is formatted (widths, repeats)."""
+        if not isinstance(value, (types.MethodType, types.BuiltinMethodType)) or \
+                value.__name__ not in ("format", "format_map"):
+            return None
+        f_self = value.__self__
+        if not isinstance(f_self, str):
+            return None
+        if isinstance(f_self, jinja2.sandbox.Markup):
+            formatter: Any = _CheckedEscapeFormatter(self, escape=f_self.escape)
+        else:
+            formatter = _CheckedFormatter(self)
+        is_format_map = value.__name__ == "format_map"
+        str_type = type(f_self)
+
+        def run(*args: Any, **kwargs: Any) -> str:
+            if is_format_map:
+                if kwargs:
+                    raise TypeError("format_map() takes no keyword arguments")
+                if len(args) != 1:
+                    raise TypeError(f"format_map() takes exactly one argument ({len(args)} given)")
+                kwargs = args[0]
+                args = ()
+            return str_type(formatter.vformat(f_self, args, kwargs))
+
+        return functools.update_wrapper(run, value)
+
+
+class _SizedFields:
+    """A str.format formatter that adds up the size of the fields it writes, and refuses past the size limit."""
+
+    written = 0
+
+    def vformat(self, format_string: str, args: Any, kwargs: Any) -> str:
+        self.written = len(format_string)
+        return super().vformat(format_string, args, kwargs)  # type: ignore[misc]
+
+    def convert_field(self, value: Any, conversion: Any) -> Any:
+        if conversion:  # `{!r}`/`{!s}`: the value becomes text here, before format_field sees it
+            _limits.check_text(value)
+        return super().convert_field(value, conversion)  # type: ignore[misc]
+
+    def format_field(self, value: Any, format_spec: str) -> Any:
+        self.written += _limits.check_format_field(value, format_spec)
+        _limits.check_size(self.written)
+        return super().format_field(value, format_spec)  # type: ignore[misc]
+
+
+class _CheckedFormatter(_SizedFields, jinja2.sandbox.SandboxedFormatter):
+    pass
+
+
+class _CheckedEscapeFormatter(_SizedFields, jinja2.sandbox.SandboxedEscapeFormatter):
+    pass
 
 
 class _GenerationTag(jinja2.ext.Extension):
@@ -168,6 +326,8 @@ def _raise_exception(message: str) -> None:
 
 def _tojson(x: Any, ensure_ascii: bool = False, indent: Any = None, separators: Any = None, sort_keys: bool = False) -> str:
     # transformers overrides jinja's tojson: no HTML escaping, and the json.dumps options exposed.
+    if indent is not None:
+        _limits.check_indent(indent)
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -197,6 +357,7 @@ class _TemplateNamespace(jinja2.utils.Namespace):
 
     def __setitem__(self, name: str, value: Any) -> None:
         _TemplateNamespace._check_name(name)
+        _limits.check_value(value)  # a string doubled in a loop through `{% set ns.s = ns.s + ns.s %}` stops here
         jinja2.utils.Namespace.__setitem__(self, name, value)
 
     @staticmethod
@@ -215,6 +376,15 @@ def _make_environment() -> ImmutableSandboxedEnvironment:
     env.globals["strftime_now"] = _strftime_now
     env.globals["dict"] = _TemplateDict()
     env.globals["namespace"] = _TemplateNamespace
+    env.globals["range"] = _limits.checked_range
+    env.globals["lipsum"] = _limits.checked_lipsum(env.globals["lipsum"])
+    for name, before in _limits.FILTER_CHECKS.items():
+        env.filters[name] = _limits.checked_filter(env.filters[name], before)
+    for name in _limits.TEXT_FILTERS:
+        env.filters[name] = _limits.text_filter(env.filters[name])
+    env.filters.update(_limits.FAST_TEXT_FILTERS)
+    env.filters["join"] = _limits.checked_join_filter(env.filters["join"])
+    env.filters["sum"] = _limits.checked_sum_filter(env.filters["sum"])
     return env
 
 
@@ -290,7 +460,8 @@ def run_template(
     b.tracking = track_generation
     b.rendered_len = 0
     b.generation_spans = [] if track_generation else None
-    tid = _watchdog.arm(limits.time_limit_s) if limits.time_limit_s else None
+    watched = limits.time_limit_s or limits.max_memory_bytes
+    tid = _watchdog.arm(limits.time_limit_s or float("inf"), limits.max_memory_bytes) if watched else None
     try:
         if not track_generation:
             text = template.render(**variables)
@@ -299,10 +470,15 @@ def run_template(
             for chunk in template.generate(**variables):
                 parts.append(chunk)
                 b.rendered_len += len(chunk)
+                if b.rendered_len > limits.max_output_chars:
+                    _limits.check_output(b.rendered_len)
             text = "".join(parts)
         if len(text) > limits.max_output_chars:
-            raise TemplateLimitError(f"the template wrote more than {limits.max_output_chars} characters")
+            _limits.check_output(len(text))
         return text, list(b.generation_spans or [])
+    except MemoryError:
+        # What no check foresaw (or a machine short of memory): the same one-line limit error, never a bare MemoryError.
+        raise TemplateLimitError("the template ran out of memory (a string or list bomb?)") from None
     finally:
         b.max_chars, b.tracking, b.rendered_len, b.generation_spans = saved
         if tid is not None:
