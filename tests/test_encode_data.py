@@ -380,7 +380,8 @@ def test_the_parquet_records_what_produced_it(spec, smollm2_dir, tmp_path):
         "schema": "turnspec.encode/1", "turnspec_version": turnspec.__version__, "model": str(smollm2_dir),
         "model_name": spec.name, "template_sha256": spec.template_sha256,
         "templates_sha256": {"default": spec.template_sha256}, "template_kwargs": {"enable_thinking": False},
-        "mask": {"method": "universal", "mask_prompt_supplied": False}, "max_length": 512, "overflow": "truncate"}
+        "mask": {"method": "universal", "mask_prompt_supplied": False}, "specials_in_content": "text",
+        "max_length": 512, "overflow": "truncate"}
     assert json.loads(proc.stdout)["data"]["provenance"] == meta
     import hashlib
 

@@ -160,7 +160,9 @@ def _parameters_schema(func: Callable) -> dict:
                 properties[name] = _parse_type_hint(hint)
             except TypeHintError:
                 pass
-        else:
+        elif name in signature.parameters:
+            # A bound method's signature leaves out its receiver; get_type_hints still lists a typed `self`
+            # (transformers >= 5.25 leaves it out too).
             properties[name] = _parse_type_hint(hint)
 
     schema: dict[str, Any] = {"type": "object", "properties": properties}
