@@ -50,16 +50,24 @@ class LarkCompiler(TreeCompiler):
             return self._named[key]
         parts = split_tokens(stop, self.tokens)
         n = sum(k.startswith("through:") for k in self._named) + 1
-        if parts and isinstance(parts[0], int):
-            # the closer is a control token: text (which never holds one) then the token
-            self.rules[f"TEXT{n}"] = "/(?s:.*)/"
-            out = f"TEXT{n} {self.expr(Lit(stop))}"
+        first_token = next((k for k, part in enumerate(parts) if isinstance(part, int)), None)
+        if first_token is not None:
+            # the closer holds a control token (`\n</parameter>` where `</parameter>` is one): text, which never
+            # holds one, through the closer's text before it, then the rest of the closer
+            head = "".join(parts[:first_token])
+            self.rules[f"TEXT{n}"] = f"/(?s:.*){_escaped(head)}/"
+            out = f"TEXT{n} {self.expr(Lit(stop[len(head):]))}"
         else:
-            closer = "".join(c if c.isalnum() else f"\\x{{{ord(c):X}}}" for c in stop)
+            closer = _escaped(stop)
             self.rules[f"THROUGH{n}"] = f"/(?s:.*){closer}/ & ~/(?s:.*{closer}.+)/"
             out = f"THROUGH{n}"
         self._named[key] = out
         return out
+
+
+def _escaped(text: str) -> str:
+    """`text` as a literal inside a regex lexeme."""
+    return "".join(c if c.isalnum() else f"\\x{{{ord(c):X}}}" for c in text)
 
 
 def to_lark(root: Node, *, tokens: Mapping[str, int] | None = None) -> str:
