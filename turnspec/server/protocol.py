@@ -191,9 +191,17 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
     tools_enabled = _tool_choice(req.tool_choice, bool(req.tools))
     tools = None
     if req.tools:
+        from ..constrain import ConstraintError
+        from ..constrain.plan import check_tool_name
+
+        names: list[str] = []
         for i, tool in enumerate(req.tools):
             if tool.type != "function":
                 raise bad(f"tools[{i}].type: {tool.type!r} is not supported, only 'function'", param=f"tools[{i}].type")
+            try:
+                names.append(check_tool_name(tool.function.name, f"tools[{i}].function.name", names))
+            except ConstraintError as exc:
+                raise bad(str(exc), param=exc.param) from None
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_enabled else None
 
     messages = [_message(m, i, developer_role) for i, m in enumerate(req.messages)]
