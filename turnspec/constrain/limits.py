@@ -217,3 +217,28 @@ def check_bounds(prepared: list[tuple[str, str | None, PreparedSchema]], limits:
         if limits.bound_total is not None and total > limits.bound_total:
             raise fail("", f"the length and item bounds of this request add up to {total}, above "
                            f"{limits.bound_total} for {engine}; lower them")
+
+
+def check_depth(value: Any, where: str, param: str | None, limit: int = STRUCTURE.depth) -> None:
+    """Raise ConstraintError when `value` nests deeper than `limit` (without recursion: any depth is safe).
+
+    Tools are rendered into the prompt before any constraint is planned, and rendering walks them recursively:
+    a parameters schema nested a few hundred levels deep must be refused first, forced call or not."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            raise ConstraintError(f"{where}: nested more than {limit} levels deep; flatten the schema", param=param)
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def check_tool_schemas(tools: Any) -> None:
+    """The nesting limit on the tools' parameters, before they are rendered (`prepare` checks the rest when a call
+    is forced; a response_format schema is only ever walked by `prepare`)."""
+    for i, tool in enumerate(tools or ()):
+        fn = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(fn, dict):
+            check_depth(fn.get("parameters"), f"tools[{i}].function.parameters", f"tools[{i}].function.parameters")

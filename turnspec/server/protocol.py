@@ -322,6 +322,13 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int,
                   backend: str | None = "gbnf") -> tuple[Any, GenerationOptions]:
     """Render + tokenize the request; the generation budget is what the context still holds; a forced call or
     JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s."""
+    from ..constrain import ConstraintError
+    from ..constrain.limits import check_tool_schemas
+
+    try:
+        check_tool_schemas(call.tools)
+    except ConstraintError as exc:
+        raise bad(str(exc), param=exc.param) from None
     try:
         enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
                           **call.template_kwargs)
