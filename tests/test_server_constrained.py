@@ -204,7 +204,9 @@ def test_run_tool_choice_names_a_function(smollm2_gguf, tmp_path):
     data = json.loads(out.stdout.strip().splitlines()[-1])["data"]
     assert data["finish_reason"] == "tool_calls" and data["tool_calls"][0]["function"]["name"] == "get_weather"
     jsonschema.validate(data["tool_calls"][0]["function"]["arguments"], WEATHER)
-    assert any("no tool-call syntax" in n for n in json.loads(out.stdout.strip().splitlines()[-1])["notices"])
+    notices = json.loads(out.stdout.strip().splitlines()[-1])["notices"]
+    assert any("no tool-call syntax" in n and "read back as a call" in n for n in notices), notices
+    assert not any("not readable" in n for n in notices), notices  # the reader's warning contradicted the call
 
 
 # ------------------------------------------------------------------ issue 23's adversarial probes (schemas, names)
