@@ -10,8 +10,6 @@ generic form for templates without a call syntax, and the 400s for what cannot b
 
 from __future__ import annotations
 
-import ctypes
-import math
 import random
 import re
 
@@ -22,11 +20,11 @@ from turnspec.constrain import ConstraintError, ConstraintState, check, plan
 from turnspec.constrain.calls import CallGrammar, Tool
 from turnspec.constrain.gbnf import to_gbnf
 from turnspec.constrain.grammar import Lit
-from turnspec.constrain.guidance import control_tokens
 from turnspec.constrain.lark import to_lark
 
 from conftest import SHARED, SMOLLM2_DIR, need
 from corpus_models import special_tokens_for, template_files, template_id
+from grammar_check import GbnfChecker, lark_matcher
 from roundtrip import CALL_1, TOOLS, _render, spec_for
 
 llg = pytest.importorskip("llguidance", reason="the grammar tests use llguidance: pip install llguidance")
@@ -58,53 +56,6 @@ def _with_syntax():
         if spec.analysis.tools.calls:
             out.append(path)
     return out or [SHARED / "corpus"]  # absent data: one test that skips
-
-
-def lark_matcher(spec, node):
-    tok = llg.LLTokenizer(spec.vocab.tokenizer.to_str(), eos_token=sorted(spec.stops.halt_ids) or None)
-    grammar = llg.LLMatcher.grammar_from_lark(to_lark(node, tokens=control_tokens(spec.vocab)))
-    assert llg.LLMatcher.validate_grammar(grammar, tok) == ""
-    return tok, llg.LLMatcher(tok, grammar)
-
-
-class GbnfChecker:
-    """llama.cpp's grammar sampler over the SmolLM2 GGUF vocabulary: does a text pass the grammar token by token?"""
-
-    def __init__(self, gguf):
-        import llama_cpp
-
-        self.lc = llama_cpp
-        llama_cpp.llama_backend_init()
-        params = llama_cpp.llama_model_default_params()
-        params.vocab_only = True
-        self.model = llama_cpp.llama_model_load_from_file(str(gguf).encode(), params)
-        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
-
-    def tokens(self, text: str) -> list[int]:
-        data = text.encode()
-        buf = (self.lc.llama_token * (len(data) + 8))()
-        n = self.lc.llama_tokenize(self.vocab, data, len(data), buf, len(buf), False, False)
-        return list(buf[:n])
-
-    def accepts(self, gbnf: str, text: str) -> bool:
-        lc = self.lc
-        grammar = lc.llama_sampler_init_grammar(self.vocab, gbnf.encode(), b"root")
-        assert grammar, gbnf
-        try:
-            single = (lc.llama_token_data * 1)()
-            for token in self.tokens(text):
-                single[0].id, single[0].logit, single[0].p = token, 1.0, 0.0
-                arr = lc.llama_token_data_array(single, 1, -1, False)
-                lc.llama_sampler_apply(grammar, ctypes.byref(arr))
-                if math.isinf(single[0].logit):
-                    return False
-                lc.llama_sampler_accept(grammar, token)
-            return True
-        finally:
-            lc.llama_sampler_free(grammar)
-
-    def close(self):
-        self.lc.llama_model_free(self.model)
 
 
 @pytest.fixture(scope="module")

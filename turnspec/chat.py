@@ -97,8 +97,11 @@ class TurnFeed:
         self.halt = frozenset(spec.stops.halt_ids if stop_ids is None else stop_ids)
         # The reader stops on the same ids the engine halts on, so an end-of-text token is reported as the stop.
         if reader is None:
+            forced_call = options.constraint is not None and options.constraint.kind == "tool_call"
+            # a forced call is read back whatever the template's syntax: the plan's notice says how, not the
+            # reader's "not readable" warning
             reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings,
-                                 stop_ids=self.halt)
+                                 stop_ids=self.halt, **({"warnings": ()} if forced_call else {}))
         self.reader = reader
         self.generated = 0
         self.started = time.perf_counter()

@@ -70,7 +70,7 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
         show_reasoning = sys.stdout.isatty()
     eng = open_engine(spec, engine, n_ctx, threads)
     options = GenerationOptions(max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
-                                stop_strings=tuple(stop or ()), tools=read_json_file(tools, "tools") if tools else None,
+                                stop_strings=tuple(stop or ()), tools=_tools(tools),
                                 tool_choice=_tool_choice(tool_choice), response_format=_response_format(json_schema))
     session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",
                           options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)})
@@ -104,6 +104,17 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
             ui.answer(session, line)
     finally:
         eng.close()
+
+
+def _tools(path: Optional[Path]) -> Any:
+    """--tools FILE: their parameter schemas within the nesting limit (rendering walks them recursively)."""
+    if path is None:
+        return None
+    from ..constrain.limits import check_tool_schemas
+
+    tools = read_json_file(path, "tools")
+    check_tool_schemas(tools if isinstance(tools, list) else None)
+    return tools
 
 
 def _tool_choice(choice: Optional[str]) -> Any:

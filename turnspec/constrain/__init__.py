@@ -23,17 +23,47 @@ def check(constraint: Constraint, backend: str | None) -> None:
         raise ConstraintError("this engine cannot constrain generation (no grammar support): use the llamacpp or "
                               "transformers engine for tool_choice and response_format",
                               param="response_format" if constraint.kind == "json" else "tool_choice")
+    from .limits import GBNF, LLGUIDANCE, check_bounds
+
     if backend == "gbnf":
         from .schema import unsupported_keyword
 
+        check_bounds(list(constraint.prepared), GBNF, "llama.cpp's grammars")
         for where, schema in constraint.schemas:
             found = unsupported_keyword(schema)
             if found:
                 raise ConstraintError(f"{where}: {found} is not supported by llama.cpp's JSON-schema grammar "
                                       "converter; remove it or use the transformers engine",
                                       param="response_format" if constraint.kind == "json" else "tools")
+        _compile_gbnf(constraint)
         return
+    check_bounds(list(constraint.prepared), LLGUIDANCE, "llguidance")
     from .guidance import control_tokens, validate
 
     vocab = constraint.vocab
     validate(constraint, control_tokens(vocab) if vocab is not None else {})
+
+
+MAX_GBNF_BYTES = 2_000_000  # a last guard: the limits keep real grammars far below (20000 bounds: ~200 KB)
+
+
+def _compile_gbnf(constraint: Constraint) -> None:
+    """Write the grammar once before generation, so what llama-cpp-python's converter cannot convert (a pattern
+    feature it lacks...) is a 400 naming it, not an error inside the engine after the request was accepted."""
+    from .gbnf import to_gbnf
+
+    param = "response_format" if constraint.kind == "json" else "tools"
+    for where, schema in constraint.schemas:
+        try:
+            from .grammar import Json
+
+            to_gbnf(Json.of(schema))
+        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            detail = " ".join(str(exc).split()) or type(exc).__name__
+            raise ConstraintError(f"{where}: llama.cpp's JSON-schema grammar converter cannot convert it: {detail}",
+                                  param=param) from None
+    for node in {constraint.start, constraint.resume}:
+        text = to_gbnf(node)
+        if len(text) > MAX_GBNF_BYTES:
+            raise ConstraintError(f"the grammar for this request would take {len(text) // 1000} KB (at most "
+                                  f"{MAX_GBNF_BYTES // 1000} KB): fewer tools, or smaller schemas", param=param)

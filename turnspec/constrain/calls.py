@@ -14,6 +14,7 @@ form `{"name": ..., "arguments": {...}}`, which the reader accepts as a loose ca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,8 @@ from .schema import ConstraintError
 MAX_PARALLEL_CALLS = 8
 _ID_CHARS = Chars("A-Za-z0-9_-", 1, 24)
 GENERIC_SYNTAX = CallSyntax("json")  # {"name": ..., "arguments": {...}}
+# A name written as template text (not inside a JSON string) must not hold what would end or break it there.
+TEXT_NAME = re.compile(r"[A-Za-z0-9_.:-]+")
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,22 @@ class CallGrammar:
         if not tools:
             raise ConstraintError("tool_choice forces a call, but the request declares no tools", param="tools")
         self.syntax = syntax or GENERIC_SYNTAX
+        self.generic = syntax is None
         self.tools = tools
+        if self._name_as_text():
+            for tool in tools:
+                if not TEXT_NAME.fullmatch(tool.name):
+                    raise ConstraintError(f"tools: the name {tool.name!r} cannot be written in this template's call "
+                                          "syntax (it writes names as plain text); use letters, digits and _ . : -",
+                                          param="tools")
+
+    def _name_as_text(self) -> bool:
+        """True when the template writes a call's name as text rather than as a JSON string (escaped there)."""
+        s = self.syntax
+        if s.shape != "json":
+            return True
+        patterns = (s.call_open, s.call_close, s.between)
+        return any(NAME in p for p in patterns)
 
     def section_lead(self) -> str:
         """The literal text every forced turn starts with (section opener and the first call's opener)."""
@@ -115,7 +133,8 @@ class CallGrammar:
         if s.list_wrapped and s.shape == "json":
             schemas = [self._call_schema(t) for t in self.tools]
             items = schemas[0] if len(schemas) == 1 else {"anyOf": schemas}
-            calls = Json.of({"type": "array", "items": items, "minItems": 1, "maxItems": max_calls})
+            calls = Json.of({"type": "array", "items": items, "minItems": 1, "maxItems": max_calls},
+                            compact=self.generic)
             return seq(s.section_open, pattern(s.call_open, ""), calls, pattern(s.call_close, ""), s.section_close)
         one = Rule("call", alt(*(self._call(t) for t in self.tools)))
         if s.list_wrapped:
@@ -132,7 +151,7 @@ class CallGrammar:
         s = self.syntax
         call_open = s.call_open
         if s.shape == "json":
-            body = Rule(f"call_{tool.name}", Json.of(self._call_schema(tool)))
+            body = Rule(f"call_{tool.name}", Json.of(self._call_schema(tool), compact=self.generic))
             return seq(pattern(call_open, tool.name), body, pattern(s.call_close, tool.name))
         if s.shape == "pythonic":
             return seq(pattern(call_open, tool.name), tool.name, pattern(s.between, tool.name), "(",

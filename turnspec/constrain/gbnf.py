@@ -8,6 +8,7 @@ references (`<[id]>`), so a call opener is one token, never its text spelled out
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping
 
@@ -20,6 +21,8 @@ JSON_SPACE = '| " " | "\\n"{1,2} [ \\t]{0,20}'
 # A JSON string character as llama.cpp's current converter writes it: the port's `[^"\\]` lets a raw newline or
 # other control character into a string, which is not JSON (a model at temperature 1 does write them).
 JSON_CHAR = r'[^"\\\x7F\x00-\x1F] | [\\] (["\\/bfnrt] | "u" [0-9a-fA-F]{4})'
+# Compact JSON (`Json.compact`, the generic call form): at most one space between tokens.
+COMPACT_SPACE = '" "?'
 
 
 def _literal(text: str) -> str:
@@ -60,8 +63,18 @@ class GbnfCompiler(TreeCompiler):
     def __init__(self, tokens: Mapping[str, int] | None = None):
         from llama_cpp.llama_grammar import SchemaConverter
 
+        class Converter(SchemaConverter):  # type: ignore[misc, valid-type]
+            def _format_literal(self, literal: str) -> str:
+                # the port escapes quotes but not backslashes: a const or enum value (a tool's name) holding `"`
+                # or `\\` wrote a literal llama.cpp could not parse
+                return _literal(literal)
+
+            def _generate_constant_rule(self, value: Any) -> str:
+                # a const or enum value as the model would write it (the port writes "ü" as "\\u00fc")
+                return self._format_literal(json.dumps(value, ensure_ascii=False))
+
         super().__init__(dict(tokens or {}))
-        self.converter: Any = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
+        self.converter: Any = Converter(prop_order={}, allow_fetch=False, dotall=False, raw_pattern=False)
         self.converter._rules["space"] = JSON_SPACE
         self._json = 0
         self._through: dict[str, str] = {}
@@ -84,6 +97,8 @@ class GbnfCompiler(TreeCompiler):
         return f"[{node.cls}]{reps}"
 
     def json(self, node: Json) -> str:
+        if node.compact:  # one space rule serves the grammar: compact JSON is never mixed with free JSON in a turn
+            self.converter._rules["space"] = COMPACT_SPACE
         self._json += 1
         name = f"{_PREFIX}-json{self._json}"
         schema = self.converter.resolve_refs(node.schema, name)

@@ -22,13 +22,18 @@ class Lit:
 
 @dataclass(frozen=True)
 class Json:
-    """One JSON value valid for `schema` (kept as canonical JSON text so nodes stay hashable)."""
+    """One JSON value valid for `schema` (kept as canonical JSON text so nodes stay hashable).
+
+    `compact`: at most one space between tokens, never a newline (the generic call form, which no template shows
+    the model: free whitespace there let a small model pad a call with blank lines)."""
 
     schema_text: str
+    compact: bool = False
 
     @classmethod
-    def of(cls, schema: dict[str, Any]) -> "Json":
-        return cls(json.dumps(schema, ensure_ascii=False))  # key order kept: it is the order properties are written
+    def of(cls, schema: dict[str, Any], *, compact: bool = False) -> "Json":
+        # key order kept: it is the order properties are written
+        return cls(json.dumps(schema, ensure_ascii=False), compact)
 
     @property
     def schema(self) -> dict[str, Any]:

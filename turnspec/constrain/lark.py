@@ -16,6 +16,7 @@ from .grammar import Chars, Json, Lit, Node, TreeCompiler, split_tokens
 
 # JSON whitespace: one space, or a newline or two and an indent (as gbnf.py), never an endless run.
 JSON_OPTIONS = {"whitespace_pattern": "(?: ?|\\n{1,2}[ \\t]{0,20})"}
+COMPACT_OPTIONS = {"whitespace_pattern": " ?"}  # `Json.compact`: at most one space, as gbnf.py
 
 
 def _regex_class(cls: str) -> str:
@@ -37,7 +38,7 @@ class LarkCompiler(TreeCompiler):
 
     def json(self, node: Json) -> str:
         name = f"json{len(self.rules) + 1}"
-        schema = {**node.schema, "x-guidance": JSON_OPTIONS}
+        schema = {**node.schema, "x-guidance": COMPACT_OPTIONS if node.compact else JSON_OPTIONS}
         self.rules[name] = f"%json {json.dumps(schema, ensure_ascii=False)}"
         return name
 

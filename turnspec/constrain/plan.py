@@ -17,6 +17,7 @@ from typing import Any
 
 from .calls import MAX_PARALLEL_CALLS, CallGrammar, Tool, already_written, strip_lead
 from .grammar import Chars, Json, Node, Opt, alt, seq
+from .limits import PreparedSchema, prepare
 from .schema import ConstraintError, closed, object_schema, response_schema
 
 HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
@@ -41,6 +42,8 @@ class Constraint:
     notices: tuple[str, ...] = ()
     halt_ids: frozenset[int] = frozenset()  # the turn may end on these once the grammar is complete
     vocab: Any = field(default=None, compare=False, repr=False)  # the model's tokenizer (token ids in grammars)
+    # (where, param, schema as the structural check prepared it): for each backend's own limits (limits.py)
+    prepared: tuple[tuple[str, str | None, PreparedSchema], ...] = field(default=(), compare=False, repr=False)
 
 
 class ConstraintState:
@@ -83,17 +86,25 @@ class ConstraintState:
         return False
 
 
-def _forced_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[Tool] | None:
-    """The tools a call is forced among (None: no call is forced). Raises for a choice naming no declared tool."""
+def _forced_tools(tools: list[dict[str, Any]] | None, tool_choice: Any,
+                 prepared: list[tuple[str, str | None, PreparedSchema]]) -> list[Tool] | None:
+    """The tools a call is forced among (None: no call is forced). Raises for a choice naming no declared tool,
+    for tool names that are empty or declared twice, and for parameter schemas over the limits (limits.py);
+    each tool's prepared schema is appended to `prepared`."""
     if tool_choice in (None, "auto", "none"):
         return None
     from ..render import tool_schemas
 
     declared = []
-    for tool in tool_schemas(list(tools)) if tools else ():
+    budget = [0]
+    for i, tool in enumerate(tool_schemas(list(tools)) if tools else ()):
         fn = tool.get("function", tool) if isinstance(tool, dict) else None
         if isinstance(fn, dict) and isinstance(fn.get("name"), str):
-            declared.append(Tool(fn["name"], closed(object_schema(fn.get("parameters")))))
+            where = f"tools[{i}].function"
+            name = check_tool_name(fn["name"], f"{where}.name", [t.name for t in declared])
+            found = prepare(object_schema(fn.get("parameters")), f"{where}.parameters", "tools", budget=budget)
+            prepared.append((f"{where}.parameters", "tools", found))
+            declared.append(Tool(name, closed(found.schema)))
     if tool_choice == "required":
         if not declared:
             raise ConstraintError("tool_choice 'required' needs at least one tool in 'tools'", param="tool_choice")
@@ -114,6 +125,18 @@ def _forced_tools(tools: list[dict[str, Any]] | None, tool_choice: Any) -> list[
                           param="tool_choice")
 
 
+
+
+def check_tool_name(name: Any, field_name: str, declared: list[str]) -> str:
+    """A tool's name, or a ConstraintError naming the field: empty, or the name of a tool declared before."""
+    if not isinstance(name, str) or not name.strip():
+        raise ConstraintError(f"{field_name}: a tool needs a non-empty name", param=field_name)
+    if name in declared:
+        raise ConstraintError(f"{field_name}: {name!r} is declared twice; tool names must be unique",
+                              param=field_name)
+    return name
+
+
 def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
          response_format: Any = None, parallel_tool_calls: bool = False) -> Constraint | None:
     """The Constraint for a turn continuing `prompt_text`, or None when nothing is forced.
@@ -122,9 +145,14 @@ def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = No
     """
     from ..reader import prompt_tail
 
-    forced = _forced_tools(tools, tool_choice)
+    prepared: list[tuple[str, str | None, PreparedSchema]] = []
+    forced = _forced_tools(tools, tool_choice, prepared)
     schema = response_schema(response_format) if forced is None else None
-    schema = closed(schema) if schema is not None else None
+    if schema is not None:
+        where = "response_format.json_schema.schema"
+        found = prepare(schema, where, "response_format")
+        prepared.append((where, "response_format", found))
+        schema = closed(found.schema)
     if forced is None and schema is None:
         return None
     analysis = spec.analysis
@@ -144,7 +172,7 @@ def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = No
         syntaxes = analysis.tools.calls
         if not syntaxes:
             notices.append(f"{spec.name}'s template has no tool-call syntax ({analysis.tools.reason}): the forced "
-                           'call is written as {"name": ..., "arguments": {...}}')
+                           'call is written as {"name": ..., "arguments": {...}} and read back as a call')
         grammar = CallGrammar(syntaxes[0] if syntaxes else None, forced)
         max_calls = MAX_PARALLEL_CALLS if parallel_tool_calls else 1
         written = "" if starts_free else already_written(tail, grammar.section_lead())
@@ -162,4 +190,4 @@ def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = No
     resume = seq(resume_lead, body) if resume_lead else seq(_BLANK, body)
     start = alt(opener, first) if opener and not starts_free else first
     return Constraint(kind, start, resume, opener, closer, starts_free, schemas, tuple(notices),
-                      frozenset(spec.stops.halt_ids), getattr(spec, "vocab", None))
+                      frozenset(spec.stops.halt_ids), getattr(spec, "vocab", None), tuple(prepared))

@@ -249,9 +249,17 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
     tools_enabled = _tool_choice(req.tool_choice, bool(req.tools))
     tools = None
     if req.tools:
+        from ..constrain import ConstraintError
+        from ..constrain.plan import check_tool_name
+
+        names: list[str] = []
         for i, tool in enumerate(req.tools):
             if tool.type != "function":
                 raise bad(f"tools[{i}].type: {tool.type!r} is not supported, only 'function'", param=f"tools[{i}].type")
+            try:
+                names.append(check_tool_name(tool.function.name, f"tools[{i}].function.name", names))
+            except ConstraintError as exc:
+                raise bad(str(exc), param=exc.param) from None
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if tools_enabled else None
 
     messages = [_message(m, i, developer_role) for i, m in enumerate(req.messages)]
@@ -375,8 +383,15 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int,
 
     `max_prompt_chars`: more characters in the messages, tools and template variables than this is a 400 before
     rendering (see `check_prompt_chars`)."""
+    from ..constrain import ConstraintError
+    from ..constrain.limits import check_tool_schemas
+
     check_prompt_chars(text_chars(call.messages, call.tools, call.template_kwargs), max_prompt_chars, context_length,
                        "messages")
+    try:
+        check_tool_schemas(call.tools)
+    except ConstraintError as exc:
+        raise bad(str(exc), param=exc.param) from None
     try:
         enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
                           **call.template_kwargs)
