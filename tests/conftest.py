@@ -50,6 +50,17 @@ def smollm2_gguf() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def gbnf_checker(smollm2_gguf):
+    """llama.cpp's grammar sampler over the SmolLM2 GGUF vocabulary (tests/grammar_check.py)."""
+    pytest.importorskip("llama_cpp", reason="the GBNF checks use llama.cpp's grammar sampler")
+    from grammar_check import GbnfChecker
+
+    checker = GbnfChecker(smollm2_gguf)
+    yield checker
+    checker.close()
+
+
 @pytest.fixture(scope="session")
 def smollm2_hf(smollm2_gguf, tmp_path_factory) -> Path:
     """SmolLM2 as an HF safetensors folder, dequantized from the shipped GGUF."""

@@ -24,7 +24,7 @@ from turnspec.constrain.lark import to_lark
 
 from conftest import SHARED, SMOLLM2_DIR, need
 from corpus_models import special_tokens_for, template_files, template_id
-from grammar_check import GbnfChecker, lark_matcher
+from grammar_check import lark_matcher
 from roundtrip import CALL_1, TOOLS, _render, spec_for
 
 llg = pytest.importorskip("llguidance", reason="the grammar tests use llguidance: pip install llguidance")
@@ -56,14 +56,6 @@ def _with_syntax():
         if spec.analysis.tools.calls:
             out.append(path)
     return out or [SHARED / "corpus"]  # absent data: one test that skips
-
-
-@pytest.fixture(scope="module")
-def gbnf_checker(smollm2_gguf):
-    pytest.importorskip("llama_cpp", reason="the GBNF checks use llama.cpp's grammar sampler")
-    checker = GbnfChecker(smollm2_gguf)
-    yield checker
-    checker.close()
 
 
 def _call_text(spec, prompt: str, output: str) -> str:

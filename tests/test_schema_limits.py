@@ -191,16 +191,6 @@ def test_the_generic_call_form_is_compact(smol, gbnf_checker):
     assert llg
 
 
-@pytest.fixture(scope="module")
-def gbnf_checker(smollm2_gguf):
-    pytest.importorskip("llama_cpp", reason="the GBNF checks use llama.cpp's grammar sampler")
-    from grammar_check import GbnfChecker
-
-    checker = GbnfChecker(smollm2_gguf)
-    yield checker
-    checker.close()
-
-
 _PARSE = """
 import importlib.resources, json, sys, llama_cpp
 from turnspec.constrain.gbnf import to_gbnf

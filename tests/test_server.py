@@ -317,13 +317,17 @@ def test_tool_choice_none_renders_no_tools_and_returns_the_call_as_text(qwen):
     assert choice.message.content == 'Let me check.{"name": "get_weather", "arguments": {"city": "Paris"}}'
 
 
+# a call as OpenAI returns it (arguments a JSON string, content null) and its result, sent back by a client
+CALL_AND_RESULT = [
+    {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "abc123XYZ", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+    {"role": "tool", "tool_call_id": "abc123XYZ", "content": "18 C, sunny"},
+]
+
+
 def test_tool_results_go_back_into_the_prompt_with_object_arguments(qwen):
     url, engine = qwen
-    messages = user("Weather in Paris?") + [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "abc123XYZ", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-        {"role": "tool", "tool_call_id": "abc123XYZ", "content": "18 C, sunny"},
-    ]
+    messages = user("Weather in Paris?") + CALL_AND_RESULT
     client(url).chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])
     prompt = engine.generations[-1]["prompt"]
     assert '{"name": "get_weather", "arguments": {"city": "Paris"}}' in prompt  # an object, not a quoted string
@@ -334,11 +338,7 @@ def test_a_tool_call_message_sent_back_with_null_content_renders(smol):
     """What OpenAI returns for a call (`content: null`) and its client resends: SmolLM2's template concatenates
     content as a string, so null used to surface as a 400 ('dict object' has no attribute 'content')."""
     url, engine = smol
-    messages = user("Weather in Paris?") + [
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "abc123XYZ", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-        {"role": "tool", "tool_call_id": "abc123XYZ", "content": "18 C, sunny"},
-    ]
+    messages = user("Weather in Paris?") + CALL_AND_RESULT
     client(url).chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])
     prompt = engine.generations[-1]["prompt"]
     assert "<|im_start|>assistant\n<|im_end|>\n<|im_start|>tool\n18 C, sunny<|im_end|>" in prompt
