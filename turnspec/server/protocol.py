@@ -21,8 +21,9 @@ RESERVED_KWARGS = frozenset({"messages", "tools", "documents", "add_generation_p
                              "chat_template", "assistant_mask", "add_bos", "tokenize", "return_dict"})
 FALLBACK_MAX_TOKENS = 2048  # only when the engine does not report a context length
 # Real requests nest a few levels (a tool schema: ten at most); deeper bodies would only reach Python's recursion
-# limit somewhere after the parser (validation, grammar building, templates).
-MAX_JSON_DEPTH = 64
+# limit somewhere after the parser (validation, grammar building, templates). Above the 64 levels a schema may
+# nest (constrain/limits.py) plus the request around it, so a too-deep schema gets the 400 that names its field.
+MAX_JSON_DEPTH = 128
 
 
 class APIError(Exception):
