@@ -122,8 +122,8 @@ def test_physical_cores_is_sane():
 
 
 def test_default_threads_leave_busy_cores_alone():
-    """One decode thread sharing a core with another busy process stalls all of llama.cpp's threads (~1 tok/s
-    instead of 25 on 2 cores, bench/bench_threads.py): the default counts the cores other work keeps busy."""
+    """One decode thread sharing a core with another busy process stalls all of llama.cpp's threads (32 tok/s
+    with 2 threads against 74 with 1 on 2 cores, bench/bench_threads.py): the default counts the busy cores."""
     assert threads_for(2, 2, None) == 2     # nothing known: every physical core
     assert threads_for(2, 2, 1.97) == 2     # an idle machine (our own process uses a little)
     assert threads_for(2, 2, 1.0) == 1      # one other busy process
