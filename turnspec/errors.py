@@ -7,6 +7,11 @@ tell "not found" from "access refused" from "not a chat model" without parsing m
 from __future__ import annotations
 
 
+def one_line(exc: BaseException | str) -> str:
+    """An exception's message on one line (runs of whitespace, newlines included, become one space)."""
+    return " ".join(str(exc).split())
+
+
 class TurnspecError(Exception):
     """Base class: the CLI prints these as one line, never a traceback."""
 

@@ -16,7 +16,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator
 
-from ..errors import TurnspecError
+from ..errors import TurnspecError, one_line
 
 SCHEMA = "turnspec/1"
 INTERRUPTED_EXIT = 130
@@ -35,10 +35,6 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     code = getattr(exc, "code", "error")
     return {"code": code if isinstance(code, str) else "error", "message": one_line(exc),
             "exit_code": int(getattr(exc, "exit_code", 1))}
-
-
-def one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split())
 
 
 def emit(command: str, data: Any, notices: Iterable[str] = (), error: dict[str, Any] | None = None) -> None:

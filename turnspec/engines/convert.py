@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from turnspec.engines.base import EngineError
+from turnspec.errors import one_line
 
 MISSING = (
     "converting a GGUF to an HF folder needs transformers, torch and accelerate: "
@@ -53,7 +54,8 @@ def gguf_to_hf_folder(gguf_path: Path, out_dir: Path, *, dtype: str = "float32",
             model = AutoModelForCausalLM.from_pretrained(src, gguf_file=name, dtype=getattr(torch, dtype))
             tokenizer = AutoTokenizer.from_pretrained(src, gguf_file=name)
         except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
-            raise EngineError(f"{gguf_path}: transformers could not read this GGUF ({_one_line(exc)})") from exc
+            reason = one_line(exc) or type(exc).__name__
+            raise EngineError(f"{gguf_path}: transformers could not read this GGUF ({reason})") from exc
         # The loaded model still carries the GGUF "quantizer", which makes save_pretrained refuse;
         # its weights are already plain dequantized tensors.
         model.hf_quantizer = None
@@ -131,10 +133,6 @@ def _read_marker(out_dir: Path) -> str | None:
         return (out_dir / DONE_MARKER).read_text(encoding="utf-8")
     except OSError:
         return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _add_legacy_rope_theta(config_path: Path) -> None:
