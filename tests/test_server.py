@@ -512,13 +512,13 @@ def test_fastapi_validation_errors_become_openai_400s(smol_spec, smol_tokenizer)
 
 
 def test_an_internal_error_is_a_500_without_traceback(smol, monkeypatch):
-    import turnspec.server.app as server_app
+    import turnspec.server.core as server_core
 
     def broken(*args, **kwargs):
         raise KeyError("oops")
 
     url, _ = smol
-    monkeypatch.setattr(server_app, "parse_request", broken)
+    monkeypatch.setattr(server_core, "parse_request", broken)
     status, body = raw_request(url, "POST", "/v1/chat/completions", {"messages": user("Hi")})
     err = assert_error(status, body, 500, "internal server error: KeyError: 'oops'")
     assert err["code"] == "internal_error"

@@ -8,7 +8,6 @@ Request handling stays on the event loop except the blocking parts: rendering + 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -20,18 +19,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import TurnspecError
 from ..reader.events import Done
 from . import completions as raw
+from .core import ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
 from .models import ModelManager, ServedModel
-from .protocol import (APIError, ChatCall, ServeDefaults, decode_body, encode_prompt, error_body, merge_system,
-                       parse_request, validation_error)
+from .protocol import APIError, ChatCall, ServeDefaults, error_body, validation_error
 from .responses import TurnAssembler, chunk_body, completion_body, new_completion_id, sse, usage
-from .worker import Finished, GenerationWorker, Job, QueueFull
+from .worker import Finished, GenerationWorker, Job
+
+# Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
+PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = []
 
 log = logging.getLogger("turnspec.server")
-DISCONNECT_POLL_S = 0.2
 
 
 class _SSEResponse(StreamingResponse):
@@ -71,7 +71,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         models = ModelManager.preloaded(served, engine)
     worker = GenerationWorker(models, max_queue=max_queue)
     worker.start()
-    created = int(time.time())
+    core = ServerCore(models, worker, api_key, int(time.time()))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -90,57 +90,33 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
                        allow_hosts=list(allow_hosts), allow_origins=origins)
     app.state.worker = worker
     app.state.models = models
+    app.state.core = core
     app.state.model_id = next(iter(models.models))
 
     def cards() -> list[dict[str, Any]]:
-        return [m.card(created, m is models.resident) for m in models.models.values()]
+        return [m.card(core.created, m is models.resident) for m in models.models.values()]
 
-    def submit(job: Job) -> None:
-        try:
-            worker.submit(job)
-        except QueueFull as exc:
-            raise APIError(503, f"the server is busy ({exc}); retry later", type="server_error",
-                           code="queue_full") from None
-
-    async def read_json(request: Request) -> Any:
-        return decode_body(await request.body())  # at most max_body_bytes: RequestGuard read it
-
-    def pick(data: Any) -> ServedModel:
-        served = models.find(data.get("model") if isinstance(data, dict) else None)
-        models.check_fits(served)
-        return served
-
-    def check_auth(request: Request) -> None:
-        if api_key is None:
-            return
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise APIError(401, "missing API key: send the header 'Authorization: Bearer YOUR_KEY'",
-                           code="invalid_api_key")
-        if not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-            raise APIError(401, "incorrect API key provided", code="invalid_api_key")
-
-    # --- errors: always the OpenAI body, never a traceback -------------------------------------------------
+    # --- errors: always the API's error body, never a traceback --------------------------------------------
     @app.exception_handler(APIError)
-    async def _api_error(_request: Request, exc: APIError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return core.error_response(request, exc.status, exc.body())
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         err = validation_error(list(exc.errors()))
-        return JSONResponse(err.body(), status_code=400)
+        return core.error_response(request, 400, err.body())
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = {404: f"unknown URL {request.method} {request.url.path}",
                    405: f"method {request.method} not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return JSONResponse(error_body(message, code={404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code)),
-                            status_code=exc.status_code)
+        body = error_body(message, code={404: "unknown_url", 405: "method_not_allowed"}.get(exc.status_code))
+        return core.error_response(request, exc.status_code, body)
 
     @app.exception_handler(Exception)
-    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+    async def _internal(request: Request, exc: Exception) -> JSONResponse:
         # Starlette re-raises after this response is sent, so the traceback still reaches the server log.
-        return JSONResponse(_server_error(exc, "internal server error", "internal_error"), status_code=500)
+        return core.error_response(request, 500, server_error(exc, "internal server error", "internal_error"))
 
     # --- routes ---------------------------------------------------------------------------------------------
     @app.get("/health")
@@ -153,12 +129,12 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
-        check_auth(request)
+        core.check_auth(request)
         return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{name:path}")
     async def model(name: str, request: Request) -> dict[str, Any]:
-        check_auth(request)
+        core.check_auth(request)
         for card in cards():
             if card["id"] == name:
                 return card
@@ -167,37 +143,33 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
-        check_auth(request)
-        data = await read_json(request)
-        served = pick(data)
-        call = parse_request(data, defaults=served.defaults, generation_config=served.generation_config,
-                             developer_role=served.developer_role)
-        if served.merge_system:
-            call.messages = merge_system(call.messages)
-        enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length,
-                                               served.constrain_backend, served.max_prompt_chars)
-        job = Job(served, enc, options)
-        submit(job)
+        core.check_auth(request)
+        data = await core.read_json(request)
+        served = core.pick(data)
+        call = core.chat_call(data, served)
+        job = await core.start_chat(served, call)
         cid = new_completion_id()
         if call.stream:
             return _SSEResponse(_stream(job, call, cid, served.id), on_close=job.cancel.set)
-        return await _whole(job, call, cid, served.id, request)
+        return await _whole(core, job, call, cid, served.id, request)
 
     @app.post("/v1/completions")
     async def text_completions(request: Request) -> Any:
-        check_auth(request)
-        data = await read_json(request)
-        served = pick(data)
+        core.check_auth(request)
+        data = await core.read_json(request)
+        served = core.pick(data)
         call = raw.parse_completion(data, generation_config=served.generation_config)
         prompt, options = await asyncio.to_thread(raw.encode_completion, served, call)
         reader = raw.completion_reader(served.spec, prompt, call.stop)
         job = Job(served, prompt, options, reader=reader, stop_ids=prompt.stop_ids)
-        submit(job)
+        core.submit(job)
         cid = raw.new_completion_id()
         if call.stream:
             return _SSEResponse(_stream_text(job, call, cid, served.id), on_close=job.cancel.set)
-        return await _whole_text(job, cid, served.id, request)
+        return await _whole_text(core, job, cid, served.id, request)
 
+    for register in PROTOCOLS:
+        register(app, core)
     return app
 
 
@@ -210,56 +182,16 @@ def _batch_stats(engine: Any) -> dict[str, Any] | None:
             **asdict(batcher.stats)}
 
 
-def _server_error(exc: BaseException, what: str = "generation failed", code: str = "generation_failed") -> dict[str, Any]:
-    """A 500 body: the error's one-line message, never its traceback (that goes to the server log)."""
-    detail = str(exc) if isinstance(exc, TurnspecError) else f"{type(exc).__name__}: {exc}"
-    return error_body(f"{what}: {detail}", type="server_error", code=code)
-
-
-async def _watch_disconnect(request: Request, job: Job) -> None:
-    """Non-streaming requests have no failed write to notice a client that left: poll, and cancel its job."""
-    while not job.cancel.is_set():
-        await asyncio.sleep(DISCONNECT_POLL_S)
-        if await request.is_disconnected():
-            job.cancel.set()
-
-
-_CANCELLED = "the request was cancelled before it started"
-
-
-async def _finish_whole(job: Job, request: Request, on_event: Callable[[Any], Any]) -> Finished | JSONResponse:
-    """Wait for a non-streamed job, folding its events with `on_event`; the Finished item, or the error reply."""
-    watch = asyncio.create_task(_watch_disconnect(request, job))
-    item: Any = None
-    try:
-        while not isinstance(item := await job.events.get(), Finished):
-            on_event(item)
-    finally:
-        watch.cancel()
-        if not isinstance(item, Finished):  # this handler was cancelled (server shutdown)
-            job.cancel.set()
-    if item.error is not None:
-        log.error("generation failed", exc_info=item.error)
-        return JSONResponse(_server_error(item.error), status_code=500)
-    if item.skipped:
-        return JSONResponse(error_body(_CANCELLED, type="server_error", code="cancelled"), status_code=503)
-    return item
-
-
 def _failed(item: Finished) -> list[str] | None:
     """The closing SSE events of a stream whose job failed or was skipped; None when it succeeded."""
-    if item.error is None and not item.skipped:
-        return None
-    if item.error is not None:
-        log.error("generation failed", exc_info=item.error)
-    body = _server_error(item.error) if item.error is not None else error_body(_CANCELLED, type="server_error",
-                                                                               code="cancelled")
-    return [sse(body), sse("[DONE]")]
+    body = failure_body(item)
+    return None if body is None else [sse(body), sse("[DONE]")]
 
 
-async def _whole(job: Job, call: ChatCall, cid: str, model_id: str, request: Request) -> JSONResponse:
+async def _whole(core: ServerCore, job: Job, call: ChatCall, cid: str, model_id: str,
+                 request: Request) -> JSONResponse:
     asm = TurnAssembler(call.tools_enabled)
-    item = await _finish_whole(job, request, asm.add)
+    item = await core.finish_whole(job, request, asm.add)
     if isinstance(item, JSONResponse):
         return item
     result = item.result
@@ -304,9 +236,9 @@ class _TextFold:
         return text
 
 
-async def _whole_text(job: Job, cid: str, model_id: str, request: Request) -> JSONResponse:
+async def _whole_text(core: ServerCore, job: Job, cid: str, model_id: str, request: Request) -> JSONResponse:
     fold = _TextFold()
-    item = await _finish_whole(job, request, fold.add)
+    item = await core.finish_whole(job, request, fold.add)
     if isinstance(item, JSONResponse):
         return item
     use = usage(item.result.prompt_tokens, item.result.completion_tokens)
