@@ -28,7 +28,7 @@ FRANCE = [{"role": "system", "content": "You are a helpful assistant."},
 
 
 def api(url: str, **kw: Any) -> Any:
-    return ollama.Client(host=url, timeout=30, **kw)
+    return ollama.Client(host=url, **{"timeout": 30, **kw})
 
 
 def answer(n: int) -> str:
@@ -195,6 +195,42 @@ def test_think_false_switches_qwen3s_reasoning_off(smol_tokenizer):
     assert off.message.content  # what the model wrote is still returned
 
 
+# ------------------------------------------------------------------------------------------------ format
+class ConstrainedEngine(ScriptedEngine):
+    """A scripted engine that says it enforces grammars (as llama.cpp does) and records each turn's constraint."""
+
+    constrain_backend = "gbnf"
+
+    def __init__(self, *args: Any, **kw: Any):
+        super().__init__(*args, **kw)
+        self.constraints: list[Any] = []
+
+    def generate(self, prompt_ids, *, constraint=None, **kw):
+        self.constraints.append(constraint)
+        return super().generate(prompt_ids, **kw)
+
+
+CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+
+
+def test_format_becomes_the_json_grammar(smol_spec, smol_tokenizer):
+    engine = ConstrainedEngine(smol_tokenizer, lambda prompt: '{"city": "Paris"}<|im_end|>')
+    with running(create_app(smol_spec, engine)) as url:
+        reply = api(url).chat(model="m", messages=FRANCE, format=CITY, stream=False)
+        assert json.loads(reply.message.content) == {"city": "Paris"}
+        schema = engine.constraints[-1].schemas[0][1]
+        assert engine.constraints[-1].kind == "json" and {k: schema[k] for k in CITY} == CITY
+        api(url).generate(model="m", prompt="Where?", format="json", stream=False)
+        assert engine.constraints[-1].kind == "json" and engine.constraints[-1].schemas[0][1]["type"] == "object"
+        assert "properties" not in engine.constraints[-1].schemas[0][1]  # any object
+        api(url).chat(model="m", messages=FRANCE, stream=False)
+        assert engine.constraints[-1] is None  # no format, no grammar
+        status, body = raw_request(url, "POST", "/api/chat", {"model": "m", "messages": FRANCE, "stream": False,
+                                                              "format": {"$ref": "#/nowhere"}})
+        assert_ollama_error(status, body, 400, "format")
+        assert "response_format" not in body["error"]  # Ollama's name for the field
+
+
 # ------------------------------------------------------------------------------------------------ generate
 def test_generate(smol):
     url, engine = smol
@@ -270,6 +306,17 @@ def test_bad_input_is_an_ollama_400(smol, path, body, words):
     url, engine = smol
     assert_ollama_error(*raw_request(url, "POST", path, body), 400, *words)
     assert engine.generations == []
+
+
+def test_the_request_guard_answers_in_ollamas_shape(smol_spec, smol_tokenizer):
+    with smol_server(smol_spec, smol_tokenizer, max_body_bytes=2000) as (url, engine):
+        big = {"model": "m", "messages": [{"role": "user", "content": "x" * 5000}]}
+        assert_ollama_error(*raw_request(url, "POST", "/api/chat", big), 413, "larger than this server accepts")
+        assert_ollama_error(*raw_request(url, "POST", "/api/chat", b"{}", headers={"Content-Type": "text/plain"}),
+                            415, "application/json")
+        status, body = raw_request(url, "POST", "/v1/chat/completions", big)
+        assert status == 413 and isinstance(body["error"], dict)  # OpenAI's routes keep OpenAI's shape
+        assert api(url).chat(model="m", messages=FRANCE, stream=False).done and len(engine.generations) == 1
 
 
 def test_errors_keep_ollamas_shape_and_the_server_keeps_serving(smol):
@@ -436,3 +483,61 @@ def test_queue_depth_is_seen_while_requests_wait(smol_spec, smol_tokenizer):
         for t in threads:
             t.join(30)
     assert any(queued >= 1 and active == 1 for queued, active in seen), seen
+
+
+# ------------------------------------------------------------------------------------------------ the real model
+@pytest.fixture(scope="module")
+def real(smollm2_gguf):
+    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
+    from turnspec.engines import load_engine
+
+    spec = turnspec.load(smollm2_gguf)
+    engine = load_engine("llamacpp", smollm2_gguf)
+    try:
+        with running(create_app(spec, engine)) as url:
+            yield url, spec
+    finally:
+        engine.close()
+
+
+@pytest.mark.slow
+def test_real_chat_stream_and_generate(real):
+    url, spec = real
+    client_ = api(url, timeout=120)
+    whole = client_.chat(model=spec.name, messages=FRANCE, options={"temperature": 0}, stream=False)
+    assert "Paris" in whole.message.content and "<|im_end|>" not in whole.message.content
+    assert whole.done_reason == "stop" and whole.eval_count > 0
+    assert whole.prompt_eval_count == len(spec.encode(FRANCE, add_generation_prompt=True, assistant_mask=False).ids)
+    parts = list(client_.chat(model=spec.name, messages=FRANCE, options={"temperature": 0}, stream=True))
+    assert "".join(p.message.content for p in parts) == whole.message.content  # greedy: the same answer
+    assert parts[-1].eval_count == whole.eval_count
+    generated = client_.generate(model=spec.name, prompt="What is the capital of France?",
+                                 system="You are a helpful assistant.", options={"temperature": 0}, stream=False)
+    assert generated.response == whole.message.content  # the same prompt through the template
+    short = client_.generate(model=spec.name, prompt="Count to fifty:", options={"num_predict": 5}, stream=False)
+    assert short.eval_count == 5 and short.done_reason == "length"
+
+
+@pytest.mark.slow
+def test_real_format_schema_is_obeyed(real):
+    jsonschema = pytest.importorskip("jsonschema")
+    url, spec = real
+    schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
+              "required": ["city", "country"]}
+    for seed in range(3):
+        reply = api(url, timeout=120).chat(model=spec.name, messages=FRANCE, format=schema, stream=False,
+                                           options={"seed": seed, "temperature": 0.7, "num_predict": 60})
+        jsonschema.validate(json.loads(reply.message.content), schema)
+
+
+@pytest.mark.slow
+def test_real_list_show_and_tools(real):
+    url, spec = real
+    client_ = api(url, timeout=120)
+    [entry] = client_.list().models
+    assert entry.model == spec.name and entry.details.format == "gguf" and entry.size > 50_000_000
+    shown = client_.show(spec.name)
+    assert shown.template == spec.template and shown.modelinfo["general.architecture"] == "llama"
+    reply = client_.chat(model=spec.name, messages=FRANCE, tools=[WEATHER_TOOL], stream=False,
+                         options={"temperature": 0, "num_predict": 60})
+    assert reply.done  # SmolLM2's template renders no tools: whatever it writes comes back, no error

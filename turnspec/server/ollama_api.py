@@ -15,8 +15,9 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -34,6 +35,9 @@ NDJSON = "application/x-ndjson"
 # The Ollama API level this server answers as: apps gate features (think, tool streaming) on /api/version.
 OLLAMA_API_VERSION = "0.12.0"
 NOTICE_HEADER = "X-Turnspec-Notice"
+RENAMED = (("response_format.json_schema.schema", "format"), ("response_format", "format"),
+           ("max_tokens", "options.num_predict"), ("temperature", "options.temperature"), ("top_p", "options.top_p"),
+           ("stop:", "options.stop:"))
 
 
 def register(app: FastAPI, core: ServerCore) -> None:
@@ -83,8 +87,9 @@ def register(app: FastAPI, core: ServerCore) -> None:
         if tr.body is None:
             return _noted(JSONResponse(_loaded(served, data, {"message": {"role": "assistant", "content": ""}})),
                           tr.notes)
-        call = core.chat_call(tr.body, served)
-        job = await core.start_chat(served, call)
+        with ollama_names():
+            call = core.chat_call(tr.body, served)
+            job = await core.start_chat(served, call)
         fold = ChatFold(served.id, call.tools_enabled, "chat")
         if tr.stream:
             return _noted(_ndjson(_stream(job, fold, started), job), tr.notes)
@@ -102,11 +107,24 @@ def register(app: FastAPI, core: ServerCore) -> None:
         if tr.body is None:  # raw prompt or fill-in-the-middle: no template
             job = await _start_raw(core, served, completion_body(req, served.context_length, tr.notes))
         else:
-            job = await core.start_chat(served, core.chat_call(tr.body, served))
+            with ollama_names():
+                job = await core.start_chat(served, core.chat_call(tr.body, served))
         fold = ChatFold(served.id, False, "generate")
         if tr.stream:
             return _noted(_ndjson(_stream(job, fold, started), job), tr.notes)
         return _noted(await _whole(core, job, fold, request, started), tr.notes)
+
+
+@contextmanager
+def ollama_names() -> Iterator[None]:
+    """Errors found in the translated body name Ollama's fields: `format`, `options.num_predict`..."""
+    try:
+        yield
+    except APIError as exc:
+        message = exc.message
+        for openai_name, ollama_name in RENAMED:
+            message = message.replace(openai_name, ollama_name)
+        raise APIError(exc.status, message, param=exc.param, code=exc.code, type=exc.type) from None
 
 
 def pick(core: ServerCore, data: Any) -> ServedModel:
