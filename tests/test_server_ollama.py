@@ -146,6 +146,27 @@ def test_a_tool_round_trip_renders_the_call_and_its_result(qwen):
     assert "<tool_response>\n18 C, sunny\n</tool_response>" in prompt
 
 
+def test_call_ids_pair_each_call_with_its_result(smol_tokenizer):
+    """Mistral's template writes a call's id and its result's call_id (9 characters or it raises): an id sent back
+    is kept, and calls sent back without one (the ollama client drops it) get one their results share."""
+    template = need(CORPUS / "templates" / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
+    spec = turnspec.from_template(template, name="nemo-template", tokenizer=smol_tokenizer,
+                                  special_tokens={"bos_token": "<s>", "eos_token": "</s>"})
+    engine = ScriptedEngine(smol_tokenizer, lambda prompt: "It is sunny.</s>")
+    with running(create_app(spec, engine)) as url:
+        for sent_id, expect in (("abc123XYZ", "abc123XYZ"), (None, "call00100")):
+            call = {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+            messages = [{"role": "user", "content": "Weather in Paris?"},
+                        {"role": "assistant", "content": "", "tool_calls": [{**call, "id": sent_id} if sent_id else call]},
+                        {"role": "tool", "tool_name": "get_weather", "content": "18 C"}]
+            status, body = raw_request(url, "POST", "/api/chat", {"model": "m", "messages": messages,
+                                                                  "tools": [WEATHER_TOOL], "stream": False})
+            assert status == 200 and body["message"]["content"] == "It is sunny.", body
+            prompt = engine.generations[-1]["prompt"]
+            assert f'"arguments": {{"city": "Paris"}}, "id": "{expect}"}}' in prompt
+            assert f'{{"content": 18 C, "call_id": "{expect}"}}[/TOOL_RESULTS]' in prompt  # the template's own quoting
+
+
 # ------------------------------------------------------------------------------------------------ thinking
 @pytest.fixture
 def gpt_oss(harmony_tokenizer, recording):
@@ -265,6 +286,7 @@ def test_list_show_ps_version(smol, smol_spec):
     status, version = raw_request(url, "GET", "/api/version")
     assert status == 200 and version["version"].count(".") == 2
     assert raw_request(url, "GET", "/") == (200, "Ollama is running")
+    assert raw_request(url, "HEAD", "/")[0] == 200  # the ollama CLI's heartbeat
 
 
 # ------------------------------------------------------------------------------------------------ errors

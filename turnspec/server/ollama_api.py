@@ -43,7 +43,7 @@ RENAMED = (("response_format.json_schema.schema", "format"), ("response_format",
 def register(app: FastAPI, core: ServerCore) -> None:
     core.error_shape("/api/", lambda status, body: {"error": body["error"]["message"]})
 
-    @app.get("/", response_class=PlainTextResponse)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
     async def running() -> str:
         return "Ollama is running"  # the text Ollama's clients look for; /health has the details
 
