@@ -90,12 +90,12 @@ class RequestGuard:
         if refusal is None and scope["method"] in BODY_METHODS:
             refusal = self._check_body_headers(headers)
         if refusal is not None:
-            await _reply(send, *refusal, close=scope["method"] in BODY_METHODS)
+            await _reply(send, scope, *refusal, close=scope["method"] in BODY_METHODS)
             return
         if scope["method"] in BODY_METHODS:
             body, refusal = await self._read_body(receive)
             if refusal is not None:
-                await _reply(send, *refusal, close=True)
+                await _reply(send, scope, *refusal, close=True)
                 return
             if body is None:  # the client left while sending
                 return
@@ -180,8 +180,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, message: str, code: str, close: bool = False) -> None:
-    payload = json.dumps(error_body(message, code=code)).encode()
+async def _reply(send: Send, scope: Scope, status: int, message: str, code: str, close: bool = False) -> None:
+    body = error_body(message, code=code)
+    core = getattr(getattr(scope.get("app"), "state", None), "core", None)
+    if core is not None:  # in the shape of the API the path belongs to (Ollama's, Anthropic's...)
+        body = core.shape(scope.get("path", ""), status, body)
+    payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if close:  # the rest of the body is never read: end the connection instead of reading it
         headers.append((b"connection", b"close"))

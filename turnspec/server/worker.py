@@ -16,7 +16,8 @@ import asyncio
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Any
+import logging
+from typing import Any, Callable
 
 from ..chat import GenerationOptions, TurnResult, stream_turn
 
@@ -56,6 +57,7 @@ class Job:
             self.cancel.set()
 
 
+log = logging.getLogger("turnspec.server")
 NO_JOB = object()  # "the queue had nothing" (None in the queue is the stop sentinel)
 
 
@@ -90,6 +92,8 @@ class GenerationWorker:
         self._lock = threading.Lock()
         self._active: list[Job] = []  # the running jobs (one, or a batch's)
         self._stopping = False
+        # Called on this thread with (job, TurnResult, error) when a generation ends (metrics.py): must not block.
+        self.listeners: list[Callable[[Job, TurnResult, BaseException | None], None]] = []
 
     def start(self) -> None:
         if not self._thread.is_alive():
@@ -195,6 +199,11 @@ class GenerationWorker:
                 self.stats.cancelled += 1
             else:
                 self.stats.completed += 1
+        for listen in self.listeners:
+            try:
+                listen(job, result, error)
+            except Exception:  # a listener's bug must not end the worker
+                log.exception("a generation listener failed")
 
     def _generate(self, job: Job, engine: Any) -> None:
         result = TurnResult()
