@@ -287,16 +287,14 @@ _PROBES = (
 
 
 def mask_by_header(spec: "ModelSpec") -> bool:
+    """The analysis's verdict (`TemplateAnalysis.mask_by_header`, learned once and kept with the analysis)."""
+    return spec.analysis.mask_by_header
+
+
+def check_mask_by_header(spec: "ModelSpec", analysis: Any) -> bool:
     """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
-    probe shape the template renders (at least the one- and two-exchange ones), with exact masks. Cached."""
-    cached = spec.__dict__.get("_mask_by_header")
-    if cached is None:
-        cached = spec.__dict__["_mask_by_header"] = _check_mask_by_header(spec)
-    return cached
-
-
-def _check_mask_by_header(spec: "ModelSpec") -> bool:
-    analysis, markup = spec.analysis, spec.markup
+    probe shape the template renders (at least the one- and two-exchange ones), with exact masks."""
+    markup = spec.markup
     if not analysis.assistant_header.strip() or not analysis.turn_ends:
         return False
     if any(not markup.spans(e) or markup.spans(e)[0].text != e for e in (*analysis.turn_ends, *analysis.history_turn_ends)):
