@@ -21,7 +21,7 @@ SYSTEM = "tss_system_x"
 CONTENT, CONTENT_2 = "tsc_answer_x", "tsc_other_x"
 REASONING = "tsr_thought_x"
 TOOL_RESULT = "tst_result_x"
-DEVELOPER = "tsd_developer_x"
+DEVELOPER = "tsd_instructions_x"  # not the word "developer": renderings are compared with the role name replaced
 UNKNOWN_ROLE = "tsrole_x"  # a role no template knows: a template that renders it renders any role generically
 
 NAME_A, NAME_B = "tsfn_alpha", "tsfn_beta"
