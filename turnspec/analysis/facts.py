@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import TurnspecError
 from ..template import template_variables
 from .markup import Markup
-from .probes import (ARGS_A, ARGS_B, CONTENT, CONTENT_2, DEVELOPER, ID_A, ID_B, NAME_A, NAME_B,
+from .probes import (ARGS_A, ARGS_B, CONTENT, CONTENT_2, DEVELOPER, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B,
                      REASONING, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, UNKNOWN_ROLE, USER, USER_2, Prober,
                      assistant, call, common_prefix, common_suffix, user)
 
@@ -278,8 +278,6 @@ def _suffix_with_visible(text: str, n: int) -> str:
 
 def learn_tool_use(prober: Prober, rendered: str) -> ToolUse:
     """Tool conversations rendered with the tools the turn analysis used (`rendered` is its `tools.rendered`)."""
-    from .calls import FLAT_TOOLS
-
     tools = FLAT_TOOLS if "bare function schemas" in rendered else TOOLS
     u = [user()]
     roles = {role: _role_accepted(prober, role, tools) for role in ("tool", "ipython")}

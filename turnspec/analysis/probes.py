@@ -40,6 +40,7 @@ def _tool(name: str, args: dict[str, Any], description: str) -> dict[str, Any]:
 TOOL_A = _tool(NAME_A, ARGS_A, "First probe function.")
 TOOL_B = _tool(NAME_B, ARGS_B, "Second probe function.")
 TOOLS = [TOOL_A, TOOL_B]
+FLAT_TOOLS = [t["function"] for t in TOOLS]  # bare function schemas, for templates that want those
 
 # Template variables that switch reasoning on or off, and the values tried for each.
 REASONING_SWITCHES: dict[str, tuple[Any, ...]] = {
