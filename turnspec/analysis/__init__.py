@@ -4,10 +4,14 @@
     analysis.reasoning.open, .close          # "<think>", "</think>"
     analysis.tools.calls[0].describe()       # '<tool_call>\\n{"name": "{name}", "arguments": {arguments}}\\n</tool_call>'
     analysis.turn_ends, analysis.guards      # what ends the turn; headers a model must never write
+    analysis.system.mode, .default           # "replaces", "You are a helpful AI assistant named SmolLM, ..."
+    analysis.roles, .bos, .continue_final_message, .generation   # more template facts (turnspec.analysis.facts)
+    analysis.tool_use, .mask_by_header, .prefix   # learned on first use, with the same Prober, then kept
 
 Nothing here looks at a model's name: sentinel messages are rendered and the renderings compared. The reader,
-the stop set and the onboarding report are built from this one object. When something cannot be learned, the
-analysis says why (`tools.reason`, `reasoning.reason`, `notes`) instead of guessing.
+the stop set, the onboarding report, chat, the server and the masks read this one object; none probes on its
+own. When something cannot be learned, the analysis says why (`tools.reason`, `reasoning.reason`, `notes`)
+instead of guessing.
 """
 
 from __future__ import annotations

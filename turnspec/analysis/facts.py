@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import TurnspecError
 from ..template import template_variables
 from .markup import Markup
-from .probes import (ARGS_A, ARGS_B, CONTENT, CONTENT_2, DEVELOPER, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B,
+from .probes import (ARGS_A, ARGS_B, CONTENT, DEVELOPER, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B,
                      REASONING, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, UNKNOWN_ROLE, USER, USER_2, Prober,
                      assistant, call, common_prefix, common_suffix, user)
 
@@ -383,12 +383,3 @@ def learn_switches(prober: Prober, reasoning: Any) -> ReasoningSwitches:
         text, error = prober.attempt([*u, tagged, user(USER_2)], add_generation_prompt=True)
         think = f"raises: {error}" if text is None else "kept" if REASONING in text else "stripped"
     return ReasoningSwitches(effects, think)
-
-
-def mask_conversations(reasoning_kind: str) -> dict[str, list[dict[str, Any]]]:
-    """The conversations the universal assistant mask is checked on (with reasoning when the template has some)."""
-    convs = {"plain": [user(), assistant(CONTENT), user(USER_2), assistant(CONTENT_2)]}
-    if reasoning_kind != "none":
-        convs["with reasoning"] = [user(), assistant(CONTENT, reasoning=REASONING), user(USER_2),
-                                   assistant(CONTENT_2, reasoning=REASONING + "_2")]
-    return convs

@@ -234,25 +234,17 @@ class TemplateAnalysis:
     @cached_property
     def universal_mask(self) -> tuple[bool, tuple[str, ...]]:
         """(whether turnspec's universal assistant mask is exact on this template's probe conversations, notes)."""
-        from ..encoding import universal_spans
-        from .facts import mask_conversations
+        from .masks import learn_universal_mask
 
-        prober = self.prober
-        exact, notes = True, []
-        for label, conv in mask_conversations(self.reasoning.kind).items():
-            full = prober.render(conv)
-            _spans, ok, conv_notes = universal_spans(prober.spec, conv, full, dict(prober.base))
-            exact = exact and ok
-            notes += [f"{label}: {n}" for n in conv_notes]
-        return exact, tuple(notes)
+        return learn_universal_mask(self.prober, self.reasoning.kind)
 
     @cached_property
     def mask_by_header(self) -> bool:
         """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
-        probe shape the template renders (turnspec.encoding): masks may then be read by structure."""
-        from ..encoding import check_mask_by_header
+        probe shape the template renders (turnspec.analysis.masks): masks may then be read by structure."""
+        from .masks import learn_mask_by_header
 
-        return check_mask_by_header(self.prober.spec, self)
+        return learn_mask_by_header(self.prober, self)
 
     @cached_property
     def exposed(self) -> tuple[str, ...]:
