@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from .facts import Bos, ContinueFinal, GenerationPrompt, ReasoningSwitches, Roles, SystemPrompt, ToolUse
+from .facts import (Bos, ContinueFinal, GenerationPrompt, ReasoningSwitches, Roles, SystemPrompt, ToolUse,
+                    learn_switches, learn_tool_use)
 
 NAME = "\x00name"  # the function name
 ID = "\x00id"  # a call id the template writes (`[CALL_ID]tsid00001`): optional when a model writes calls
@@ -220,15 +221,11 @@ class TemplateAnalysis:
     @cached_property
     def tool_use(self) -> ToolUse:
         """Tool conversations: argument forms, round trip, parallel calls, tool and ipython roles."""
-        from .facts import learn_tool_use
-
         return learn_tool_use(self.prober, self.tools.rendered)
 
     @cached_property
     def reasoning_switches(self) -> ReasoningSwitches:
         """What each reasoning switch value changes in the prompt; `<think>` in a past answer's content."""
-        from .facts import learn_switches
-
         return learn_switches(self.prober, self.reasoning)
 
     @cached_property
