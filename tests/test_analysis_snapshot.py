@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,13 @@ def analysis_facts(path: Path) -> dict[str, Any]:
                                       special_tokens=special_tokens_for(path))
     facts = spec.analysis.as_dict()
     facts.pop("elapsed_ms", None)
-    return json.loads(json.dumps(facts, sort_keys=True, default=str))
+    text = json.dumps(facts, sort_keys=True, default=str)
+    for shape in _TODAY_SHAPES:  # templates that write today's date (strftime_now) into a default system text
+        text = text.replace(date.today().strftime(shape), "{today}")
+    return json.loads(text)
+
+
+_TODAY_SHAPES = ("%Y-%m-%d", "%d %b %Y", "%B %d, %Y", "%d %B %Y")
 
 
 def _load() -> dict[str, Any]:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
-from .errors import TemplateError, TurnspecError
+from .errors import TurnspecError
 from .reader.events import Content, Done, Event, Reasoning, ToolCall
 
 
@@ -73,13 +73,10 @@ class TurnResult:
 
 
 def system_role_error(spec: Any) -> str | None:
-    """The template's own message when it rejects a system role (Gemma-2: "System role not supported"), else None."""
-    probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]
-    try:
-        spec.render(probe, add_generation_prompt=True)
-    except TemplateError as exc:
-        return exc.template_message
-    return None
+    """The template's own message when it rejects a system role (Gemma-2: "System role not supported"), else None
+    (the analysis's `system` fact)."""
+    system = spec.analysis.system
+    return (system.message or "the template raises on a system message") if system.mode == "unsupported" else None
 
 
 class TurnFeed:

@@ -274,47 +274,9 @@ def plain_conversation(messages: Sequence[dict[str, Any]], markup: Any) -> bool:
     return True
 
 
-#: Plain conversations of the shapes SFT data has: a system prompt or not, one or several exchanges, a conversation
-#: that ends with a user turn, texts with surrounding whitespace and line breaks (templates trim them, or not).
-_PROBES = (
-    [("user", "tsu_a x"), ("assistant", "tsc_b x")],
-    [("system", "tss_c x"), ("user", "tsu_d x"), ("assistant", "tsc_e x")],
-    [("user", "tsu_f x"), ("assistant", "tsc_g x"), ("user", "tsu_h x"), ("assistant", "tsc_i x")],
-    [("system", "tss_j x"), ("user", " tsu_k x\n"), ("assistant", "\ntsc_l\n\n x "), ("user", "tsu_m x"),
-     ("assistant", "tsc_n x"), ("user", "tsu_o x"), ("assistant", "tsc_p x")],
-    [("user", "tsu_q x"), ("assistant", "tsc_r x"), ("user", "tsu_s x")],
-)
-
-
 def mask_by_header(spec: "ModelSpec") -> bool:
-    """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
-    probe shape the template renders (at least the one- and two-exchange ones), with exact masks. Cached."""
-    cached = spec.__dict__.get("_mask_by_header")
-    if cached is None:
-        cached = spec.__dict__["_mask_by_header"] = _check_mask_by_header(spec)
-    return cached
-
-
-def _check_mask_by_header(spec: "ModelSpec") -> bool:
-    analysis, markup = spec.analysis, spec.markup
-    if not analysis.assistant_header.strip() or not analysis.turn_ends:
-        return False
-    if any(not markup.spans(e) or markup.spans(e)[0].text != e for e in (*analysis.turn_ends, *analysis.history_turn_ends)):
-        return False  # a plain-text turn end could be in a message's text
-    rendered = 0
-    for probe in _PROBES:
-        messages = [{"role": r, "content": c} for r, c in probe]
-        try:
-            text = spec.render(messages)
-        except Exception:  # noqa: BLE001 - a shape the template refuses (Gemma-2: no system role)
-            continue
-        for prompt_supplied in (True, False):
-            slow = _spans(spec, messages, text, {}, mask_prompt_supplied=prompt_supplied)
-            fast = spans_by_header(spec, messages, text, mask_prompt_supplied=prompt_supplied)
-            if not slow[1] or slow[0] != fast:
-                return False
-        rendered += 1
-    return rendered >= 3
+    """The analysis's verdict (`TemplateAnalysis.mask_by_header`, learned once and kept with the analysis)."""
+    return spec.analysis.mask_by_header
 
 
 def _aligned_start(prompt: str, text: str, lo: int, prev_message: dict[str, Any], markup: Any

@@ -271,7 +271,10 @@ class ModelSpec:
 
     def prefix_report(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
         """Whether re-rendering a conversation after appending a user / tool / assistant message keeps the earlier
-        tokens, and if not what changes, why, and which template switches change that (turnspec.analysis.prefix)."""
+        tokens, and if not what changes, why, and which template switches change that (turnspec.analysis.prefix).
+        Without tools or keyword arguments it is the analysis's own (`analysis.prefix`, learned once)."""
+        if tools is None and not template_kwargs:
+            return self.analysis.prefix
         from .analysis.prefix import prefix_report
 
         return prefix_report(self, tools=tools, **template_kwargs)

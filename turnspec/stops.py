@@ -83,11 +83,6 @@ class StopSet:
         }
 
 
-def is_harmony(template: str) -> bool:
-    """Harmony templates frame messages with channels; the template text says so, whatever the model's name."""
-    return "<|channel|>" in template and "<|message|>" in template
-
-
 def _config_eos_ids(generation_config: dict) -> list[int]:
     value = generation_config.get("eos_token_id")
     if isinstance(value, int):
@@ -100,7 +95,7 @@ def _config_eos_ids(generation_config: dict) -> list[int]:
 def derive_stops(spec: "ModelSpec") -> StopSet:
     """Merge generation_config, tokenizer and template stops; Harmony's `<|end|>` never ends the turn."""
     files = spec.files
-    harmony = spec.analysis.harmony or is_harmony(spec.template)
+    harmony = spec.analysis.harmony  # the analysis found channels (reasoning kind "harmony"), whatever the name
     merged: dict[str, list[str]] = {}
     ids: dict[str, int | None] = {}
     warnings: list[str] = []

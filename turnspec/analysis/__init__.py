@@ -4,10 +4,14 @@
     analysis.reasoning.open, .close          # "<think>", "</think>"
     analysis.tools.calls[0].describe()       # '<tool_call>\\n{"name": "{name}", "arguments": {arguments}}\\n</tool_call>'
     analysis.turn_ends, analysis.guards      # what ends the turn; headers a model must never write
+    analysis.system.mode, .default           # "replaces", "You are a helpful AI assistant named SmolLM, ..."
+    analysis.roles, .bos, .continue_final_message, .generation   # more template facts (turnspec.analysis.facts)
+    analysis.tool_use, .mask_by_header, .prefix   # learned on first use, with the same Prober, then kept
 
 Nothing here looks at a model's name: sentinel messages are rendered and the renderings compared. The reader,
-the stop set and the onboarding report are built from this one object. When something cannot be learned, the
-analysis says why (`tools.reason`, `reasoning.reason`, `notes`) instead of guessing.
+the stop set, the onboarding report, chat, the server and the masks read this one object; none probes on its
+own. When something cannot be learned, the analysis says why (`tools.reason`, `reasoning.reason`, `notes`)
+instead of guessing.
 """
 
 from __future__ import annotations
@@ -50,8 +54,10 @@ def analyze(spec: Any) -> TemplateAnalysis:
     markup = spec.markup  # the same object the reader and the masks use
     prober = Prober(spec)
     notes: list[str] = []
+    known: dict[str, Any] = {}  # facts learned so far: an analysis that fails later keeps them
     try:
         prober.discover_base()
+        known = _learn_facts(prober, markup)
         facts = learn_turn(prober, markup)
         reasoning = learn_reasoning(prober, markup, facts.turn)
         content, prefix, after = learn_content(facts, reasoning, markup)
@@ -81,10 +87,10 @@ def analyze(spec: Any) -> TemplateAnalysis:
             message = f"the template ran past turnspec's limits ({exc.template_message})"
         else:
             message = exc.template_message if isinstance(exc, TemplateError) else str(exc)
-        return TemplateAnalysis(sha, error=" ".join(str(message).split()), requires=dict(prober.requires),
-                                control_tokens=tuple(sorted(markup.tokens)),
-                                elapsed_ms=(time.perf_counter() - t0) * 1000)
-    return TemplateAnalysis(
+        return _with_prober(TemplateAnalysis(sha, error=" ".join(str(message).split()), requires=dict(prober.requires),
+                                             control_tokens=tuple(sorted(markup.tokens)),
+                                             elapsed_ms=(time.perf_counter() - t0) * 1000, **known), prober)
+    return _with_prober(TemplateAnalysis(
         sha,
         generation_prompt=facts.generation_prompt,
         assistant_header=facts.turn.header,
@@ -104,7 +110,24 @@ def analyze(spec: Any) -> TemplateAnalysis:
         requires=dict(prober.requires),
         notes=tuple(notes),
         elapsed_ms=(time.perf_counter() - t0) * 1000,
-    )
+        **known,
+    ), prober)
+
+
+def _learn_facts(prober: Prober, markup: Markup) -> dict[str, Any]:
+    """The facts that need no tools (turnspec.analysis.facts), learned before the turn analysis so that a template
+    failing later (a loop with tools) still has them."""
+    from .facts import learn_bos, learn_continue_final, learn_generation_prompt, learn_roles, learn_system
+
+    return {"generation": learn_generation_prompt(prober, markup), "bos": learn_bos(prober),
+            "system": learn_system(prober, markup), "roles": learn_roles(prober),
+            "continue_final_message": learn_continue_final(prober)}
+
+
+def _with_prober(analysis: TemplateAnalysis, prober: Prober) -> TemplateAnalysis:
+    """Keep the Prober (not a field: not compared, not serialized) for the facts learned on first use."""
+    object.__setattr__(analysis, "_prober", prober)
+    return analysis
 
 
 def _outputs(prober: Prober, markup: Markup, facts: Any, turn_ends: tuple[str, ...]) -> list[str]:

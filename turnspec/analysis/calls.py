@@ -24,12 +24,11 @@ from typing import Any
 
 from ..reader.call_parse import bracket_end
 from .markup import Markup
-from .probes import (ARGS_A, ARGS_B, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, common_prefix,
-                     common_suffix, user)
+from .probes import (ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call,
+                     common_prefix, common_suffix, user)
 from .syntax import ANY, HOLES, ID, INDEX, CallSyntax, ParamSyntax, Pattern, ReasoningSyntax, ToolSyntax
 
 _DECODER = json.JSONDecoder()
-FLAT_TOOLS = [t["function"] for t in TOOLS]
 
 
 class _NotFound(Exception):

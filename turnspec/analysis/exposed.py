@@ -31,12 +31,17 @@ def _probes() -> list[tuple[list[dict[str, Any]], Any]]:
 
 def content_in_markup(spec: Any) -> list[str]:
     """One line per request field the template writes on a control token's line (a header), with where:
-    `a tool name: <|start|>assistant to=functions.{tool name}<|channel|>`. Empty when none is."""
-    markup = spec.markup
+    `a tool name: <|start|>assistant to=functions.{tool name}<|channel|>`. Empty when none is. Learned with the
+    analysis (`TemplateAnalysis.exposed`)."""
+    return list(spec.analysis.exposed)
+
+
+def learn_exposed(prober: Any, markup: Any) -> tuple[str, ...]:
+    """`content_in_markup`, rendered through the analysis's Prober."""
     found: dict[str, list[str]] = {}
     for messages, tools in _probes():
         try:
-            text = spec.render(messages, tools=tools, add_generation_prompt=True)
+            text = prober.render(messages, tools=tools, add_generation_prompt=True)
         except TurnspecError:
             continue
         spans = markup.spans(text)
@@ -50,7 +55,7 @@ def content_in_markup(spec: Any) -> list[str]:
                     if shown not in found[field]:
                         found[field].append(shown)
                 at = text.find(sentinel, at + 1)
-    return [f"{field}: {' ; '.join(contexts[:3])}" for field, contexts in found.items()]
+    return tuple(f"{field}: {' ; '.join(contexts[:3])}" for field, contexts in found.items())
 
 
 def _header_context(text: str, at: int, length: int, spans: list[Any]) -> str | None:

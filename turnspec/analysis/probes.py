@@ -21,6 +21,8 @@ SYSTEM = "tss_system_x"
 CONTENT, CONTENT_2 = "tsc_answer_x", "tsc_other_x"
 REASONING = "tsr_thought_x"
 TOOL_RESULT = "tst_result_x"
+DEVELOPER = "tsd_instructions_x"  # not the word "developer": renderings are compared with the role name replaced
+UNKNOWN_ROLE = "tsrole_x"  # a role no template knows: a template that renders it renders any role generically
 
 NAME_A, NAME_B = "tsfn_alpha", "tsfn_beta"
 ID_A, ID_B = "tsid00001", "tsid00002"  # 9 alphanumerics: Mistral templates reject other ids
@@ -38,6 +40,7 @@ def _tool(name: str, args: dict[str, Any], description: str) -> dict[str, Any]:
 TOOL_A = _tool(NAME_A, ARGS_A, "First probe function.")
 TOOL_B = _tool(NAME_B, ARGS_B, "Second probe function.")
 TOOLS = [TOOL_A, TOOL_B]
+FLAT_TOOLS = [t["function"] for t in TOOLS]  # bare function schemas, for templates that want those
 
 # Template variables that switch reasoning on or off, and the values tried for each.
 REASONING_SWITCHES: dict[str, tuple[Any, ...]] = {
@@ -113,21 +116,40 @@ def align(prompt: str, full: str, markup: Markup) -> Aligned:
 
 @dataclass
 class Prober:
-    """Renders probes through the spec with the keyword arguments every probe needs, and remembers failures."""
+    """Renders probes through the spec with the keyword arguments every probe needs, and remembers failures.
+
+    After one rendering runs past the time limit no other is tried (`timed_out` says which limit): a template that
+    loops costs one time limit, not one per probe. `renders` counts the template runs (cached probes are free).
+    """
 
     spec: Any
     base: dict[str, Any] = field(default_factory=dict)
     requires: dict[str, str] = field(default_factory=dict)
+    base_found: bool = False  # one user message renders (with `base`)
+    timed_out: str | None = None
+    renders: int = 0
     _seen: dict[str, Any] = field(default_factory=dict)
 
     def render(self, messages: list[dict[str, Any]], **kwargs: Any) -> str:
         """Render (each distinct probe once: the learners ask for some of the same renderings)."""
         key = json.dumps([messages, self.base, kwargs], sort_keys=True, default=str)
         if key not in self._seen:
+            if self.timed_out:
+                raise ProbeSkipped(f"not probed: {self.timed_out} earlier", template_message=f"not probed: "
+                                   f"{self.timed_out} earlier", limit=True)
+            self.renders += 1
             try:
                 self._seen[key] = self.spec.render(messages, **{**self.base, **kwargs})
             except TurnspecError as exc:
+                if isinstance(exc, TemplateError) and exc.limit and "time limit" in (exc.template_message or ""):
+                    limit = getattr(self.spec.limits, "time_limit_s", None)
+                    self.timed_out = f"the template ran past the {limit:g} s time limit" if limit else \
+                        "the template ran past the time limit"
                 self._seen[key] = exc
+            except Exception as exc:  # noqa: BLE001 - e.g. the sandbox's OverflowError: still the template's failure
+                msg = f"{type(exc).__name__}: {exc}"
+                self._seen[key] = TemplateError(f"the chat template of {self.spec.name} raised: {msg}",
+                                                model=self.spec.name, template_message=msg)
         result = self._seen[key]
         if isinstance(result, TurnspecError):
             raise result
@@ -164,8 +186,10 @@ class Prober:
                     raise
         else:
             self.render(conversation, add_generation_prompt=True)
+        self.base_found = True
         for name in list(self.base):  # keep only what is needed
             trial = {k: v for k, v in self.base.items() if k != name}
+            self.renders += 1
             try:
                 self.spec.render(conversation, add_generation_prompt=True, **trial)
                 del self.base[name]
@@ -173,6 +197,10 @@ class Prober:
                 self.requires[name] = ("the template fails without a tools list; probed with one" if name == "tools"
                                        else f"the template reads `{name}` without defining it; probed as an empty "
                                             f"string (pass it with --kw {name}=...)")
+
+
+class ProbeSkipped(TemplateError):
+    """A probe not rendered because an earlier one ran past the time limit."""
 
 
 def _one_line(exc: BaseException) -> str:

@@ -9,7 +9,11 @@ change from one call to the next.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
+
+from .facts import (Bos, ContinueFinal, GenerationPrompt, ReasoningSwitches, Roles, SystemPrompt, ToolUse,
+                    learn_switches, learn_tool_use)
 
 NAME = "\x00name"  # the function name
 ID = "\x00id"  # a call id the template writes (`[CALL_ID]tsid00001`): optional when a model writes calls
@@ -192,10 +196,66 @@ class TemplateAnalysis:
     notes: tuple[str, ...] = ()
     error: str | None = None  # the template could not be analyzed at all
     elapsed_ms: float = 0.0
+    # Facts learned before the turn analysis (turnspec.analysis.facts): they stand even when it fails.
+    system: SystemPrompt = SystemPrompt()
+    roles: Roles = Roles()
+    generation: GenerationPrompt = GenerationPrompt()
+    bos: Bos = Bos()
+    continue_final_message: ContinueFinal = ContinueFinal()
 
     @property
     def harmony(self) -> bool:
         return self.reasoning.kind == "harmony"
+
+    # --- facts that cost renderings only some callers need: learned on first use, then kept with the analysis ---
+    @property
+    def prober(self) -> Any:
+        """The Prober that made this analysis (its renderings are reused by the lazy facts)."""
+        prober = self.__dict__.get("_prober")
+        if prober is None:
+            from ..errors import TurnspecError
+
+            raise TurnspecError("this template analysis was not made by rendering probes: it has no lazy facts")
+        return prober
+
+    @cached_property
+    def tool_use(self) -> ToolUse:
+        """Tool conversations: argument forms, round trip, parallel calls, tool and ipython roles."""
+        return learn_tool_use(self.prober, self.tools.rendered)
+
+    @cached_property
+    def reasoning_switches(self) -> ReasoningSwitches:
+        """What each reasoning switch value changes in the prompt; `<think>` in a past answer's content."""
+        return learn_switches(self.prober, self.reasoning)
+
+    @cached_property
+    def universal_mask(self) -> tuple[bool, tuple[str, ...]]:
+        """(whether turnspec's universal assistant mask is exact on this template's probe conversations, notes)."""
+        from .masks import learn_universal_mask
+
+        return learn_universal_mask(self.prober, self.reasoning.kind)
+
+    @cached_property
+    def mask_by_header(self) -> bool:
+        """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
+        probe shape the template renders (turnspec.analysis.masks): masks may then be read by structure."""
+        from .masks import learn_mask_by_header
+
+        return learn_mask_by_header(self.prober, self)
+
+    @cached_property
+    def exposed(self) -> tuple[str, ...]:
+        """Request values the template writes into its headers (turnspec.analysis.exposed)."""
+        from .exposed import learn_exposed
+
+        return learn_exposed(self.prober, self.prober.spec.markup)
+
+    @cached_property
+    def prefix(self) -> Any:
+        """Whether re-rendering after appending a message keeps earlier tokens (turnspec.analysis.prefix)."""
+        from .prefix import prefix_report
+
+        return prefix_report(self.prober.spec)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (holes shown as {name}, {id}, …)."""

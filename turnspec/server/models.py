@@ -49,10 +49,8 @@ class ServedModel:
         self.longest_token_chars = max((len(t) for t in tokens), default=1) or 1
         _ = spec.stops  # built once here, not raced for by the first concurrent requests
         self.generation_config = dict(getattr(getattr(spec, "files", None), "generation_config", None) or {})
-        try:
-            self.developer_role = "developer" in spec.template
-        except TurnspecError:
-            self.developer_role = False
+        # A template that writes developer messages its own way keeps them; elsewhere they become system messages.
+        self.developer_role = spec.analysis.roles.developer_native
         self.merge_system = self.defaults.system_mode == "merge" and system_role_error(spec) is not None
         self.fim = fim_format(spec.vocab)
         try:
