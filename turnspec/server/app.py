@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..reader.events import Done
 from . import completions as raw
+from . import responses_api
 from .core import ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
 from .models import ModelManager, ServedModel
@@ -29,7 +30,7 @@ from .responses import TurnAssembler, chunk_body, completion_body, new_completio
 from .worker import Finished, GenerationWorker, Job
 
 # Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
-PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = []
+PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [responses_api.register]
 
 log = logging.getLogger("turnspec.server")
 
@@ -54,13 +55,14 @@ class _SSEResponse(StreamingResponse):
 def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
                models: ModelManager | None = None, defaults: ServeDefaults | None = None,
                max_queue: int = 256, max_body_bytes: int | None = None, allow_hosts: Iterable[str] = (),
-               allow_origins: Iterable[str] = ()) -> FastAPI:
+               allow_origins: Iterable[str] = (), responses_store_size: int = 256) -> FastAPI:
     """An OpenAI-compatible app: `spec` on an already loaded `engine` under the name `model_id` (default: the
     spec's name), or the `models` of a ModelManager (several models, loaded on demand, one resident at a time).
 
     `api_key`: when set, /v1 routes need `Authorization: Bearer <api_key>` (/health stays open for probes).
     `max_body_bytes` (default: `guard.default_max_body_bytes` of the largest context), `allow_hosts` (Host names
     besides localhost and IP addresses) and `allow_origins` (web pages that may call it): see guard.py.
+    `responses_store_size`: how many /v1/responses the server keeps for previous_response_id (0: none).
     """
     if models is None:
         if spec is None or engine is None:
@@ -91,6 +93,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
     app.state.worker = worker
     app.state.models = models
     app.state.core = core
+    app.state.responses_store_size = responses_store_size
     app.state.model_id = next(iter(models.models))
 
     def cards() -> list[dict[str, Any]]:
