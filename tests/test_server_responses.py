@@ -302,3 +302,40 @@ def test_api_key_is_required_on_responses(smol_spec, smol_tokenizer):
         status, reply = raw_request(url, "POST", "/v1/responses", {"input": "hi"})
         assert status == 401 and reply["error"]["code"] == "invalid_api_key"
         assert client(url, api_key="k").responses.create(model="m", input="hi").status == "completed"
+
+
+# ------------------------------------------------------------------------------------------------ token ids, logprobs
+def test_return_token_ids_gives_the_generated_and_prompt_ids(smol, smol_tokenizer):
+    url, engine = smol
+    api = client(url)
+    reply = api.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                        extra_body={"return_token_ids": True})
+    planned = smol_tokenizer.encode("The capital of France is Paris.<|im_end|>", add_special_tokens=False).ids
+    gen = engine.generations[0]
+    choice = reply.choices[0].model_dump()
+    assert choice["token_ids"] == planned and reply.model_dump()["prompt_token_ids"] == gen["prompt_ids"]
+    assert choice["logprobs"] is None  # ids were asked for, not logprobs
+    stream = api.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], stream=True,
+                                         extra_body={"return_token_ids": True})
+    chunks = [c.model_dump() for c in stream]
+    streamed = [t for c in chunks for ch in c["choices"] for t in ch.get("token_ids") or []]
+    assert streamed == planned and chunks[0]["prompt_token_ids"] == gen["prompt_ids"]
+    text = api.completions.create(model="m", prompt="The capital", max_tokens=4,
+                                  extra_body={"return_token_ids": True}).model_dump()
+    assert text["choices"][0]["token_ids"] == planned[:4]
+
+
+def test_logprobs_on_an_engine_without_them_is_a_400_naming_the_engine(smol):
+    url, engine = smol
+    api = client(url)
+    for call in (lambda: api.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}],
+                                                     logprobs=True, top_logprobs=2),
+                 lambda: api.completions.create(model="m", prompt="hi", logprobs=1),
+                 lambda: api.responses.create(model="m", input="hi", top_logprobs=2)):
+        with pytest.raises(openai.BadRequestError) as err:
+            call()
+        assert "the scripted engine cannot return logprobs" in err.value.body["message"]
+    assert not engine.generations
+    status, reply = raw_request(url, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
+                                                                      "top_logprobs": 3})
+    assert_error(status, reply, 400, "needs logprobs: true", param="top_logprobs")

@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .core import ServerCore, failure_body
+from .logprobs import SampledLog
 from .protocol import APIError
 from .responses_input import INCLUDE_REASONING, ResponsesRequest, chat_body, parse_responses, renamed
 from .responses_output import OutputFold, new_id, response_object, usage
@@ -87,8 +88,10 @@ def register(app: FastAPI, core: ServerCore) -> None:
             job = await core.start_chat(served, call)
         except APIError as exc:
             raise renamed(exc) from None
+        sampled = SampledLog(served.spec, call.logprobs, False) if call.logprobs is not None else None
         run = _Run(new_id("resp"), served.id, int(time.time()), req, conversation, store,
-                   OutputFold(call.tools_enabled, reasoning_echo=INCLUDE_REASONING in (req.include or ())))
+                   OutputFold(call.tools_enabled, reasoning_echo=INCLUDE_REASONING in (req.include or ()),
+                              sampled=sampled))
         if req.stream:
             return _SSEResponse(run.stream(job), on_close=job.cancel.set)
         item = await core.finish_whole(job, request, run.fold.add)

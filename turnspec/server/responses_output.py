@@ -27,8 +27,9 @@ def new_id(prefix: str) -> str:
 class OutputFold:
     """Reader events → Responses output items, and the stream events for each step (without sequence numbers)."""
 
-    def __init__(self, tools_enabled: bool, *, reasoning_echo: bool = False):
+    def __init__(self, tools_enabled: bool, *, reasoning_echo: bool = False, sampled: Any = None):
         self.tools_enabled = tools_enabled
+        self.sampled = sampled  # a logprobs.SampledLog when logprobs were asked for: output_text's logprobs
         self.reasoning_echo = reasoning_echo  # also put the reasoning text in `encrypted_content` (include asked)
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None
@@ -36,6 +37,8 @@ class OutputFold:
 
     # --- events in ---------------------------------------------------------------------------------------------
     def add(self, event: Any) -> list[Event]:
+        if self.sampled is not None and self.sampled.add(event):
+            return []  # a token's logprobs: they go with the text it becomes
         if isinstance(event, Content):
             return self._text(event.text)
         if isinstance(event, Reasoning):
@@ -60,7 +63,7 @@ class OutputFold:
         if item["type"] == "message":
             part = item["content"][0]
             events.append(_ev("response.output_text.done", item, index, content_index=0, text=part["text"],
-                              logprobs=[]))
+                              logprobs=copy.deepcopy(part["logprobs"])))
             events.append(_ev("response.content_part.done", item, index, content_index=0, part=copy.deepcopy(part)))
         elif item["type"] == "reasoning":
             part = item["content"][0]
@@ -79,14 +82,18 @@ class OutputFold:
         events = self._ensure("message")
         item = self.open
         assert item is not None
-        item["content"][0]["text"] += text
+        part = item["content"][0]
+        part["text"] += text
+        logprobs = self._logprobs()
+        part["logprobs"].extend(logprobs)
         events.append(_ev("response.output_text.delta", item, self.items.index(item), content_index=0, delta=text,
-                          logprobs=[]))
+                          logprobs=logprobs))
         return events
 
     def _reasoning(self, text: str) -> list[Event]:
         if not text:
             return []
+        self._logprobs()  # reasoning tokens' logprobs have no place in the output: dropped
         events = self._ensure("reasoning")
         item = self.open
         assert item is not None
@@ -95,6 +102,7 @@ class OutputFold:
         return events
 
     def _call(self, call: ToolCall) -> list[Event]:
+        self._logprobs()  # as for reasoning: only output_text has logprobs
         events = self.close()
         # call_id is the reader's 9-character id: sent back, it is what id-checking templates (Mistral) accept
         item = {"id": new_id("fc"), "type": "function_call", "call_id": call.id, "name": call.name, "arguments": "",
@@ -109,6 +117,14 @@ class OutputFold:
         item["status"] = "completed"
         events.append({"type": "response.output_item.done", "output_index": index, "item": copy.deepcopy(item)})
         return events
+
+    def _logprobs(self) -> list[dict[str, Any]]:
+        """The logprobs of the tokens read since the last text (chat's entry shape, as Responses has it)."""
+        if self.sampled is None or self.sampled.text is None:
+            return []
+        from .logprobs import chat_entries
+
+        return chat_entries(self.sampled.take(), self.sampled.text)
 
     def _ensure(self, kind: str) -> list[Event]:
         """Open an item of `kind` unless one is open: the item and its (empty) content part are announced."""
