@@ -322,7 +322,11 @@ def test_return_token_ids_gives_the_generated_and_prompt_ids(smol, smol_tokenize
     assert streamed == planned and chunks[0]["prompt_token_ids"] == gen["prompt_ids"]
     text = api.completions.create(model="m", prompt="The capital", max_tokens=4,
                                   extra_body={"return_token_ids": True}).model_dump()
-    assert text["choices"][0]["token_ids"] == planned[:4]
+    assert text["choices"][0]["token_ids"] == planned[:4] and text["prompt_token_ids"]
+    chunks = [c.model_dump() for c in api.completions.create(model="m", prompt="The capital", max_tokens=4, stream=True,
+                                                              extra_body={"return_token_ids": True})]
+    assert [t for c in chunks for ch in c["choices"] for t in ch.get("token_ids") or []] == planned[:4]
+    assert chunks[0]["prompt_token_ids"] == text["prompt_token_ids"]
 
 
 def test_logprobs_on_an_engine_without_them_is_a_400_naming_the_engine(smol):

@@ -288,6 +288,8 @@ async def _stream_text(job: Job, call: Any, cid: str, model_id: str) -> AsyncIte
             chunk = raw.text_completion(cid, model_id, text, None, None, created)
             if log.wanted:
                 log.completion_choice(chunk["choices"][0], log.take())
+            if call.token_ids and sum(map(bool, fold.parts)) == 1:  # the first text chunk carries the prompt's ids
+                chunk["prompt_token_ids"] = [int(t) for t in job.enc.ids]
             yield sse(chunk)
     if (tail := _failed(item)) is not None:
         for event in tail:
