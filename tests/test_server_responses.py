@@ -343,3 +343,25 @@ def test_logprobs_on_an_engine_without_them_is_a_400_naming_the_engine(smol):
     status, reply = raw_request(url, "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}],
                                                                       "top_logprobs": 3})
     assert_error(status, reply, 400, "needs logprobs: true", param="top_logprobs")
+
+
+def test_output_items_sent_back_rebuild_one_assistant_turn():
+    """reasoning + message + function_call items (what this server returns) are one assistant message again."""
+    from turnspec.server.responses_input import input_messages
+
+    call = {"type": "function_call", "call_id": "abc123XYZ", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    messages = input_messages([
+        {"role": "user", "content": "Weather?"},
+        {"type": "reasoning", "id": "rs_1", "summary": [], "content": [{"type": "reasoning_text", "text": "Think."}]},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Checking."}]},
+        call,
+        {"type": "function_call_output", "call_id": "abc123XYZ", "output": "sunny"},
+        {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "Sunny, say so."},
+        {"type": "message", "role": "assistant", "content": "It is sunny."}])
+    assert messages == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": "Checking.", "reasoning_content": "Think.", "tool_calls": [
+            {"id": "abc123XYZ", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {"role": "tool", "tool_call_id": "abc123XYZ", "content": "sunny", "name": "get_weather"},
+        {"role": "assistant", "content": "It is sunny.", "reasoning_content": "Sunny, say so."}]
