@@ -365,3 +365,29 @@ def test_output_items_sent_back_rebuild_one_assistant_turn():
              "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "tool_call_id": "abc123XYZ", "content": "sunny", "name": "get_weather"},
         {"role": "assistant", "content": "It is sunny.", "reasoning_content": "Sunny, say so."}]
+
+
+def test_concurrent_responses_and_chat_requests_are_not_mixed_up(smol_spec, smol_tokenizer):
+    """30 requests at once, streamed and whole, over Responses and Chat Completions: each gets its own answer."""
+    import asyncio
+
+    def expected(n: int) -> str:
+        return f"Answer {n}: " + " ".join(f"w{n}x{k}" for k in range(8))
+
+    async def one(api: Any, n: int) -> tuple[int, str]:
+        text = f"This is request {n}."
+        if n % 3 == 0:
+            return n, (await api.responses.create(model="m", input=text)).output_text
+        if n % 3 == 1:
+            async with api.responses.stream(model="m", input=text) as stream:
+                return n, (await stream.get_final_response()).output_text
+        reply = await api.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+        return n, reply.choices[0].message.content
+
+    async def all_of_them(url: str) -> list:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60) as api:
+            return await asyncio.gather(*(one(api, n) for n in range(30)))
+
+    with smol_server(smol_spec, smol_tokenizer, delay=0.001) as (url, engine):
+        results = asyncio.run(all_of_them(url))
+    assert sorted(results) == [(n, expected(n)) for n in range(30)] and len(engine.generations) == 30
