@@ -391,3 +391,27 @@ def test_concurrent_responses_and_chat_requests_are_not_mixed_up(smol_spec, smol
     with smol_server(smol_spec, smol_tokenizer, delay=0.001) as (url, engine):
         results = asyncio.run(all_of_them(url))
     assert sorted(results) == [(n, expected(n)) for n in range(30)] and len(engine.generations) == 30
+
+
+def test_a_responses_stream_client_that_hangs_up_cancels_its_generation(smol_spec, smol_tokenizer):
+    import http.client
+    import socket
+    import time
+
+    with smol_server(smol_spec, smol_tokenizer, delay=0.002) as (url, engine):
+        host, port = url.removeprefix("http://").split(":")
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        conn.request("POST", "/v1/responses", body=json.dumps({"input": "Tell me something long.", "stream": True}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        lines = [resp.readline() for _ in range(18)]  # created, in_progress, item/part added, a few deltas
+        assert lines[0] == b"event: response.created\n" and b"response.output_text.delta" in b"".join(lines)
+        conn.sock.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        deadline = time.monotonic() + 5
+        while raw_request(url, "GET", "/health")[1]["cancelled"] != 1:
+            assert time.monotonic() < deadline, "the generation was not cancelled"
+            time.sleep(0.02)
+        assert engine.generations[0]["planned"] > 3000 and engine.generations[0]["produced"] < 500
+        assert client(url).responses.create(model="m", input="Hi").output_text == "The capital of France is Paris."
