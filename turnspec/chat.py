@@ -26,6 +26,8 @@ class GenerationOptions:
     response_format: Any = None
     parallel_tool_calls: bool = False
     constraint: Any = None  # the plan for the current turn (set per turn from the three fields above)
+    logprobs: int | None = None  # report each token's logprob and this many alternatives (engines with `logprobs`)
+    token_ids: bool = False  # report each generated token id (the server's `return_token_ids`)
 
 
 @dataclass
@@ -135,17 +137,26 @@ class TurnFeed:
 
 def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
                 cancel: threading.Event | None = None, *, reader: Any = None,
-                stop_ids: Any = None) -> Iterator[Event]:
+                stop_ids: Any = None, on_sampled: Callable[[Any], Any] | None = None) -> Iterator[Event]:
     """Generate one assistant turn from an encoded prompt: the engine stops on the spec's halt ids, the reader
     stops on stop strings and next-turn headers (then the engine is closed mid-stream). Fills `result`.
 
-    `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own)."""
+    `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own).
+    `on_sampled` gets each token's `engines.base.Sampled` (with logprobs when `options.logprobs` is set) before
+    the reader reads it."""
+    from .engines.base import Sampled
+
     turn = TurnFeed(spec, enc, options, result, reader=reader, stop_ids=stop_ids)
+    extra: dict[str, Any] = {"constraint": options.constraint} if options.constraint is not None else {}
+    with_logprobs = on_sampled is not None and options.logprobs is not None
+    if with_logprobs:
+        extra.update(logprobs=options.logprobs, on_logprobs=on_sampled)
     steps = engine.generate(enc.ids, max_tokens=options.max_tokens, temperature=options.temperature,
-                            top_p=options.top_p, seed=options.seed, stop_ids=turn.halt, cancel=cancel,
-                            **({"constraint": options.constraint} if options.constraint is not None else {}))
+                            top_p=options.top_p, seed=options.seed, stop_ids=turn.halt, cancel=cancel, **extra)
     try:
         for token in steps:
+            if on_sampled is not None and not with_logprobs:
+                on_sampled(Sampled(token))
             yield from turn.feed(token)
             if turn.done:
                 break

@@ -46,15 +46,17 @@ def serve(
     max_body: Optional[str] = typer.Option(None, "--max-body-bytes", help="Largest request body (e.g. 8MB); a bigger one gets HTTP 413 before it is read. Default: 4 MiB, or 64 bytes per token of the largest context when that is more. Prompts longer than the context can hold get HTTP 400 before they are tokenized."),
     allow_origin: Optional[list[str]] = typer.Option(None, "--allow-origin", help="A web page origin (e.g. http://localhost:3000) whose browser requests are served, with CORS; repeatable; '*' allows every site. Default: requests a browser sends from another site get HTTP 403."),
     allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="A Host name the server answers to besides localhost, IP addresses and --host (repeatable; '*': any). Others get HTTP 403 (DNS rebinding)."),
+    responses_store: int = typer.Option(256, "--responses-store", min=0, help="/v1/responses kept in memory for previous_response_id and GET (the least recently used go first; 0: none)."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level: critical | error | warning | info | debug."),
     as_json: bool = typer.Option(False, "--json", help="Once listening, print the turnspec/1 JSON envelope (url, models) on stdout."),
 ) -> None:
-    """Serve models over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/models, /health."""
+    """Serve models over the OpenAI API: /v1/chat/completions, /v1/completions, /v1/responses, /v1/models, /health."""
     with fail_cleanly("serve", as_json):
         _serve(models or [], models_dir or [], host, port, api_key, model_id, engine, n_ctx, template, kw, max_tokens,
                system_mode, max_queue, max_memory, profiles, log_level, as_json, parallel, threads,
-               max_body=max_body, allow_origins=allow_origin or [], allow_hosts=allow_host or [])
+               max_body=max_body, allow_origins=allow_origin or [], allow_hosts=allow_host or [],
+               responses_store=responses_store)
 
 
 def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_key: Optional[str],
@@ -62,7 +64,7 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
            kw: Optional[list[str]], max_tokens: Optional[int], system_mode: Optional[str], max_queue: int,
            max_memory: Optional[str], profiles: Path, log_level: str, as_json: bool, parallel: int = 4,
            threads: Optional[int] = None, *, max_body: Optional[str] = None, allow_origins: list[str] | None = None,
-           allow_hosts: list[str] | None = None) -> None:
+           allow_hosts: list[str] | None = None, responses_store: int = 256) -> None:
     try:
         import fastapi
         import uvicorn
@@ -104,7 +106,8 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
     try:
         manager.acquire(served[0])  # the first model is ready before the first request
         app = create_app(models=manager, api_key=api_key, max_queue=max_queue, max_body_bytes=body_limit,
-                         allow_hosts=[*(allow_hosts or []), *_own_names(host)], allow_origins=allow_origins or [])
+                         allow_hosts=[*(allow_hosts or []), *_own_names(host)], allow_origins=allow_origins or [],
+                         responses_store_size=responses_store)
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/v1"
         for m in served:

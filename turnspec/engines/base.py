@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from turnspec.errors import TurnspecError
@@ -18,6 +19,17 @@ from turnspec.errors import TurnspecError
 
 class EngineError(TurnspecError):
     """An engine could not be loaded or run (missing extra package, prompt longer than the context)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sampled:
+    """One generated token, for callers that asked for token ids or logprobs (the server's `logprobs`,
+    `return_token_ids`). `logprob` is the token's log-probability under the model's own distribution (the raw
+    logits, before temperature, top_p or a grammar), `top` the `(id, logprob)` of the most likely tokens."""
+
+    id: int
+    logprob: float | None = None
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @runtime_checkable
@@ -58,6 +70,7 @@ class EngineBase:
     context_length: int = 0
     constrain_backend: str | None = "llguidance"  # how `constraint` is enforced: "gbnf" (llama.cpp), "llguidance"
     parallel: int = 1  # sequences decoded together (the llama.cpp engine's batch)
+    logprobs: bool = False  # `generate(logprobs=k, on_logprobs=...)` reports each token's Sampled (llama.cpp)
 
     _cached_ids: Sequence[int] = ()
 
@@ -85,12 +98,22 @@ class EngineBase:
         stop_ids: Collection[int] = (),
         cancel: threading.Event | None = None,
         constraint: Any = None,
+        logprobs: int | None = None,
+        on_logprobs: Callable[[Sampled], Any] | None = None,
     ) -> Iterator[int]:
-        """Yield sampled ids; see `Engine` for the stop rules. Engines implement `_steps`, an endless decode loop."""
+        """Yield sampled ids; see `Engine` for the stop rules. Engines implement `_steps`, an endless decode loop.
+
+        `logprobs` (the number of top alternatives, 0 for none): `on_logprobs` gets each token's `Sampled` before
+        the token is yielded; only engines with `logprobs = True` can (the others raise EngineError)."""
         if not self.loaded:
             raise EngineError(f"the {self.name} engine was closed")
         budget = self.budget(prompt_ids, max_tokens)
-        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed, constraint)
+        extra: dict[str, Any] = {}
+        if logprobs is not None:
+            if not self.logprobs:
+                raise EngineError(f"the {self.name} engine cannot return logprobs (the llamacpp engine can)")
+            extra = {"logprobs": logprobs, "on_logprobs": on_logprobs}
+        steps = self._steps([int(t) for t in prompt_ids], temperature, top_p, seed, constraint, **extra)
         return stop_rules(steps, max_tokens=budget, stop_ids=stop_ids, cancel=cancel, current=self.claim())
 
     def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,

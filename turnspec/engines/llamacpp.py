@@ -60,6 +60,7 @@ class LlamaCppEngine(EngineBase):
 
     name = "llamacpp"
     constrain_backend = "gbnf"
+    logprobs = True
 
     def __init__(
         self,
@@ -138,9 +139,10 @@ class LlamaCppEngine(EngineBase):
         return self._batcher
 
     def _steps(self, prompt_ids: list[int], temperature: float, top_p: float, seed: int | None,
-               constraint: Any = None) -> Iterator[int]:
+               constraint: Any = None, logprobs: int | None = None, on_logprobs: Any = None) -> Iterator[int]:
         batcher = self.batcher
-        seq = batcher.start(prompt_ids, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint)
+        seq = batcher.start(prompt_ids, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint,
+                            logprobs=logprobs)
         try:
             while True:
                 token = None
@@ -148,6 +150,8 @@ class LlamaCppEngine(EngineBase):
                     for s, t in batcher.step():
                         if s is seq:
                             token = t
+                if on_logprobs is not None:
+                    on_logprobs(seq.sampler.last)
                 yield token
         except GeneratorExit:  # the caller is done (a stop token, cancel, max_tokens): the cells stay valid
             raise

@@ -78,7 +78,7 @@ class Batcher:
         return sum(not s.busy for s in self.slots)
 
     def start(self, prompt_ids: list[int], *, temperature: float, top_p: float, seed: int | None,
-              constraint: Any = None) -> Sequence:
+              constraint: Any = None, logprobs: int | None = None) -> Sequence:
         """Place a new sequence in the free slot whose cache shares the longest prefix with `prompt_ids`."""
         free = [s for s in self.slots if not s.busy]
         if not free:
@@ -90,7 +90,8 @@ class Batcher:
             self.lc.llama_memory_seq_rm(self.mem, slot.id, -1, -1)  # this model cannot cut a sequence: start over
             reuse = 0
         slot.cached = list(prompt_ids[:reuse])
-        sampler = SequenceSampler(self.info, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint)
+        sampler = SequenceSampler(self.info, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint,
+                                  logprobs=logprobs)
         slot.busy = True
         seq = Sequence(slot, sampler, list(prompt_ids[reuse:]))
         self.active.append(seq)

@@ -14,7 +14,7 @@ import math
 from functools import lru_cache
 from typing import Any
 
-from .base import EngineError
+from .base import EngineError, Sampled
 
 
 @lru_cache(maxsize=64)
@@ -56,9 +56,11 @@ class SequenceSampler:
     """Sampling for one sequence: chain + optional grammar, freed with `close()`."""
 
     def __init__(self, info: VocabInfo, *, temperature: float, top_p: float, seed: int | None,
-                 constraint: Any = None):
+                 constraint: Any = None, logprobs: int | None = None):
         lc = info.llama_cpp
         self.info = info
+        self.logprobs = logprobs  # None: no logprobs; k: the sampled token's and the k most likely tokens'
+        self.last: Sampled | None = None  # the last token's, when logprobs were asked for
         self.chain = lc.llama_sampler_chain_init(lc.llama_sampler_chain_default_params())
         if temperature <= 0.0:
             lc.llama_sampler_chain_add(self.chain, lc.llama_sampler_init_greedy())
@@ -109,7 +111,25 @@ class SequenceSampler:
             lc.llama_sampler_accept(self.grammar, token)
         if self.state is not None and self.state.advance(self.info.piece(token)):
             self._new_grammar()
+        if self.logprobs is not None:
+            self.last = self._logprobs(ctx, index, token)
         return token
+
+    def _logprobs(self, ctx: Any, index: int, token: int) -> Sampled:
+        """The token's log-probability under the raw logits (log-softmax), and the `logprobs` most likely."""
+        import numpy as np
+
+        lc, n_vocab = self.info.llama_cpp, self.info.n_vocab
+        logits = np.ctypeslib.as_array(lc.llama_get_logits_ith(ctx, index), shape=(n_vocab,)).astype(np.float64)
+        peak = logits.max()
+        log_z = peak + math.log(float(np.exp(logits - peak).sum()))
+        top: tuple[tuple[int, float], ...] = ()
+        k = min(self.logprobs or 0, n_vocab)
+        if k:
+            best = np.argpartition(-logits, k - 1)[:k]
+            best = best[np.argsort(-logits[best], kind="stable")]
+            top = tuple((int(i), float(logits[i] - log_z)) for i in best)
+        return Sampled(token, float(logits[token] - log_z), top)
 
     def _allowed(self, token: int) -> bool:
         lc, single = self.info.llama_cpp, self.info.single

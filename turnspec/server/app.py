@@ -21,16 +21,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..reader.events import Done
 from . import completions as raw
-from . import metrics, ollama_api
+from . import metrics, ollama_api, responses_api
 from .core import ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
+from .logprobs import SampledLog, check_engine
 from .models import ModelManager, ServedModel
 from .protocol import APIError, ChatCall, ServeDefaults, error_body, validation_error
 from .responses import TurnAssembler, chunk_body, completion_body, new_completion_id, sse, usage
 from .worker import Finished, GenerationWorker, Job
 
 # Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
-PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [ollama_api.register, metrics.register]
+PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [responses_api.register, ollama_api.register,
+                                                          metrics.register]
 
 log = logging.getLogger("turnspec.server")
 
@@ -55,13 +57,14 @@ class _SSEResponse(StreamingResponse):
 def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
                models: ModelManager | None = None, defaults: ServeDefaults | None = None,
                max_queue: int = 256, max_body_bytes: int | None = None, allow_hosts: Iterable[str] = (),
-               allow_origins: Iterable[str] = ()) -> FastAPI:
+               allow_origins: Iterable[str] = (), responses_store_size: int = 256) -> FastAPI:
     """An OpenAI-compatible app: `spec` on an already loaded `engine` under the name `model_id` (default: the
     spec's name), or the `models` of a ModelManager (several models, loaded on demand, one resident at a time).
 
     `api_key`: when set, /v1 routes need `Authorization: Bearer <api_key>` (/health stays open for probes).
     `max_body_bytes` (default: `guard.default_max_body_bytes` of the largest context), `allow_hosts` (Host names
     besides localhost and IP addresses) and `allow_origins` (web pages that may call it): see guard.py.
+    `responses_store_size`: how many /v1/responses the server keeps for previous_response_id (0: none).
     """
     if models is None:
         if spec is None or engine is None:
@@ -92,6 +95,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
     app.state.worker = worker
     app.state.models = models
     app.state.core = core
+    app.state.responses_store_size = responses_store_size
     app.state.model_id = next(iter(models.models))
 
     def cards() -> list[dict[str, Any]]:
@@ -160,6 +164,8 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         data = await core.read_json(request)
         served = core.pick(data)
         call = raw.parse_completion(data, generation_config=served.generation_config)
+        if call.logprobs is not None:
+            check_engine(served, models, "logprobs")
         prompt, options = await asyncio.to_thread(raw.encode_completion, served, call)
         reader = raw.completion_reader(served.spec, prompt, call.stop)
         job = Job(served, prompt, options, reader=reader, stop_ids=prompt.stop_ids)
@@ -167,7 +173,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         cid = raw.new_completion_id()
         if call.stream:
             return _SSEResponse(_stream_text(job, call, cid, served.id), on_close=job.cancel.set)
-        return await _whole_text(core, job, cid, served.id, request)
+        return await _whole_text(core, job, call, cid, served.id, request)
 
     for register in PROTOCOLS:
         register(app, core)
@@ -192,11 +198,17 @@ def _failed(item: Finished) -> list[str] | None:
 async def _whole(core: ServerCore, job: Job, call: ChatCall, cid: str, model_id: str,
                  request: Request) -> JSONResponse:
     asm = TurnAssembler(call.tools_enabled)
-    item = await core.finish_whole(job, request, asm.add)
+    log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
+    item = await core.finish_whole(job, request, lambda event: log.add(event) or asm.add(event))
     if isinstance(item, JSONResponse):
         return item
     result = item.result
-    return JSONResponse(completion_body(cid, model_id, asm, usage(result.prompt_tokens, result.completion_tokens)))
+    body = completion_body(cid, model_id, asm, usage(result.prompt_tokens, result.completion_tokens))
+    if log.wanted:
+        log.chat_choice(body["choices"][0], log.take())
+    if call.token_ids:
+        body["prompt_token_ids"] = [int(t) for t in job.enc.ids]
+    return JSONResponse(body)
 
 
 async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIterator[str]:
@@ -204,16 +216,28 @@ async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIte
     created = int(time.time())
     with_usage = call.include_usage
     asm = TurnAssembler(call.tools_enabled)
-    yield sse(chunk_body(cid, created, model_id, {"role": "assistant", "content": ""}, with_usage=with_usage))
+    log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
+    first = chunk_body(cid, created, model_id, {"role": "assistant", "content": ""}, with_usage=with_usage)
+    if call.token_ids:
+        first["prompt_token_ids"] = [int(t) for t in job.enc.ids]
+    yield sse(first)
     while not isinstance(item := await job.events.get(), Finished):
+        if log.add(item):
+            continue
         delta = asm.add(item)
         if delta is not None:
-            yield sse(chunk_body(cid, created, model_id, delta, with_usage=with_usage))
+            chunk = chunk_body(cid, created, model_id, delta, with_usage=with_usage)
+            if log.wanted:  # the tokens read since the last chunk
+                log.chat_choice(chunk["choices"][0], log.take())
+            yield sse(chunk)
     if (tail := _failed(item)) is not None:
         for event in tail:
             yield event
         return
-    yield sse(chunk_body(cid, created, model_id, {}, asm.finish_reason, with_usage=with_usage))
+    last_chunk = chunk_body(cid, created, model_id, {}, asm.finish_reason, with_usage=with_usage)
+    if log.wanted:
+        log.chat_choice(last_chunk["choices"][0], log.take())
+    yield sse(last_chunk)
     if with_usage:
         last = chunk_body(cid, created, model_id, None)
         last["usage"] = usage(item.result.prompt_tokens, item.result.completion_tokens)
@@ -237,28 +261,45 @@ class _TextFold:
         return text
 
 
-async def _whole_text(core: ServerCore, job: Job, cid: str, model_id: str, request: Request) -> JSONResponse:
+async def _whole_text(core: ServerCore, job: Job, call: Any, cid: str, model_id: str,
+                      request: Request) -> JSONResponse:
     fold = _TextFold()
-    item = await core.finish_whole(job, request, fold.add)
+    log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
+    item = await core.finish_whole(job, request, lambda event: log.add(event) or fold.add(event))
     if isinstance(item, JSONResponse):
         return item
     use = usage(item.result.prompt_tokens, item.result.completion_tokens)
-    return JSONResponse(raw.text_completion(cid, model_id, "".join(fold.parts), raw.finish_reason(fold.done_reason),
-                                            use))
+    body = raw.text_completion(cid, model_id, "".join(fold.parts), raw.finish_reason(fold.done_reason), use)
+    if log.wanted:
+        log.completion_choice(body["choices"][0], log.take())
+    if call.token_ids:
+        body["prompt_token_ids"] = [int(t) for t in job.enc.ids]
+    return JSONResponse(body)
 
 
 async def _stream_text(job: Job, call: Any, cid: str, model_id: str) -> AsyncIterator[str]:
     """SSE: one text chunk per piece of text, a last chunk with the finish reason, usage if asked, [DONE]."""
     created = int(time.time())
     fold = _TextFold()
+    log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
     while not isinstance(item := await job.events.get(), Finished):
+        if log.add(item):
+            continue
         if text := fold.add(item):
-            yield sse(raw.text_completion(cid, model_id, text, None, None, created))
+            chunk = raw.text_completion(cid, model_id, text, None, None, created)
+            if log.wanted:
+                log.completion_choice(chunk["choices"][0], log.take())
+            if call.token_ids and sum(map(bool, fold.parts)) == 1:  # the first text chunk carries the prompt's ids
+                chunk["prompt_token_ids"] = [int(t) for t in job.enc.ids]
+            yield sse(chunk)
     if (tail := _failed(item)) is not None:
         for event in tail:
             yield event
         return
-    yield sse(raw.text_completion(cid, model_id, "", raw.finish_reason(fold.done_reason), None, created))
+    last_chunk = raw.text_completion(cid, model_id, "", raw.finish_reason(fold.done_reason), None, created)
+    if log.wanted:
+        log.completion_choice(last_chunk["choices"][0], log.take())
+    yield sse(last_chunk)
     if call.include_usage:
         yield sse(raw.usage_chunk(cid, model_id, usage(item.result.prompt_tokens, item.result.completion_tokens),
                                   created))

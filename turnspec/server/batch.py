@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..chat import TurnFeed, TurnResult
+from ..engines.base import Sampled
 from .worker import NO_JOB, Finished, GenerationWorker, Job
 
 
@@ -24,10 +25,16 @@ class BatchRun:
         self.budget = engine.budget(job.enc.ids, options.max_tokens)  # EngineError: prompt longer than the context
         self.turn = TurnFeed(job.model.spec, job.enc, options, self.result, reader=job.reader, stop_ids=job.stop_ids)
         self.seq = engine.batcher.start([int(t) for t in job.enc.ids], temperature=options.temperature,
-                                        top_p=options.top_p, seed=options.seed, constraint=options.constraint)
+                                        top_p=options.top_p, seed=options.seed, constraint=options.constraint,
+                                        logprobs=options.logprobs)
 
     def take(self, token: int) -> bool:
         """Read one sampled token; True when the request is complete."""
+        options = self.job.options
+        if options.logprobs is not None:
+            self.job.emit(self.seq.sampler.last)
+        elif options.token_ids:
+            self.job.emit(Sampled(token))
         for event in self.turn.feed(token):
             self.job.emit(event)
         return self.turn.done or token in self.turn.halt or self.turn.generated >= self.budget

@@ -45,6 +45,8 @@ class CompletionCall:
     stop: tuple[str, ...]
     stream: bool
     include_usage: bool
+    logprobs: Optional[int] = None
+    token_ids: bool = False
 
 
 def parse_completion(data: Any, *, generation_config: dict[str, Any] | None = None) -> CompletionCall:
@@ -59,8 +61,8 @@ def parse_completion(data: Any, *, generation_config: dict[str, Any] | None = No
             raise bad(f"{name}: only 1 is supported", param=name, code="unsupported_value")
     if req.echo:
         raise bad("echo: not supported by turnspec serve", param="echo", code="unsupported_value")
-    if req.logprobs:
-        raise bad("logprobs: not supported by turnspec serve", param="logprobs", code="unsupported_value")
+    if req.logprobs is not None and not 0 <= req.logprobs <= 5:
+        raise bad("logprobs: must be between 0 and 5", param="logprobs")
     prompt = req.prompt
     if isinstance(prompt, list) and prompt and isinstance(prompt[0], (str, list)):
         if len(prompt) != 1:
@@ -71,7 +73,8 @@ def parse_completion(data: Any, *, generation_config: dict[str, Any] | None = No
     ids = None if isinstance(prompt, str) else [int(t) for t in prompt]
     stop, temperature, top_p, include_usage = sampling(req, None, generation_config)
     return CompletionCall(req.model, text, ids, req.suffix, req.max_tokens or OPENAI_DEFAULT_MAX_TOKENS,
-                          temperature, top_p, req.seed, stop, req.stream, include_usage)
+                          temperature, top_p, req.seed, stop, req.stream, include_usage, req.logprobs,
+                          req.return_token_ids)
 
 
 @dataclass
@@ -118,7 +121,8 @@ def encode_completion(model: Any, call: CompletionCall) -> tuple[RawPrompt, Gene
                   param="prompt", code="context_length_exceeded")
     max_tokens = min(call.max_tokens, room) if room is not None else call.max_tokens
     options = GenerationOptions(max_tokens=max_tokens, temperature=call.temperature, top_p=call.top_p,
-                                seed=call.seed, stop_strings=call.stop)
+                                seed=call.seed, stop_strings=call.stop, logprobs=call.logprobs,
+                                token_ids=call.token_ids)
     return RawPrompt(ids, "", stop_ids), options
 
 

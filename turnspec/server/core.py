@@ -92,6 +92,10 @@ class ServerCore:
                              developer_role=served.developer_role)
         if served.merge_system:
             call.messages = merge_system(call.messages)
+        if call.logprobs is not None:
+            from .logprobs import check_engine
+
+            check_engine(served, self.models, "logprobs")
         return call
 
     async def start_chat(self, served: ServedModel, call: ChatCall) -> Job:

@@ -159,6 +159,7 @@ class GenerationRequest(_Open):
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     n: Optional[int] = None
+    return_token_ids: bool = False  # vLLM's: the generated ids per choice, the prompt's ids on the response
 
 
 class ChatCompletionRequest(GenerationRequest):
@@ -230,6 +231,8 @@ class ChatCall:
     tool_choice: Any = None  # "required" or {"type": "function", ...} force a call (see turnspec.constrain)
     response_format: Any = None
     parallel_tool_calls: bool = False
+    logprobs: int | None = None  # None: no logprobs; k: each token's and the k most likely alternatives'
+    token_ids: bool = False
 
 
 def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict[str, Any] | None = None,
@@ -245,8 +248,10 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
         raise bad("messages: must contain at least one message", param="messages", code="empty_array")
     if req.n not in (None, 1):
         raise bad("n: only n=1 is supported", param="n", code="unsupported_value")
-    if req.logprobs or req.top_logprobs:
-        raise bad("logprobs: not supported by turnspec serve", param="logprobs", code="unsupported_value")
+    if req.top_logprobs is not None and not 0 <= req.top_logprobs <= 20:
+        raise bad("top_logprobs: must be between 0 and 20", param="top_logprobs")
+    if req.top_logprobs and not req.logprobs:
+        raise bad("top_logprobs: needs logprobs: true", param="top_logprobs")
     tools_enabled = _tool_choice(req.tool_choice, bool(req.tools))
     tools = None
     if req.tools:
@@ -278,7 +283,8 @@ def parse_request(data: Any, *, defaults: ServeDefaults, generation_config: dict
     max_tokens = req.max_completion_tokens or req.max_tokens or defaults.max_tokens
     return ChatCall(messages, tools, tools_enabled, kwargs, max_tokens, temperature, top_p, req.seed, stop,
                     req.stream, include_usage, req.tool_choice if tools_enabled else None, req.response_format,
-                    bool(req.parallel_tool_calls))
+                    bool(req.parallel_tool_calls), (req.top_logprobs or 0) if req.logprobs else None,
+                    req.return_token_ids)
 
 
 def sampling(req: GenerationRequest, defaults: ServeDefaults | None,
@@ -414,7 +420,8 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int,
         max_tokens = call.max_tokens or FALLBACK_MAX_TOKENS
     options = GenerationOptions(max_tokens=max_tokens, temperature=call.temperature, top_p=call.top_p,
                                 seed=call.seed, stop_strings=call.stop, tools=call.tools, tool_choice=call.tool_choice,
-                                response_format=call.response_format, parallel_tool_calls=call.parallel_tool_calls)
+                                response_format=call.response_format, parallel_tool_calls=call.parallel_tool_calls,
+                                logprobs=call.logprobs, token_ids=call.token_ids)
     return enc, plan_constraint(spec, enc.text, options, backend)
 
 

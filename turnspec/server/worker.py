@@ -210,8 +210,9 @@ class GenerationWorker:
         error: BaseException | None = None
         self.count_start(job)
         try:
+            sampled = job.emit if job.options.logprobs is not None or job.options.token_ids else None
             for event in stream_turn(job.model.spec, engine, job.enc, job.options, result, cancel=job.cancel,
-                                     reader=job.reader, stop_ids=job.stop_ids):
+                                     reader=job.reader, stop_ids=job.stop_ids, on_sampled=sampled):
                 job.emit(event)
         except Exception as exc:  # an engine failure ends this request only; the worker goes on
             error = exc
