@@ -50,6 +50,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call's arguments as the model writes them, before the call is complete (only from readers
+    built with `call_deltas=True`). The first one of a call names it; the arguments of all of a call's deltas,
+    joined, are the JSON text the model wrote, which parses to the `ToolCall` that follows with the same `id`.
+    If the call then fails to parse, a `ToolCallError` follows instead."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallError:
     """A tool call that could not be parsed: the raw text and why, instead of an exception mid-stream."""
 
@@ -71,7 +83,7 @@ class Done:
         return self.stop_kind == TURN_HEADER
 
 
-Event = Union[Reasoning, Content, ToolCall, ToolCallError, Done]
+Event = Union[Reasoning, Content, ToolCall, ToolCallDelta, ToolCallError, Done]
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..reader.events import Done
-from . import completions as raw
+from . import anthropic_api, completions as raw
 from .core import ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
 from .models import ModelManager, ServedModel
@@ -29,7 +29,7 @@ from .responses import TurnAssembler, chunk_body, completion_body, new_completio
 from .worker import Finished, GenerationWorker, Job
 
 # Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
-PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = []
+PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [anthropic_api.register]
 
 log = logging.getLogger("turnspec.server")
 

@@ -64,7 +64,8 @@ def _is_ip(name: str) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: Host, Origin, content type and body size checks, refusals in the OpenAI error shape.
+    """ASGI middleware: Host, Origin, content type and body size checks, refusals in the error shape of the API
+    the path belongs to (OpenAI's unless a protocol claimed the prefix, see ServerCore.error_shape).
 
     `allow_hosts`: extra Host names (`*`: any). `allow_origins`: Origins browsers may call from (`*`: any);
     the server's own origin is always allowed. `max_body_bytes`: the largest request body.
@@ -90,12 +91,12 @@ class RequestGuard:
         if refusal is None and scope["method"] in BODY_METHODS:
             refusal = self._check_body_headers(headers)
         if refusal is not None:
-            await _reply(send, *refusal, close=scope["method"] in BODY_METHODS)
+            await _reply(send, scope, *refusal, close=scope["method"] in BODY_METHODS)
             return
         if scope["method"] in BODY_METHODS:
             body, refusal = await self._read_body(receive)
             if refusal is not None:
-                await _reply(send, *refusal, close=True)
+                await _reply(send, scope, *refusal, close=True)
                 return
             if body is None:  # the client left while sending
                 return
@@ -180,8 +181,12 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _reply(send: Send, status: int, message: str, code: str, close: bool = False) -> None:
-    payload = json.dumps(error_body(message, code=code)).encode()
+async def _reply(send: Send, scope: Scope, status: int, message: str, code: str, close: bool = False) -> None:
+    body = error_body(message, code=code)
+    core = getattr(getattr(scope.get("app"), "state", None), "core", None)  # Starlette puts the app in the scope
+    if core is not None:  # the refusal in the shape of the API the path belongs to (Anthropic's, ...)
+        body = core.shape_error(scope.get("path", ""), status, body)
+    payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if close:  # the rest of the body is never read: end the connection instead of reading it
         headers.append((b"connection", b"close"))
