@@ -146,3 +146,214 @@ def test_top_k_1_is_greedy(smol):
     api(url).messages.create(model="smol", max_tokens=4, messages=hi(),
                              extra_body={"temperature": 1.0, "top_k": 1})
     assert engine.generations[-1]["temperature"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------------ tools
+def test_tool_round_trip_in_three_turns(qwen):
+    """tool_use -> tool_result -> the answer: the call comes back in the history as the template writes calls, its
+    `toolu_` id mapped back to the reader's id, and the result as the template's tool response."""
+    url, engine = qwen
+    client = api(url)
+    asked = hi("Weather in Paris?")
+    first = client.messages.create(model="m", max_tokens=128, messages=asked, tools=[WEATHER])
+    assert first.stop_reason == "tool_use"
+    assert [b.type for b in first.content] == ["text", "tool_use"] and first.content[0].text == "Let me check."
+    call = first.content[1]
+    assert call.name == "get_weather" and call.input == {"city": "Paris"}
+    assert call.id.startswith("toolu_") and len(call.id) == len("toolu_") + 9
+    assert '"name": "get_weather"' in engine.generations[-1]["prompt"]  # the tool was rendered
+    history = asked + [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
+                       {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
+                                                     "content": [{"type": "text", "text": "18 C, sunny"}]}]}]
+    second = client.messages.create(model="m", max_tokens=128, messages=history, tools=[WEATHER])
+    prompt = engine.generations[-1]["prompt"]
+    assert ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+            in prompt)
+    assert "<tool_response>\n18 C, sunny\n</tool_response>" in prompt
+    assert second.stop_reason == "end_turn" and second.content[0].text == "It is 18 C and sunny in Paris."
+
+
+def test_tool_use_streamed_equals_whole(qwen):
+    url, _ = qwen
+    client = api(url)
+    whole = client.messages.create(model="m", max_tokens=128, messages=hi("Weather?"), tools=[WEATHER])
+    with client.messages.stream(model="m", max_tokens=128, messages=hi("Weather?"), tools=[WEATHER]) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    strip_ids = lambda bs: [{**b, "id": None} if b["type"] == "tool_use" else b for b in bs]  # noqa: E731
+    assert strip_ids(blocks(final)) == strip_ids(blocks(whole)) and final.stop_reason == "tool_use"
+    json_deltas = [e.delta.partial_json for e in events if e.type == "content_block_delta"
+                   and e.delta.type == "input_json_delta"]
+    assert json.loads("".join(json_deltas)) == {"city": "Paris"}
+    starts = [e.content_block for e in events if e.type == "content_block_start"]
+    assert [b.type for b in starts] == ["text", "tool_use"] and starts[1].name == "get_weather"
+
+
+def test_tool_choice_none_returns_the_call_as_text(qwen):
+    url, engine = qwen
+    reply = api(url).messages.create(model="m", max_tokens=128, messages=hi("Weather?"), tools=[WEATHER],
+                                     tool_choice={"type": "none"})
+    assert "get_weather" not in engine.generations[-1]["prompt"]
+    assert [b.type for b in reply.content] == ["text"] and reply.stop_reason == "end_turn"
+    assert reply.content[0].text == 'Let me check.{"name": "get_weather", "arguments": {"city" : "Paris" }}'
+
+
+# ------------------------------------------------------------------------------------------------ thinking
+def test_thinking_blocks_on_a_reasoning_template(qwen3):
+    url, engine, _ = qwen3
+    client = api(url)
+    reply = client.messages.create(model="m", max_tokens=128, messages=hi("Hello"),
+                                   thinking={"type": "enabled", "budget_tokens": 1024})
+    assert [b.type for b in reply.content] == ["thinking", "text"]
+    assert reply.content[0].thinking == "The user greets me. I greet back." and reply.content[1].text == "Hello there!"
+    assert "<think>" not in engine.generations[-1]["prompt"].rsplit("<|im_start|>assistant", 1)[1]
+    with client.messages.stream(model="m", max_tokens=128, messages=hi("Hello"),
+                                thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+        kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
+    assert blocks(final) == blocks(reply) and "thinking_delta" in kinds and "text_delta" in kinds
+    # disabled: Qwen3's enable_thinking=false writes an empty think block into the prompt itself
+    client.messages.create(model="m", max_tokens=128, messages=hi("Hello"), thinking={"type": "disabled"})
+    assert engine.generations[-1]["prompt"].endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+def test_thinking_and_tool_use_come_back_as_the_templates_reasoning_and_call(qwen3):
+    """Qwen3 renders the reasoning of the turns after the last user question: a thinking block sent back with a
+    tool_use is in the prompt, between the template's own think tags, before the call."""
+    url, engine, _ = qwen3
+    history = hi("Weather in Paris?") + [
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should call the tool.", "signature": ""},
+            {"type": "tool_use", "id": "toolu_a1b2c3d4e", "name": "get_weather", "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_a1b2c3d4e", "content": "18 C"}]}]
+    api(url).messages.create(model="m", max_tokens=16, messages=history, tools=[WEATHER])
+    prompt = engine.generations[-1]["prompt"]
+    assert ('<|im_start|>assistant\n<think>\nI should call the tool.\n</think>\n\n<tool_call>\n'
+            '{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>') in prompt
+    assert "<tool_response>\n18 C\n</tool_response>" in prompt
+
+
+# ------------------------------------------------------------------------------------------------ count_tokens
+def test_count_tokens_equals_the_prompt(qwen):
+    url, engine = qwen
+    client = api(url)
+    counted = client.messages.count_tokens(model="m", messages=hi("Weather?"), tools=[WEATHER], system="Be brief.")
+    reply = client.messages.create(model="m", max_tokens=16, messages=hi("Weather?"), tools=[WEATHER],
+                                   system="Be brief.")
+    assert counted.input_tokens == reply.usage.input_tokens == len(engine.generations[-1]["prompt_ids"])
+    assert len(engine.generations) == 1  # counting generates nothing
+
+
+# ------------------------------------------------------------------------------------------------ errors
+def assert_anthropic_error(status: int, body: Any, expect_status: int, kind: str, *words: str) -> None:
+    assert status == expect_status, body
+    assert set(body) == {"type", "error"} and body["type"] == "error", body
+    assert set(body["error"]) == {"type", "message"} and body["error"]["type"] == kind, body
+    for word in words:
+        assert word in body["error"]["message"], body
+    assert "Traceback" not in body["error"]["message"]
+
+
+def msg_body(**fields: Any) -> dict[str, Any]:
+    return {"model": "m", "max_tokens": 16, "messages": hi(), **fields}
+
+
+BAD = [
+    (b'{"model": "m", "messages": [', ("not valid JSON",)),
+    (b"\xff\xfe", ("not valid JSON",)),
+    ([1, 2], ("JSON object",)),
+    (b"[" * 200_000 + b"]" * 200_000, ("nested too deeply",)),
+    ({"model": "m", "messages": hi()}, ("max_tokens", "required")),
+    ({"max_tokens": 8, "messages": hi()}, ("model", "required")),
+    (msg_body(messages=[]), ("at least one message",)),
+    (msg_body(max_tokens=0), ("max_tokens",)),
+    (msg_body(max_tokens="many"), ("max_tokens", "integer")),
+    (msg_body(temperature=1.5), ("temperature",)),
+    (msg_body(messages=[{"role": "system", "content": "x"}]), ("messages[0].role", "'system'")),
+    (msg_body(messages=[{"role": "user", "content": 5}]), ("messages[0].content",)),
+    (msg_body(messages=[{"role": "user", "content": [{"type": "image", "source": {
+        "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}]}]),
+     ("messages[0].content[0]", "image blocks", "reads text only")),
+    (msg_body(messages=[{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x",
+                                                      "content": [{"type": "image", "source": {}}]}]}]),
+     ("image blocks",)),
+    (msg_body(messages=[{"role": "user", "content": [{"type": "tool_result", "content": "x"}]}]),
+     ("tool_use_id",)),
+    (msg_body(messages=[{"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "f",
+                                                           "input": "oops"}]}]), ("input", "object")),
+    (msg_body(tool_choice={"type": "any"}), ("tool_choice", "tools")),
+    (msg_body(tools=[WEATHER], tool_choice={"type": "tool", "name": "get_time"}), ("get_time",)),
+    (msg_body(tools=[WEATHER], tool_choice={"type": "sometimes"}), ("tool_choice.type",)),
+    (msg_body(tools=[{"type": "web_search_20250305", "name": "web_search"}]), ("tools[0].type", "server tools")),
+    (msg_body(stop_sequences=[""]), ("stop_sequences",)),
+    (msg_body(thinking={"type": "maybe"}), ("thinking.type",)),
+    (msg_body(system=[{"type": "image"}]), ("system[0]",)),
+]
+
+
+@pytest.mark.parametrize("body,words", BAD, ids=[str(i) for i in range(len(BAD))])
+def test_bad_input_is_a_400_in_anthropics_shape(smol, body, words):
+    url, engine = smol
+    status, reply = raw_request(url, "POST", "/v1/messages", body)
+    assert_anthropic_error(status, reply, 400, "invalid_request_error", *words)
+    assert engine.generations == []
+    assert api(url).messages.create(model="m", max_tokens=8, messages=hi()).content  # still serving
+
+
+def test_count_tokens_refuses_bad_input_in_anthropics_shape(smol):
+    url, _ = smol
+    status, reply = raw_request(url, "POST", "/v1/messages/count_tokens", {"model": "m", "messages": "hi"})
+    assert_anthropic_error(status, reply, 400, "invalid_request_error", "messages")
+
+
+def test_the_official_client_raises_typed_errors(smol_spec, smol_tokenizer):
+    with smol_server(smol_spec, smol_tokenizer, api_key="sekret") as (url, engine):
+        with pytest.raises(anthropic.AuthenticationError) as info:
+            api(url, api_key="wrong").messages.create(model="m", max_tokens=8, messages=hi())
+        assert info.value.status_code == 401 and info.value.body["error"]["type"] == "authentication_error"
+        status, reply = raw_request(url, "POST", "/v1/messages", msg_body())
+        assert_anthropic_error(status, reply, 401, "authentication_error", "missing API key")
+        client = api(url, api_key="sekret")  # the SDK sends x-api-key
+        assert client.messages.create(model="m", max_tokens=8, messages=hi()).content[0].text
+        with pytest.raises(anthropic.BadRequestError) as bad_info:
+            client.messages.create(model="m", max_tokens=8, messages=[{"role": "tool", "content": "x"}])
+        assert bad_info.value.body["error"]["type"] == "invalid_request_error"
+        status, reply = raw_request(url, "POST", "/v1/messages/nope", msg_body(), headers={"x-api-key": "sekret"})
+        assert_anthropic_error(status, reply, 404, "not_found_error", "unknown URL")
+        status, reply = raw_request(url, "GET", "/v1/messages", headers={"x-api-key": "sekret"})
+        assert_anthropic_error(status, reply, 405, "invalid_request_error", "not allowed")
+
+
+def test_unknown_model_is_a_404(smol_spec, smol_tokenizer):
+    engine = ScriptedEngine(smol_tokenizer, answer_for)
+    models = ModelManager([ServedModel("smol-a", smol_spec), ServedModel("smol-b", smol_spec)],
+                          loader=lambda model: engine)
+    with running(create_app(models=models)) as url:
+        with pytest.raises(anthropic.NotFoundError) as info:
+            api(url).messages.create(model="smol-xl", max_tokens=8, messages=hi())
+        assert info.value.body["error"]["type"] == "not_found_error"
+        assert "smol-a, smol-b" in info.value.body["error"]["message"]
+        assert api(url).messages.create(model="smol-b", max_tokens=8, messages=hi()).model == "smol-b"
+
+
+def test_oversize_input_is_refused_in_anthropics_shape(smol_spec, smol_tokenizer):
+    with smol_server(smol_spec, smol_tokenizer, max_body_bytes=50_000, context_length=512) as (url, engine):
+        status, reply = raw_request(url, "POST", "/v1/messages", msg_body(messages=hi("x" * 60_000)))
+        assert_anthropic_error(status, reply, 413, "request_too_large", "larger than this server accepts")
+        status, reply = raw_request(url, "POST", "/v1/messages", msg_body(messages=hi("word " * 2_000)))
+        assert_anthropic_error(status, reply, 400, "invalid_request_error", "context")
+        status, reply = raw_request(url, "POST", "/v1/messages", b"{}", headers={"Content-Type": "text/plain"})
+        assert_anthropic_error(status, reply, 415, "invalid_request_error", "Content-Type")
+        assert engine.generations == []
+        assert api(url).messages.create(model="m", max_tokens=8, messages=hi()).content[0].text
+
+
+def test_an_engine_failure_is_an_api_error_whole_and_streamed(smol):
+    url, _ = smol
+    status, reply = raw_request(url, "POST", "/v1/messages", msg_body(messages=hi("EXPLODE")))
+    assert_anthropic_error(status, reply, 500, "api_error", "generation failed", "exploded")
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with api(url).messages.stream(model="m", max_tokens=8, messages=hi("EXPLODE")) as stream:
+            list(stream)
+    assert "exploded" in str(info.value)
+    assert api(url).messages.create(model="m", max_tokens=8, messages=hi()).content[0].text

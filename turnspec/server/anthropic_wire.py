@@ -226,7 +226,7 @@ def _tool_result(block: dict[str, Any], at: str, served: Any) -> dict[str, Any]:
         for k, part in enumerate(content):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind != "text" or not isinstance(part.get("text"), str):
-                what = f"{kind!r} blocks need a model that reads them; {served.id} reads text only" \
+                what = f"{kind} blocks need a model that reads them; {served.id} reads text only" \
                     if kind in ("image", "document") else "must be a text block"
                 raise bad(f"{at}.content[{k}]: {what}", param=f"{at}.content[{k}].type")
             texts.append(part["text"])
