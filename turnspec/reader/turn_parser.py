@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..analysis.syntax import HOLES, CallSyntax
 from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
+from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
@@ -46,8 +47,10 @@ class TurnParser:
                  content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
                  calls: Sequence[CallSyntax] = (), schemas: Mapping[str, Mapping[str, Any]] | None = None,
                  lenient: bool = True, starts_in_reasoning: bool = False, markup: Any = None,
-                 reasoning_label: str = ""):
+                 reasoning_label: str = "", call_deltas: bool = False):
         self._emit = emit
+        self._call_deltas = call_deltas  # stream each call's argument text as it is written (call_stream.py)
+        self._stream: CallStream | None = None
         self._open, self._close = reasoning_tags or ("", "")
         self._label = reasoning_label
         self._lead = ""  # the start of a reasoning block, held while it may still be the label
@@ -95,6 +98,8 @@ class TurnParser:
             self._reason(t)
         elif state == _CALLS:
             self._buf.append(t)
+            if self._stream is not None:
+                self._stream.feed(t)
         elif state == _HOLD:
             self._start.append(t)
             self._hold_check(final=False)
@@ -138,6 +143,8 @@ class TurnParser:
             if s == self._trigger and s[:1] in "<[" and not _joined(self._buf[1:]).strip():
                 return  # a token trigger written twice (`[TOOL_CALLS][TOOL_CALLS][…]`); prose is never dropped
             self._buf.append(m)
+            if self._stream is not None:
+                self._stream.feed(s)
             if s in self._enders:
                 self._finish_calls(final=False)
             return
@@ -293,6 +300,10 @@ class TurnParser:
         self._state = _CALLS
         self._trigger = trigger.text
         self._buf = [trigger]
+        self._stream = None
+        if self._call_deltas and not self._in_reasoning:  # a call begun while thinking may yet be musing
+            self._stream = CallStream(self._by_trigger.get(trigger.text, ()), self._emit)
+            self._stream.feed(trigger.text)
 
     def _replay(self, pieces: list[Any], offset: int) -> None:
         """Feed what follows `offset` in `pieces` (text and marks) through the parser again."""
@@ -319,6 +330,7 @@ class TurnParser:
                 error = error or exc
                 continue
             if calls:
+                self._stream = None
                 self._emit_calls(calls)
                 self._buf = []
                 self._state = _AFTER
@@ -328,6 +340,7 @@ class TurnParser:
         ended = isinstance(last, Mark) and last.text in self._enders
         if not final and not ended:
             return
+        self._stream = None
         if self._in_reasoning:
             self._back_to_reasoning()
             return
@@ -364,6 +377,7 @@ class TurnParser:
         self._out.drop_pending()
         for c in calls:
             self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
+        self._emit.announced.clear()  # announced calls the parser did not find end unfinished
         self._out.after_call()
 
     # -- reasoning --
