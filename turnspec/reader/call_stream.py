@@ -48,6 +48,9 @@ class CallStream:
     def __init__(self, syntaxes: Sequence[CallSyntax], emit: Emitter):
         heads = [p for p in (head_pattern(s) for s in syntaxes[:1]) if p is not None]
         self._head = heads[0] if heads else None
+        # objects the head opens before the arguments (the call object, `{"function": {…`): closed after them
+        self._outer = len(syntaxes[0].json_name) if syntaxes and syntaxes[0].shape == "json" else 0
+        self._closing = False  # the arguments ended: reading to the end of the call object
         self._emit = emit
         self._text = ""
         self._pos = 0  # where the next call's head is looked for
@@ -62,8 +65,8 @@ class CallStream:
         if self._head is None or not piece:
             return
         self._text += piece
-        while self._head is not None and (self._id or self._find_head()):
-            if not self._scan():
+        while self._head is not None and (self._id or self._closing or self._find_head()):
+            if not (self._close_call() if self._closing else self._scan()):
                 return
 
     def _find_head(self) -> bool:
@@ -88,8 +91,31 @@ class CallStream:
 
     def _scan(self) -> bool:
         """Hand out the argument text written so far; True when the arguments closed (look for the next call)."""
-        text, i, end = self._text, self._scanned, None
+        end = self._walk()
+        upto = end if end is not None else len(self._text)
+        if upto > self._sent:
+            self._emit.call_delta(self._id, "", self._text[self._sent:upto])
+            self._sent = upto
+        if end is None:
+            return False
+        self._id, self._pos = "", end
+        self._closing, self._depth = self._outer > 0, self._outer
+        return True
+
+    def _close_call(self) -> bool:
+        """Skip the rest of the call object (a model-written `"id"` after the arguments); True once it closed."""
+        end = self._walk()
+        if end is None:
+            return False
+        self._closing, self._pos = False, end
+        return True
+
+    def _walk(self) -> int | None:
+        """Read on from where the last feed stopped until the brackets open at the start close again: where they
+        closed, or None (the text so far read, the state kept for the next piece)."""
+        text, i = self._text, self._scanned
         depth, in_string, escaped = self._depth, self._in_string, self._escaped
+        end = None
         while i < len(text):
             ch = text[i]
             i += 1
@@ -110,11 +136,4 @@ class CallStream:
                     end = i
                     break
         self._depth, self._in_string, self._escaped, self._scanned = depth, in_string, escaped, i
-        upto = end if end is not None else len(text)
-        if upto > self._sent:
-            self._emit.call_delta(self._id, "", text[self._sent:upto])
-            self._sent = upto
-        if end is None:
-            return False
-        self._id, self._pos = "", end
-        return True
+        return end
