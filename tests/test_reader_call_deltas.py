@@ -90,6 +90,7 @@ def test_arguments_stream_on_the_common_syntaxes():
     if len(STREAMED) < len(template_files()):
         pytest.skip("runs after the per-template tests (whole module)")
     assert STREAMED.get("Qwen-Qwen2.5-7B-Instruct", 0) >= 3  # one call, then two
+    assert STREAMED.get("openai-gpt-oss-120b", 0) >= 1  # Harmony: the function message body
     assert sum(1 for n in STREAMED.values() if n) >= 8, STREAMED
 
 

@@ -357,3 +357,62 @@ def test_an_engine_failure_is_an_api_error_whole_and_streamed(smol):
             list(stream)
     assert "exploded" in str(info.value)
     assert api(url).messages.create(model="m", max_tokens=8, messages=hi()).content[0].text
+
+
+# ------------------------------------------------------------------------------------------------ the real model
+@pytest.fixture(scope="module")
+def real(smollm2_gguf):
+    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
+    from turnspec.engines import load_engine
+
+    spec = turnspec.load(smollm2_gguf)
+    engine = load_engine("llamacpp", smollm2_gguf)
+    try:
+        with running(create_app(spec, engine)) as url:
+            yield url, spec
+    finally:
+        engine.close()
+
+
+FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
+SYSTEM = "You are a helpful assistant."  # with the template's default system prompt the Q4_1 model answers in French
+
+
+@pytest.mark.slow
+def test_real_model_create_and_stream(real):
+    url, spec = real
+    client = api(url).with_options(timeout=300)
+    whole = client.messages.create(model="m", max_tokens=64, system=SYSTEM, messages=FRANCE,
+                                   extra_body={"temperature": 0})
+    assert "Paris" in whole.content[0].text and whole.stop_reason == "end_turn" and whole.model == spec.name
+    enc = spec.encode([{"role": "system", "content": SYSTEM}, *FRANCE], add_generation_prompt=True,
+                      assistant_mask=False)
+    assert whole.usage.input_tokens == len(enc.ids)
+    counted = client.messages.count_tokens(model="m", system=SYSTEM, messages=FRANCE)
+    assert counted.input_tokens == len(enc.ids)
+    with client.messages.stream(model="m", max_tokens=64, system=SYSTEM, messages=FRANCE,
+                                extra_body={"temperature": 0}) as stream:
+        texts = list(stream.text_stream)
+        final = stream.get_final_message()
+    assert len(texts) > 2 and "".join(texts) == whole.content[0].text == final.content[0].text
+    assert final.usage.output_tokens == whole.usage.output_tokens
+
+
+@pytest.mark.slow
+def test_real_model_tool_choice_any_writes_valid_input_over_10_seeds(real):
+    jsonschema = pytest.importorskip("jsonschema", reason="inputs are validated with jsonschema")
+    url, _ = real
+    client = api(url).with_options(timeout=300)
+    weather = {**WEATHER, "input_schema": {"type": "object", "properties": {
+        "city": {"type": "string", "maxLength": 40}, "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city", "unit"]}}
+    for seed in range(10):
+        reply = client.messages.create(model="m", max_tokens=160, system=SYSTEM, tools=[weather],
+                                       tool_choice={"type": "any"},
+                                       messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                                       extra_body={"temperature": 1.0, "seed": seed})
+        calls = [b for b in reply.content if b.type == "tool_use"]
+        assert calls and reply.stop_reason == "tool_use", (seed, reply)
+        for call in calls:
+            assert call.name == "get_weather" and call.id.startswith("toolu_")
+            jsonschema.validate(call.input, weather["input_schema"])

@@ -8,6 +8,7 @@ section when it ends and emits the `ToolCall`; the pieces streamed for a call ar
 so they join into JSON that parses to that call's arguments. Anything this does not recognise with certainty (keys
 in another order, arguments given as a string, tagged parameters, pythonic calls) is simply not streamed: that
 call's arguments arrive whole with its `ToolCall`.
+Harmony's function calls (the message body is the JSON) stream in reader/harmony.py.
 """
 
 from __future__ import annotations

@@ -115,7 +115,7 @@ class StreamReader:
 
         stop_texts = tuple(config.stop_token_texts)
         if config.reasoning == "harmony":
-            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix)
+            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix, call_deltas=config.call_deltas)
             stop_texts += HARMONY_TURN_END
         else:
             calls = PRESETS.get(config.call_format, config.call_syntaxes)

@@ -90,6 +90,7 @@ class MessagesRequest(_Open):
     stream: bool = False
     thinking: Optional[Thinking] = None
     metadata: Optional[dict[str, Any]] = None
+    seed: Optional[int] = None  # not Anthropic's: turnspec's (as for Chat Completions), for reproducible sampling
 
 
 class CountRequest(MessagesRequest):
@@ -133,7 +134,7 @@ def translate(data: Any, served: Any, *, counting: bool) -> Wire:
         if any(not s for s in req.stop_sequences):
             raise bad("stop_sequences: stop sequences must not be empty", param="stop_sequences")
         body["stop"] = list(req.stop_sequences)
-    for key in ("temperature", "top_p"):
+    for key in ("temperature", "top_p", "seed"):
         if getattr(req, key) is not None:
             body[key] = getattr(req, key)
     if req.top_k == 1:  # the one top_k the engines can honour: always the likeliest token
