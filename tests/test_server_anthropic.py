@@ -14,6 +14,7 @@ pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'tu
 anthropic = pytest.importorskip("anthropic", reason="these tests use the official client: pip install anthropic")
 
 import turnspec  # noqa: E402
+from turnspec.reader.events import Done, ToolCall, ToolCallDelta, ToolCallError  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 from turnspec.server.models import ModelManager, ServedModel  # noqa: E402
 
@@ -438,7 +439,6 @@ def test_real_model_tool_choice_any_writes_valid_input_over_10_seeds(real):
 
 # ------------------------------------------------------------------------------------------------ the fold
 def test_a_streamed_call_cut_short_keeps_its_block_and_the_text_follows():
-    from turnspec.reader.events import Done, ToolCallDelta, ToolCallError
     from turnspec.server.anthropic_api import BlockAssembler
 
     asm = BlockAssembler(True, ())
@@ -453,3 +453,20 @@ def test_a_streamed_call_cut_short_keeps_its_block_and_the_text_follows():
     assert asm.content[0] == {"type": "tool_use", "id": "toolu_abcdefghi", "name": "get_weather", "input": {}}
     assert asm.content[1]["type"] == "text" and asm.content[1]["text"].startswith('{"name": "get_weather"')
     assert asm.stop_reason == "max_tokens"
+
+
+def test_an_assembler_without_argument_streaming_sends_each_call_whole():
+    """APIs whose calls carry arguments as objects (Ollama's) fold with `stream_arguments=False`: the deltas every
+    server job carries are skipped and the call arrives whole, as before."""
+    from turnspec.server.responses import TurnAssembler
+
+    events = [ToolCallDelta("abcdefghi", "get_weather", ""), ToolCallDelta("abcdefghi", "", '{"city": '),
+              ToolCallDelta("abcdefghi", "", '"Paris"}'), ToolCall("get_weather", {"city": "Paris"}, "", "abcdefghi"),
+              Done("tool_calls")]
+    whole = TurnAssembler(True)
+    deltas = [d for d in map(whole.add, events) if d is not None]
+    assert deltas == [{"tool_calls": [{"index": 0, "id": "abcdefghi", "type": "function",
+                                       "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]}]
+    streaming = TurnAssembler(True, stream_arguments=True)
+    deltas = [d for d in map(streaming.add, events) if d is not None]
+    assert len(deltas) == 3 and streaming.message()["tool_calls"] == whole.message()["tool_calls"]

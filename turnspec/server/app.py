@@ -190,7 +190,7 @@ def _failed(item: Finished) -> list[str] | None:
 
 async def _whole(core: ServerCore, job: Job, call: ChatCall, cid: str, model_id: str,
                  request: Request) -> JSONResponse:
-    asm = TurnAssembler(call.tools_enabled)
+    asm = TurnAssembler(call.tools_enabled, stream_arguments=True)
     item = await core.finish_whole(job, request, asm.add)
     if isinstance(item, JSONResponse):
         return item
@@ -202,7 +202,7 @@ async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIte
     """SSE: a role chunk, then one chunk per content / reasoning / tool-call event, the finish chunk, usage, [DONE]."""
     created = int(time.time())
     with_usage = call.include_usage
-    asm = TurnAssembler(call.tools_enabled)
+    asm = TurnAssembler(call.tools_enabled, stream_arguments=True)
     yield sse(chunk_body(cid, created, model_id, {"role": "assistant", "content": ""}, with_usage=with_usage))
     while not isinstance(item := await job.events.get(), Finished):
         delta = asm.add(item)

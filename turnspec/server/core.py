@@ -49,10 +49,10 @@ class ServerCore:
     def error_response(self, request: Request | None, status: int, body: dict[str, Any]) -> JSONResponse:
         """`body` (OpenAI's error shape) reshaped for the API that `request`'s path belongs to."""
         path = request.url.path if request is not None else ""
-        return JSONResponse(self.shape_error(path, status, body), status_code=status)
+        return JSONResponse(self.shape(path, status, body), status_code=status)
 
-    def shape_error(self, path: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
-        """`body` (OpenAI's error shape) in the shape of the API `path` belongs to (the guard's refusals too)."""
+    def shape(self, path: str, status: int, body: dict[str, Any]) -> dict[str, Any]:
+        """`body` (OpenAI's error shape) as the API that `path` belongs to answers errors (the guard uses it too)."""
         for prefix, shaper in self._shapes:
             if path.startswith(prefix):
                 return shaper(status, body)

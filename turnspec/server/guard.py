@@ -64,8 +64,7 @@ def _is_ip(name: str) -> bool:
 
 
 class RequestGuard:
-    """ASGI middleware: Host, Origin, content type and body size checks, refusals in the error shape of the API
-    the path belongs to (OpenAI's unless a protocol claimed the prefix, see ServerCore.error_shape).
+    """ASGI middleware: Host, Origin, content type and body size checks, refusals in the OpenAI error shape.
 
     `allow_hosts`: extra Host names (`*`: any). `allow_origins`: Origins browsers may call from (`*`: any);
     the server's own origin is always allowed. `max_body_bytes`: the largest request body.
@@ -183,9 +182,9 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _reply(send: Send, scope: Scope, status: int, message: str, code: str, close: bool = False) -> None:
     body = error_body(message, code=code)
-    core = getattr(getattr(scope.get("app"), "state", None), "core", None)  # Starlette puts the app in the scope
-    if core is not None:  # the refusal in the shape of the API the path belongs to (Anthropic's, ...)
-        body = core.shape_error(scope.get("path", ""), status, body)
+    core = getattr(getattr(scope.get("app"), "state", None), "core", None)
+    if core is not None:  # in the shape of the API the path belongs to (Ollama's, Anthropic's...)
+        body = core.shape(scope.get("path", ""), status, body)
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if close:  # the rest of the body is never read: end the connection instead of reading it

@@ -18,8 +18,10 @@ class TurnAssembler:
     is returned as content: nothing the model wrote is dropped silently.
     """
 
-    def __init__(self, tools_enabled: bool):
+    def __init__(self, tools_enabled: bool, stream_arguments: bool = False):
         self.tools_enabled = tools_enabled
+        # ToolCallDelta events become argument deltas (Chat Completions); else a call arrives whole (Ollama's API)
+        self.stream_arguments = stream_arguments
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
@@ -36,7 +38,7 @@ class TurnAssembler:
             self.reasoning.append(event.text)
             return {"reasoning_content": event.text}
         if isinstance(event, ToolCallDelta):
-            return self._call_delta(event) if self.tools_enabled else None
+            return self._call_delta(event) if self.tools_enabled and self.stream_arguments else None
         if isinstance(event, ToolCall):
             if not self.tools_enabled:
                 return self._content(event.raw)
