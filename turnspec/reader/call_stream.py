@@ -2,7 +2,8 @@
 while the call section is still being generated (OpenAI streams `function.arguments`, Anthropic `input_json_delta`).
 
 Only where the template's syntax writes the arguments as JSON text right after the name: JSON call objects with
-the name key before the arguments key (Hermes, Mistral Nemo, Llama-style `{"name", "parameters"}`), and tagged
+the name key before the arguments key (Hermes, Mistral Nemo, Llama 3's `{"name", "parameters"}` that starts the
+turn with no trigger), and tagged
 calls `name` + `between` + `{…}` (Mistral v11, DeepSeek, Kimi, functionary). The call parser still reads the whole
 section when it ends and emits the `ToolCall`; the pieces streamed for a call are exactly the model's argument text,
 so they join into JSON that parses to that call's arguments. Anything this does not recognise with certainty (keys

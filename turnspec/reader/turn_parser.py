@@ -102,6 +102,8 @@ class TurnParser:
                 self._stream.feed(t)
         elif state == _HOLD:
             self._start.append(t)
+            if self._stream is not None:
+                self._stream.feed(t)
             self._hold_check(final=False)
         elif state == _AFTER:  # text after calls is answer text (its leading whitespace kept only if text follows)
             self._state = _CONTENT
@@ -151,6 +153,8 @@ class TurnParser:
         if state in (_START, _HOLD, _AFTER):
             if state == _HOLD and s not in self._by_trigger:
                 self._start.append(m)
+                if self._stream is not None:
+                    self._stream.feed(s)
                 return
             self._flush_start()
         if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
@@ -209,6 +213,9 @@ class TurnParser:
                 return
         if self._anchored and self._may_start_call(s):
             self._state = _HOLD
+            if self._call_deltas and not self._emit.muted:  # a call with no trigger streams once its head is sure
+                self._stream = CallStream(self._anchored, self._emit)
+                self._stream.feed(buf)
             self._hold_check(final)
             return
         self._start, self._primed = [], 0
@@ -249,17 +256,19 @@ class TurnParser:
             except ToolParseError:
                 continue
             if calls:
-                self._start, self._primed = [], 0
+                self._start, self._primed, self._stream = [], 0, None
                 self._emit_calls(calls)
                 self._state = _AFTER
                 self._replay(pieces, lead + end)
                 return
         if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
-            self._start, self._primed = [], 0
+            self._start, self._primed, self._stream = [], 0, None
             self._emit.error(text, "a JSON tool call that does not parse")
             self._state = _AFTER
             return
         if final or text[:1] in "{[" or any(self._anchored_prefix_fails(s, text) for s in self._anchored):
+            self._stream = None
+            self._emit.announced.clear()
             self._state = _START
             self._flush_start(final=final)
 
