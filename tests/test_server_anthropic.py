@@ -470,3 +470,21 @@ def test_an_assembler_without_argument_streaming_sends_each_call_whole():
     streaming = TurnAssembler(True, stream_arguments=True)
     deltas = [d for d in map(streaming.add, events) if d is not None]
     assert len(deltas) == 3 and streaming.message()["tool_calls"] == whole.message()["tool_calls"]
+
+
+def test_tool_use_ids_map_back_to_the_ids_the_template_renders(smol_tokenizer):
+    """Mistral's template renders call ids and refuses any but 9 alphanumerics: a `toolu_` id sent back (in the
+    tool_use and in the tool_result that answers it) is rendered as the reader's own 9-character id."""
+    template = need(CORPUS / "templates" / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text(encoding="utf-8")
+    spec = turnspec.from_template(template, name="nemo", tokenizer=smol_tokenizer,
+                                  special_tokens={"bos_token": "<s>", "eos_token": "</s>"})
+    engine = ScriptedEngine(smol_tokenizer, lambda prompt: "It is 18 C.</s>")
+    history = hi("Weather in Paris?") + [
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_a1b2c3d4e", "name": "get_weather",
+                                           "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_a1b2c3d4e", "content": "18 C"}]}]
+    with running(create_app(spec, engine)) as url:
+        reply = api(url).messages.create(model="m", max_tokens=16, messages=history, tools=[WEATHER])
+    prompt = engine.generations[-1]["prompt"]
+    assert '"id": "a1b2c3d4e"' in prompt and '"call_id": "a1b2c3d4e"' in prompt and "toolu_" not in prompt
+    assert reply.content[0].text == "It is 18 C."
