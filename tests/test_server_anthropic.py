@@ -488,3 +488,26 @@ def test_tool_use_ids_map_back_to_the_ids_the_template_renders(smol_tokenizer):
     prompt = engine.generations[-1]["prompt"]
     assert '"id": "a1b2c3d4e"' in prompt and '"call_id": "a1b2c3d4e"' in prompt and "toolu_" not in prompt
     assert reply.content[0].text == "It is 18 C."
+
+
+def test_concurrent_messages_and_chat_completions_are_not_mixed_up(smol_spec, smol_tokenizer):
+    """12 requests at once, half Anthropic (half of those streamed), half OpenAI: each gets its own answer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_server import client
+
+    with smol_server(smol_spec, smol_tokenizer, delay=0.002) as (url, _):
+        def ask(n: int) -> str:
+            question = f"request {n}"
+            if n % 2:
+                return client(url).chat.completions.create(
+                    model="m", messages=[{"role": "user", "content": question}]).choices[0].message.content
+            if n % 4:
+                with api(url).messages.stream(model="m", max_tokens=64, messages=hi(question)) as stream:
+                    return stream.get_final_message().content[0].text
+            return api(url).messages.create(model="m", max_tokens=64, messages=hi(question)).content[0].text
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(ask, range(12)))
+    for n, answer in enumerate(answers):
+        assert answer == f"Answer {n}: " + " ".join(f"w{n}x{k}" for k in range(8)), (n, answer)
