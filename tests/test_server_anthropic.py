@@ -511,3 +511,33 @@ def test_concurrent_messages_and_chat_completions_are_not_mixed_up(smol_spec, sm
             answers = list(pool.map(ask, range(12)))
     for n, answer in enumerate(answers):
         assert answer == f"Answer {n}: " + " ".join(f"w{n}x{k}" for k in range(8)), (n, answer)
+
+
+@pytest.mark.slow
+def test_real_model_streams_a_forced_calls_input_as_it_is_written(smollm2_gguf):
+    """SmolLM2's weights with Qwen2.5's template (Hermes `<tool_call>` syntax): the grammar writes the call in the
+    template's syntax and its input streams in several input_json_delta pieces that join into the final input."""
+    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
+    from turnspec.engines import load_engine
+
+    spec = turnspec.load(smollm2_gguf, template=need(CORPUS / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja"))
+    engine = load_engine("llamacpp", smollm2_gguf)
+    try:
+        with running(create_app(spec, engine)) as url:
+            client = api(url).with_options(timeout=300)
+            ask = dict(model="m", max_tokens=160, system=SYSTEM, tools=[WEATHER],
+                       tool_choice={"type": "any", "disable_parallel_tool_use": True},
+                       messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+                       extra_body={"temperature": 0})
+            with client.messages.stream(**ask) as stream:
+                events = list(stream)
+                final = stream.get_final_message()
+            whole = client.messages.create(**ask)
+    finally:
+        engine.close()
+    pieces = [e.delta.partial_json for e in events if e.type == "content_block_delta"
+              and e.delta.type == "input_json_delta"]
+    [call] = [b for b in final.content if b.type == "tool_use"]
+    assert len(pieces) > 3 and json.loads("".join(pieces)) == call.input and isinstance(call.input.get("city"), str)
+    assert final.stop_reason == whole.stop_reason == "tool_use"
+    assert [b.input for b in whole.content if b.type == "tool_use"] == [call.input]
