@@ -292,9 +292,13 @@ def test_tool_call(qwen):
 
 
 def test_tool_call_streamed(qwen):
+    """Arguments stream as the model writes them, as OpenAI's do: a first chunk with the id, the name and empty
+    arguments, then pieces of argument text; joined, they are the whole response's arguments."""
     url, _ = qwen
-    stream = client(url).chat.completions.create(model="m", messages=user("Weather in Paris?"),
-                                                 tools=[WEATHER_TOOL], stream=True)
+    api = client(url)
+    whole = api.chat.completions.create(model="m", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL])
+    stream = api.chat.completions.create(model="m", messages=user("Weather in Paris?"), tools=[WEATHER_TOOL],
+                                         stream=True)
     calls, content, finish = [], [], None
     for chunk in stream:
         delta = chunk.choices[0].delta
@@ -302,9 +306,12 @@ def test_tool_call_streamed(qwen):
         calls += delta.tool_calls or []
         finish = chunk.choices[0].finish_reason or finish
     assert "".join(content) == "Let me check." and finish == "tool_calls"
-    [call] = calls
-    assert call.index == 0 and call.function.name == "get_weather" and len(call.id) == 9
-    assert json.loads(call.function.arguments) == {"city": "Paris"}
+    first, *rest = calls
+    assert first.index == 0 and first.function.name == "get_weather" and len(first.id) == 9
+    assert first.function.arguments == "" and first.type == "function"
+    assert len(rest) > 3 and all(c.index == 0 and c.id is None and c.function.name is None for c in rest)
+    arguments = "".join(c.function.arguments for c in rest)
+    assert arguments == whole.choices[0].message.tool_calls[0].function.arguments == '{"city": "Paris"}'
 
 
 def test_tool_choice_none_renders_no_tools_and_returns_the_call_as_text(qwen):

@@ -28,6 +28,7 @@ class GenerationOptions:
     constraint: Any = None  # the plan for the current turn (set per turn from the three fields above)
     logprobs: int | None = None  # report each token's logprob and this many alternatives (engines with `logprobs`)
     token_ids: bool = False  # report each generated token id (the server's `return_token_ids`)
+    call_deltas: bool = False  # the reader also streams each tool call's argument text (ToolCallDelta events)
 
 
 @dataclass
@@ -100,7 +101,8 @@ class TurnFeed:
             # a forced call is read back whatever the template's syntax: the plan's notice says how, not the
             # reader's "not readable" warning
             reader = spec.reader(enc.text, tools=options.tools, extra_stop_strings=options.stop_strings,
-                                 stop_ids=self.halt, **({"warnings": ()} if forced_call else {}))
+                                 stop_ids=self.halt, **({"warnings": ()} if forced_call else {}),
+                                 **({"call_deltas": True} if options.call_deltas else {}))
         self.reader = reader
         self.generated = 0
         self.started = time.perf_counter()

@@ -23,6 +23,7 @@ from .events import (
     Reasoning,
     Result,
     ToolCall,
+    ToolCallDelta,
     ToolCallError,
     collect,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Result",
     "StreamReader",
     "ToolCall",
+    "ToolCallDelta",
     "ToolCallError",
     "collect",
     "config_for",

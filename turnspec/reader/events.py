@@ -50,6 +50,18 @@ class ToolCall:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call's arguments as the model writes them, before the call is complete (only from readers
+    built with `call_deltas=True`). The first one of a call names it; the arguments of all of a call's deltas,
+    joined, are the JSON text the model wrote, which parses to the `ToolCall` that follows with the same `id`.
+    If the call then fails to parse, a `ToolCallError` follows instead."""
+
+    id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ToolCallError:
     """A tool call that could not be parsed: the raw text and why, instead of an exception mid-stream."""
 
@@ -71,7 +83,7 @@ class Done:
         return self.stop_kind == TURN_HEADER
 
 
-Event = Union[Reasoning, Content, ToolCall, ToolCallError, Done]
+Event = Union[Reasoning, Content, ToolCall, ToolCallDelta, ToolCallError, Done]
 
 
 @dataclass(slots=True)
@@ -123,7 +135,7 @@ class Emitter:
     Shared by the think / tool / Harmony parsers so they need not know about each other or the reader.
     """
 
-    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted")
+    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -133,6 +145,7 @@ class Emitter:
         self.errors: list[ToolCallError] = []
         self.new_id = new_id or _new_call_id
         self.muted = False  # while the prompt's own tail is read: nothing it holds is the model's output
+        self.announced: list[str] = []  # ids of the calls whose arguments streamed (call_stream.py), in order
 
     def content(self, text: str) -> None:
         if text and not self.muted:
@@ -144,14 +157,24 @@ class Emitter:
             self.events.append(Reasoning(text))
             self.reasoning_parts.append(text)
 
+    def call_delta(self, call_id: str, name: str, arguments: str) -> None:
+        """A call being written: announced with its name (the first delta), then its argument text."""
+        if self.muted:
+            return
+        if name:
+            self.announced.append(call_id)
+        self.events.append(ToolCallDelta(call_id, name, arguments))
+
     def tool_call(self, name: str, arguments: dict[str, Any], raw: str, call_id: str | None = None) -> None:
         if self.muted:
             return
-        call = ToolCall(name, arguments, raw, call_id or self.new_id())
+        # a call whose arguments streamed keeps the id its deltas carried (the client has it already)
+        call = ToolCall(name, arguments, raw, self.announced.pop(0) if self.announced else call_id or self.new_id())
         self.events.append(call)
         self.tool_calls.append(call)
 
     def error(self, raw: str, message: str) -> None:
+        self.announced.clear()
         if self.muted:
             return
         err = ToolCallError(raw, message)

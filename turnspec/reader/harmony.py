@@ -42,8 +42,10 @@ class HarmonyParser:
 
     markers = MARKERS
 
-    def __init__(self, emit: Emitter, prefix: str = ""):
+    def __init__(self, emit: Emitter, prefix: str = "", call_deltas: bool = False):
         self._emit = emit
+        self._call_deltas = call_deltas  # stream a function call's JSON body as it is written
+        self._call_id = ""  # the call whose body is streaming
         self._state = _HEADER
         self._header: list[str] = []
         self._body: list[str] = []
@@ -62,6 +64,11 @@ class HarmonyParser:
             self._emit.reasoning(t)
         elif state == _TOOL:
             self._body.append(t)
+            if self._call_deltas and self._recipient.startswith("functions.") and t:
+                if not self._call_id:  # announced with its first text, never while the prompt's header is read
+                    self._call_id = self._emit.new_id()
+                    self._emit.call_delta(self._call_id, self._recipient[len("functions."):], "")
+                self._emit.call_delta(self._call_id, "", t)
         else:
             self._header.append(t)
             if not self._saw_message:
@@ -121,7 +128,7 @@ class HarmonyParser:
     def _close_message(self) -> None:
         if self._state == _TOOL:
             self._emit_tool_call("".join(self._body))
-            self._body = []
+            self._body, self._call_id = [], ""
         self._state = _HEADER
 
     def _emit_tool_call(self, raw: str) -> None:

@@ -50,6 +50,7 @@ class ReaderConfig:
     harmony_prefix: the still-open message header the generation prompt ended with (Harmony).
     tool_schemas: the request's tools, {name: {parameter: JSON schema}}: types tagged values, enables lenient forms.
     warnings: one-line notes the result carries (e.g. tool calls that this template's syntax cannot express).
+    call_deltas: also emit `ToolCallDelta` events, each call's argument text as it is written (call_stream.py).
     """
 
     stop_ids: frozenset[int] = frozenset()
@@ -70,6 +71,7 @@ class ReaderConfig:
     tool_schemas: Mapping[str, Mapping[str, Any]] | None = None
     lenient: bool = True
     warnings: tuple[str, ...] = ()
+    call_deltas: bool = False
 
     def __post_init__(self) -> None:
         if self.reasoning not in REASONING_FORMATS:
@@ -113,7 +115,7 @@ class StreamReader:
 
         stop_texts = tuple(config.stop_token_texts)
         if config.reasoning == "harmony":
-            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix)
+            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix, call_deltas=config.call_deltas)
             stop_texts += HARMONY_TURN_END
         else:
             calls = PRESETS.get(config.call_format, config.call_syntaxes)
@@ -122,7 +124,7 @@ class StreamReader:
                 reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,
                 content_markers=config.content_markers, content_prefix=config.content_prefix, calls=calls,
                 schemas=config.tool_schemas, lenient=config.lenient, starts_in_reasoning=config.starts_in_reasoning,
-                reasoning_label=config.reasoning_label,
+                reasoning_label=config.reasoning_label, call_deltas=config.call_deltas,
                 markup=Markup(config.control_tokens))
         marks = mk.build_marks(
             [

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from ..analysis.syntax import HOLES, CallSyntax
 from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
+from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
@@ -46,8 +47,10 @@ class TurnParser:
                  content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
                  calls: Sequence[CallSyntax] = (), schemas: Mapping[str, Mapping[str, Any]] | None = None,
                  lenient: bool = True, starts_in_reasoning: bool = False, markup: Any = None,
-                 reasoning_label: str = ""):
+                 reasoning_label: str = "", call_deltas: bool = False):
         self._emit = emit
+        self._call_deltas = call_deltas  # stream each call's argument text as it is written (call_stream.py)
+        self._stream: CallStream | None = None
         self._open, self._close = reasoning_tags or ("", "")
         self._label = reasoning_label
         self._lead = ""  # the start of a reasoning block, held while it may still be the label
@@ -95,8 +98,12 @@ class TurnParser:
             self._reason(t)
         elif state == _CALLS:
             self._buf.append(t)
+            if self._stream is not None:
+                self._stream.feed(t)
         elif state == _HOLD:
             self._start.append(t)
+            if self._stream is not None:
+                self._stream.feed(t)
             self._hold_check(final=False)
         elif state == _AFTER:  # text after calls is answer text (its leading whitespace kept only if text follows)
             self._state = _CONTENT
@@ -138,12 +145,16 @@ class TurnParser:
             if s == self._trigger and s[:1] in "<[" and not _joined(self._buf[1:]).strip():
                 return  # a token trigger written twice (`[TOOL_CALLS][TOOL_CALLS][…]`); prose is never dropped
             self._buf.append(m)
+            if self._stream is not None:
+                self._stream.feed(s)
             if s in self._enders:
                 self._finish_calls(final=False)
             return
         if state in (_START, _HOLD, _AFTER):
             if state == _HOLD and s not in self._by_trigger:
                 self._start.append(m)
+                if self._stream is not None:
+                    self._stream.feed(s)
                 return
             self._flush_start()
         if s == self._open and state in (_START, _AFTER):  # reasoning opens a turn (or follows its calls)
@@ -202,6 +213,9 @@ class TurnParser:
                 return
         if self._anchored and self._may_start_call(s):
             self._state = _HOLD
+            if self._call_deltas and not self._emit.muted:  # a call with no trigger streams once its head is sure
+                self._stream = CallStream(self._anchored, self._emit)
+                self._stream.feed(buf)
             self._hold_check(final)
             return
         self._start, self._primed = [], 0
@@ -242,17 +256,19 @@ class TurnParser:
             except ToolParseError:
                 continue
             if calls:
-                self._start, self._primed = [], 0
+                self._start, self._primed, self._stream = [], 0, None
                 self._emit_calls(calls)
                 self._state = _AFTER
                 self._replay(pieces, lead + end)
                 return
         if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
-            self._start, self._primed = [], 0
+            self._start, self._primed, self._stream = [], 0, None
             self._emit.error(text, "a JSON tool call that does not parse")
             self._state = _AFTER
             return
         if final or text[:1] in "{[" or any(self._anchored_prefix_fails(s, text) for s in self._anchored):
+            self._stream = None
+            self._emit.announced.clear()
             self._state = _START
             self._flush_start(final=final)
 
@@ -293,6 +309,10 @@ class TurnParser:
         self._state = _CALLS
         self._trigger = trigger.text
         self._buf = [trigger]
+        self._stream = None
+        if self._call_deltas and not self._in_reasoning:  # a call begun while thinking may yet be musing
+            self._stream = CallStream(self._by_trigger.get(trigger.text, ()), self._emit)
+            self._stream.feed(trigger.text)
 
     def _replay(self, pieces: list[Any], offset: int) -> None:
         """Feed what follows `offset` in `pieces` (text and marks) through the parser again."""
@@ -319,6 +339,7 @@ class TurnParser:
                 error = error or exc
                 continue
             if calls:
+                self._stream = None
                 self._emit_calls(calls)
                 self._buf = []
                 self._state = _AFTER
@@ -328,6 +349,7 @@ class TurnParser:
         ended = isinstance(last, Mark) and last.text in self._enders
         if not final and not ended:
             return
+        self._stream = None
         if self._in_reasoning:
             self._back_to_reasoning()
             return
@@ -364,6 +386,7 @@ class TurnParser:
         self._out.drop_pending()
         for c in calls:
             self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
+        self._emit.announced.clear()  # announced calls the parser did not find end unfinished
         self._out.after_call()
 
     # -- reasoning --

@@ -20,8 +20,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..reader.events import Done
+from . import anthropic_api, metrics, ollama_api, responses_api
 from . import completions as raw
-from . import metrics, ollama_api, responses_api
 from .core import ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
 from .logprobs import SampledLog, check_engine
@@ -31,8 +31,8 @@ from .responses import TurnAssembler, chunk_body, completion_body, new_completio
 from .worker import Finished, GenerationWorker, Job
 
 # Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
-PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [responses_api.register, ollama_api.register,
-                                                          metrics.register]
+PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [anthropic_api.register, responses_api.register,
+                                                          ollama_api.register, metrics.register]
 
 log = logging.getLogger("turnspec.server")
 
@@ -197,7 +197,7 @@ def _failed(item: Finished) -> list[str] | None:
 
 async def _whole(core: ServerCore, job: Job, call: ChatCall, cid: str, model_id: str,
                  request: Request) -> JSONResponse:
-    asm = TurnAssembler(call.tools_enabled)
+    asm = TurnAssembler(call.tools_enabled, stream_arguments=True)
     log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
     item = await core.finish_whole(job, request, lambda event: log.add(event) or asm.add(event))
     if isinstance(item, JSONResponse):
@@ -215,7 +215,7 @@ async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIte
     """SSE: a role chunk, then one chunk per content / reasoning / tool-call event, the finish chunk, usage, [DONE]."""
     created = int(time.time())
     with_usage = call.include_usage
-    asm = TurnAssembler(call.tools_enabled)
+    asm = TurnAssembler(call.tools_enabled, stream_arguments=True)
     log = SampledLog(job.model.spec, call.logprobs, call.token_ids)
     first = chunk_body(cid, created, model_id, {"role": "assistant", "content": ""}, with_usage=with_usage)
     if call.token_ids:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from dataclasses import replace
 from typing import Any, Callable
 
 from fastapi import Request
@@ -102,7 +103,7 @@ class ServerCore:
         """Render and tokenize the call off the event loop, and queue its generation."""
         enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length,
                                                served.constrain_backend, served.max_prompt_chars)
-        job = Job(served, enc, options)
+        job = Job(served, enc, replace(options, call_deltas=True))  # every API streams call arguments as written
         self.submit(job)
         return job
 

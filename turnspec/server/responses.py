@@ -7,7 +7,7 @@ import time
 import uuid
 from typing import Any
 
-from ..reader.events import Content, Done, Reasoning, ToolCall, ToolCallError
+from ..reader.events import Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
 
 
 class TurnAssembler:
@@ -18,12 +18,15 @@ class TurnAssembler:
     is returned as content: nothing the model wrote is dropped silently.
     """
 
-    def __init__(self, tools_enabled: bool):
+    def __init__(self, tools_enabled: bool, stream_arguments: bool = False):
         self.tools_enabled = tools_enabled
+        # ToolCallDelta events become argument deltas (Chat Completions); else a call arrives whole (Ollama's API)
+        self.stream_arguments = stream_arguments
         self.content: list[str] = []
         self.reasoning: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
         self.done_reason: str | None = None
+        self._streaming: dict[str, int] = {}  # reader call id -> its index in tool_calls, while its arguments stream
 
     def add(self, event: Any) -> dict[str, Any] | None:
         """The delta for one event (None when it adds nothing visible)."""
@@ -34,19 +37,37 @@ class TurnAssembler:
                 return None
             self.reasoning.append(event.text)
             return {"reasoning_content": event.text}
+        if isinstance(event, ToolCallDelta):
+            return self._call_delta(event) if self.tools_enabled and self.stream_arguments else None
         if isinstance(event, ToolCall):
             if not self.tools_enabled:
                 return self._content(event.raw)
+            if self._streaming.pop(event.id, None) is not None:
+                return None  # its arguments streamed already: they are the model's JSON text of these arguments
             # The reader's 9-character id, unprefixed: Mistral's template refuses any other shape when it comes back.
             call = {"id": event.id, "type": "function",
                     "function": {"name": event.name, "arguments": json.dumps(event.arguments, ensure_ascii=False)}}
             self.tool_calls.append(call)
             return {"tool_calls": [{"index": len(self.tool_calls) - 1, **call}]}
         if isinstance(event, ToolCallError):
+            self._streaming.clear()  # a call cut short keeps the arguments it streamed (as OpenAI's streams do)
             return self._content(event.raw)
         if isinstance(event, Done):
             self.done_reason = event.finish_reason
         return None
+
+    def _call_delta(self, event: ToolCallDelta) -> dict[str, Any] | None:
+        """OpenAI's streamed call: the first chunk has the id, the name and empty arguments, then argument text."""
+        index = self._streaming.get(event.id)
+        if index is None:
+            call = {"id": event.id, "type": "function", "function": {"name": event.name, "arguments": ""}}
+            self.tool_calls.append(call)
+            index = self._streaming[event.id] = len(self.tool_calls) - 1
+            return {"tool_calls": [{"index": index, **call, "function": dict(call["function"])}]}
+        if not event.arguments:
+            return None
+        self.tool_calls[index]["function"]["arguments"] += event.arguments
+        return {"tool_calls": [{"index": index, "function": {"arguments": event.arguments}}]}
 
     def _content(self, text: str) -> dict[str, Any] | None:
         if not text:
