@@ -237,10 +237,11 @@ class ModelSpec:
     @cached_property
     def analysis(self) -> Any:
         """What turnspec learned from the template by rendering probes: turn framing, reasoning and tool-call
-        syntax, turn ends (a `turnspec.analysis.TemplateAnalysis`; computed once, in milliseconds)."""
-        from .analysis import analyze
+        syntax, turn ends (a `turnspec.analysis.TemplateAnalysis`; computed once per template, in milliseconds, and
+        shared by every spec of the same template and tokens: turnspec.analysis.cache)."""
+        from .analysis import analysis_for
 
-        return analyze(self)
+        return analysis_for(self)
 
     @cached_property
     def markup(self) -> Any:

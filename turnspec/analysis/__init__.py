@@ -1,6 +1,6 @@
 """Template analysis: how a chat template frames an assistant turn, learned by rendering probe conversations.
 
-    analysis = spec.analysis                 # cached per spec; milliseconds
+    analysis = spec.analysis                 # milliseconds once, then cached by the template's hash across loads
     analysis.reasoning.open, .close          # "<think>", "</think>"
     analysis.tools.calls[0].describe()       # '<tool_call>\\n{"name": "{name}", "arguments": {arguments}}\\n</tool_call>'
     analysis.turn_ends, analysis.guards      # what ends the turn; headers a model must never write
@@ -17,13 +17,20 @@ from typing import Any
 
 from ..errors import TemplateError, TurnspecError
 from ..template import template_literals
+from .cache import analysis_key, cached_analysis
 from .markup import Markup, shaped_tokens
 from .probes import CONTENT, REASONING, Prober, assistant, user
 from .syntax import (CallSyntax, ContentSyntax, ParamSyntax, ReasoningSyntax, TemplateAnalysis, ToolSyntax,
                      show)
 
 __all__ = ["CallSyntax", "ContentSyntax", "ParamSyntax", "ReasoningSyntax", "TemplateAnalysis", "ToolSyntax",
-           "analyze", "markup_for", "show"]
+           "analysis_for", "analyze", "markup_for", "show"]
+
+
+def analysis_for(spec: Any) -> TemplateAnalysis:
+    """The analysis of `spec`'s default template, shared by every spec with the same template, special tokens,
+    control tokens and limits (turnspec.analysis.cache): re-loading a model does not re-analyse it."""
+    return cached_analysis(analysis_key(spec, spec.markup.tokens), lambda: analyze(spec))
 
 
 def markup_for(spec: Any) -> Markup:
