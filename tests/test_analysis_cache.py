@@ -17,6 +17,7 @@ def test_second_load_of_smollm2_reuses_the_analysis(smollm2_dir):
     assert first is not second
     assert second.analysis is first.analysis
     assert first.analysis.turn_ends == ("<|im_end|>",)  # the real analysis, not an empty placeholder
+    assert second.markup is first.markup
 
 
 def test_a_different_template_gets_its_own_analysis(smollm2_dir):
@@ -51,6 +52,6 @@ def test_the_cache_is_bounded(monkeypatch):
     first = analysis_for(specs[0])
     analysis_for(specs[1])
     analysis_for(specs[2])  # evicts specs[0]'s entry
-    assert len(analysis_cache._entries) == 2
+    assert len(analysis_cache.analyses.entries) == 2
     again = analysis_for(turnspec.from_template(specs[0].template))
     assert again is not first and again.turn_ends == first.turn_ends

@@ -245,10 +245,11 @@ class ModelSpec:
 
     @cached_property
     def markup(self) -> Any:
-        """The control tokens of this model and template, for splitting renderings (turnspec.analysis.markup)."""
-        from .analysis import markup_for
+        """The control tokens of this model and template, for splitting renderings (turnspec.analysis.markup); shared
+        by the specs of the same template and tokens, like the analysis."""
+        from .analysis import shared_markup
 
-        return markup_for(self)
+        return shared_markup(self)
 
     @cached_property
     def stops(self) -> StopSet:

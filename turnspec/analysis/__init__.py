@@ -17,20 +17,25 @@ from typing import Any
 
 from ..errors import TemplateError, TurnspecError
 from ..template import template_literals
-from .cache import analysis_key, cached_analysis
+from .cache import analyses, analysis_key, markups, template_key
 from .markup import Markup, shaped_tokens
 from .probes import CONTENT, REASONING, Prober, assistant, user
 from .syntax import (CallSyntax, ContentSyntax, ParamSyntax, ReasoningSyntax, TemplateAnalysis, ToolSyntax,
                      show)
 
 __all__ = ["CallSyntax", "ContentSyntax", "ParamSyntax", "ReasoningSyntax", "TemplateAnalysis", "ToolSyntax",
-           "analysis_for", "analyze", "markup_for", "show"]
+           "analysis_for", "analyze", "markup_for", "shared_markup", "show"]
 
 
 def analysis_for(spec: Any) -> TemplateAnalysis:
     """The analysis of `spec`'s default template, shared by every spec with the same template, special tokens,
     control tokens and limits (turnspec.analysis.cache): re-loading a model does not re-analyse it."""
-    return cached_analysis(analysis_key(spec, spec.markup.tokens), lambda: analyze(spec))
+    return analyses.get(analysis_key(spec), lambda: analyze(spec))
+
+
+def shared_markup(spec: Any) -> Markup:
+    """`markup_for(spec)`, shared by every spec with the same template and tokens (turnspec.analysis.cache)."""
+    return markups.get(template_key(spec), lambda: markup_for(spec))
 
 
 def markup_for(spec: Any) -> Markup:

@@ -1,8 +1,9 @@
-"""A process-wide cache of template analyses, so loading the same model again does not re-analyse its template.
+"""Process-wide caches of template analyses and markups, so loading the same model again re-analyses nothing.
 
-The analysis depends only on what the probes render and how renderings are split: the template text (its sha256),
-the special tokens the template reads (`bos_token`, `eos_token`, ...), the control tokens of the markup and the
-render limits. Two specs that agree on these get the same `TemplateAnalysis` object (it is frozen). The analysis
+Both depend only on the template text (its sha256), the special tokens the template reads (`bos_token`, ...), the
+control tokens (pinned ids, the vocabulary's added and special tokens) and, for the analysis, the render limits.
+Specs that agree on these share one `TemplateAnalysis` (frozen) and one `Markup`. The key is cheap to build: a
+second load of a model costs a lookup, not the renders (bench/bench_analysis.py, "second load"). The analysis
 takes no template keyword arguments today; a caller that passes some must add them to the key.
 """
 
@@ -11,43 +12,62 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any, Callable, Hashable
+from typing import Any, Callable, Generic, Hashable, TypeVar
 
-if TYPE_CHECKING:
-    from .syntax import TemplateAnalysis
+from ..errors import TurnspecError
 
-#: Analyses kept; the least recently used goes first. One entry is a few kilobytes.
+#: Templates kept per cache; the least recently used goes first. An analysis is a few kilobytes.
 MAX_ENTRIES = 64
 
-_entries: OrderedDict[Hashable, "TemplateAnalysis"] = OrderedDict()
-_lock = threading.Lock()
+T = TypeVar("T")
 
 
-def analysis_key(spec: Any, markup_tokens: frozenset[str], template_kwargs: tuple[tuple[str, Any], ...] = ()
-                 ) -> Hashable:
-    """What the analysis of `spec`'s default template depends on."""
+class BoundedCache(Generic[T]):
+    """A thread-safe LRU map; values are computed outside the lock (an analysis renders templates)."""
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[Hashable, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
+        with self._lock:
+            if key in self.entries:
+                self.entries.move_to_end(key)
+                return self.entries[key]
+        value = compute()
+        with self._lock:
+            value = self.entries.setdefault(key, value)  # a concurrent load may have stored one first: keep that
+            self.entries.move_to_end(key)
+            while len(self.entries) > MAX_ENTRIES:
+                self.entries.popitem(last=False)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self.entries.clear()
+
+
+analyses: BoundedCache[Any] = BoundedCache()
+markups: BoundedCache[Any] = BoundedCache()
+
+
+def template_key(spec: Any) -> Hashable:
+    """What the markup and the analysis of `spec`'s default template depend on, limits aside."""
+    try:
+        vocab = spec.vocab
+    except TurnspecError:  # an unreadable tokenizer: the markup falls back to the special tokens, so does the key
+        vocab = None
+    vocabulary = (frozenset(vocab.added_tokens.items()), vocab.special_ids) if vocab is not None else None
+    return (spec.template_sha256, frozenset(spec.special_tokens.items()),
+            frozenset(getattr(spec, "_token_ids", {}).items()), vocabulary)
+
+
+def analysis_key(spec: Any) -> Hashable:
     limits = spec.limits
-    return (spec.template_sha256, markup_tokens, tuple(sorted(spec.special_tokens.items())),
-            dataclasses.astuple(limits) if limits is not None else None, template_kwargs)
-
-
-def cached_analysis(key: Hashable, compute: Callable[[], "TemplateAnalysis"]) -> "TemplateAnalysis":
-    """The analysis stored under `key`, computed (outside the lock: it renders templates) when absent."""
-    with _lock:
-        found = _entries.get(key)
-        if found is not None:
-            _entries.move_to_end(key)
-            return found
-    analysis = compute()
-    with _lock:
-        found = _entries.setdefault(key, analysis)  # a concurrent load may have stored one first: keep that one
-        _entries.move_to_end(key)
-        while len(_entries) > MAX_ENTRIES:
-            _entries.popitem(last=False)
-    return found
+    return template_key(spec), dataclasses.astuple(limits) if limits is not None else None
 
 
 def clear() -> None:
-    """Forget every cached analysis (tests, or after changing how templates are analysed)."""
-    with _lock:
-        _entries.clear()
+    """Forget every cached analysis and markup (tests, or after changing how templates are analysed)."""
+    analyses.clear()
+    markups.clear()
