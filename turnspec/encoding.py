@@ -24,10 +24,11 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .analysis.probes import common_prefix
+from .affixes import common_prefix
+from .errors import TurnspecError
 
 if TYPE_CHECKING:
-    from .spec import ModelSpec
+    from .speclike import SpecLike
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None
 
 
 def universal_spans(
-    spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+    spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
     *, mask_prompt_supplied: bool = True,
 ) -> tuple[list[tuple[int, int]], bool, list[str]]:
     """Character spans of assistant-written text in `full_text`, by alignment with each turn's prompt (see module doc).
@@ -164,7 +165,7 @@ def universal_spans(
     return _spans(spec, messages, full_text, render_kwargs, mask_prompt_supplied=mask_prompt_supplied)
 
 
-def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, *,
+def spans_by_header(spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, *,
                     mask_prompt_supplied: bool) -> list[tuple[int, int]] | None:
     """Each assistant turn from its header to its turn end, found by structure; None when the rendering does not
     have one header per assistant message with a turn end before the next header."""
@@ -193,7 +194,7 @@ def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_
     return spans
 
 
-def _spans(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+def _spans(spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
            *, mask_prompt_supplied: bool) -> tuple[list[tuple[int, int]], bool, list[str]]:
     analysis = spec.analysis
     markup = spec.markup
@@ -286,7 +287,7 @@ _PROBES = (
 )
 
 
-def mask_by_header(spec: "ModelSpec") -> bool:
+def mask_by_header(spec: SpecLike) -> bool:
     """Whether finding the assistant header gives the same mask as aligning with each turn's prompt, on every
     probe shape the template renders (at least the one- and two-exchange ones), with exact masks. Cached."""
     cached = spec.__dict__.get("_mask_by_header")
@@ -295,7 +296,7 @@ def mask_by_header(spec: "ModelSpec") -> bool:
     return cached
 
 
-def _check_mask_by_header(spec: "ModelSpec") -> bool:
+def _check_mask_by_header(spec: SpecLike) -> bool:
     analysis, markup = spec.analysis, spec.markup
     if not analysis.assistant_header.strip() or not analysis.turn_ends:
         return False
@@ -306,7 +307,7 @@ def _check_mask_by_header(spec: "ModelSpec") -> bool:
         messages = [{"role": r, "content": c} for r, c in probe]
         try:
             text = spec.render(messages)
-        except Exception:  # noqa: BLE001 - a shape the template refuses (Gemma-2: no system role)
+        except TurnspecError:  # a shape the template refuses (Gemma-2: no system role); a bug raises
             continue
         for prompt_supplied in (True, False):
             slow = _spans(spec, messages, text, {}, mask_prompt_supplied=prompt_supplied)
@@ -384,7 +385,7 @@ def _unrendered(message: dict[str, Any], reasoning: Any, text: str, start: int, 
 _SENTINELS = ("Zq7tsnext", "Qz7tsnext")
 
 
-def _next_start(spec: "ModelSpec", messages: Sequence[dict[str, Any]], i: int, text: str, begin: int,
+def _next_start(spec: SpecLike, messages: Sequence[dict[str, Any]], i: int, text: str, begin: int,
                 render_kwargs: dict[str, Any]) -> int | None:
     """Where the rendering of the messages after message i starts in `text`: the conversation is rendered again
     with the next message's text replaced by a sentinel (the one after it, when the template does not write that

@@ -20,7 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import TemplateError, TurnspecError
+from ..affixes import common_prefix, common_suffix
+from ..errors import TemplateError, TurnspecError, one_line
 from ..render import check_template_syntax
 from ..template import RenderLimits, template_variables
 
@@ -142,36 +143,11 @@ def system_behavior(spec: Any, *, time_limit_s: float = DEFAULT_PROBE_TIME_LIMIT
         probe.discover_base()
         return probe.system()
     except (_Fatal, _Skipped, TurnspecError) as exc:
-        return {"mode": "unknown", "message": one_line(exc)}
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line: the template's own message when it raised."""
-    msg = exc.template_message if isinstance(exc, TemplateError) else str(exc)
-    if not isinstance(exc, TurnspecError) and not isinstance(exc, _Skipped):
-        msg = f"{type(exc).__name__}: {msg}"
-    msg = " ".join(str(msg).split())
-    return msg if len(msg) <= 300 else msg[:297] + "..."
+        return {"mode": "unknown", "message": one_line(exc, limit=300, template_message=True, name_type=True)}
 
 
 def _is_timeout(exc: BaseException) -> bool:
     return isinstance(exc, TemplateError) and exc.limit and "time limit" in (exc.template_message or "")
-
-
-def _common_prefix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
-
-
-def _common_suffix(a: str, b: str, limit: int) -> int:
-    n = min(len(a), len(b)) - limit
-    i = 0
-    while i < n and a[-1 - i] == b[-1 - i]:
-        i += 1
-    return i
 
 
 def _source_facts(files: Any) -> dict[str, Any]:
@@ -254,7 +230,7 @@ class _Onboarding:
         except TurnspecError as exc:
             if _is_timeout(exc):  # not a finding about this probe: the whole section failed
                 raise
-            return None, one_line(exc)
+            return None, one_line(exc, limit=300, template_message=True, name_type=True)
 
     def section(self, findings: dict[str, Any], key: str, fn: Callable[[], Any]) -> None:
         try:
@@ -262,9 +238,9 @@ class _Onboarding:
         except _Skipped as exc:
             findings[key] = {"skipped": str(exc)}
         except TurnspecError as exc:
-            findings[key] = {"error": f"raises: {one_line(exc)}"}
+            findings[key] = {"error": f"raises: {one_line(exc, limit=300, template_message=True, name_type=True)}"}
         except Exception as exc:  # noqa: BLE001 - a bug in one probe must not lose the report
-            findings[key] = {"error": f"internal error in the {key} probe: {one_line(exc)}"}
+            findings[key] = {"error": f"internal error in the {key} probe: {one_line(exc, limit=300, template_message=True, name_type=True)}"}
 
     def control_tokens(self) -> set[str]:
         if self._control is None:
@@ -323,7 +299,7 @@ class _Onboarding:
         except TurnspecError as exc:
             self.vocab_ok = False
             self.spec.files.tokenizer_factory = None
-            report.error = "; ".join(filter(None, [report.error, one_line(exc)]))
+            report.error = "; ".join(filter(None, [report.error, one_line(exc, limit=300, template_message=True, name_type=True)]))
 
     def template_facts(self) -> dict[str, Any]:
         spec = self.spec
@@ -344,7 +320,7 @@ class _Onboarding:
             if _is_timeout(exc):
                 raise _Fatal(f"the chat template of {self.spec.name} ran past the {self.time_limit_s:g} s time limit "
                              "on a one-message conversation (an endless loop?)") from None
-            raise _Fatal(f"{one_line(exc)} (rendering one user message fails: the template is unusable as it is)"
+            raise _Fatal(f"{one_line(exc, limit=300, template_message=True, name_type=True)} (rendering one user message fails: the template is unusable as it is)"
                          ) from None
         self.base = {k: ([PROBE_TOOL] if k == "tools" else v) for k, v in prober.base.items()}
         self.requires = dict(prober.requires)
@@ -381,7 +357,7 @@ class _Onboarding:
             out["text"] = text
         else:
             # Phi-3.5 ends a conversation with <|endoftext|> unless the generation prompt is asked for.
-            i = len(self._cut_partial(with_prompt[:_common_prefix(without, with_prompt)]))
+            i = len(self._cut_partial(with_prompt[:common_prefix(without, with_prompt)]))
             text = with_prompt[i:]
             out["text"] = text
             out["replaces_ending"] = without[i:]
@@ -416,8 +392,8 @@ class _Onboarding:
             return {"mode": "unsupported", "message": error}
         if SYSTEM not in with_sys:
             return {"mode": "ignored", "detail": "the template renders a system message but drops its text"}
-        p = _common_prefix(without, with_sys)
-        s = _common_suffix(without, with_sys, p)
+        p = common_prefix(without, with_sys)
+        s = common_suffix(without, with_sys, p)
         removed = without[p:len(without) - s]
         if removed.strip():
             default = self._default_text(removed) or removed.strip()
@@ -637,7 +613,7 @@ class _Onboarding:
                 elif without == base_without and text.startswith(without):
                     effects[key] = f"generation prompt: {text[len(without):]!r}"
                 else:
-                    p = _common_prefix(prompt, text)
+                    p = common_prefix(prompt, text)
                     effects[key] = f"changes the prompt at: {_show(text[p:p + 60], 60)!r}"
             out[name] = effects
         return out
