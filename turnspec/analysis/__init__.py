@@ -13,7 +13,7 @@ analysis says why (`tools.reason`, `reasoning.reason`, `notes`) instead of guess
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TemplateError, TurnspecError
 from ..template import template_literals
@@ -23,22 +23,25 @@ from .probes import CONTENT, REASONING, Prober, assistant, user
 from .syntax import (CallSyntax, ContentSyntax, ParamSyntax, ReasoningSyntax, TemplateAnalysis, ToolSyntax,
                      show)
 
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
+
 __all__ = ["CallSyntax", "ContentSyntax", "ParamSyntax", "ReasoningSyntax", "TemplateAnalysis", "ToolSyntax",
            "analysis_for", "analyze", "markup_for", "shared_markup", "show"]
 
 
-def analysis_for(spec: Any) -> TemplateAnalysis:
+def analysis_for(spec: SpecLike) -> TemplateAnalysis:
     """The analysis of `spec`'s default template, shared by every spec with the same template, special tokens,
     control tokens and limits (turnspec.analysis.cache): re-loading a model does not re-analyse it."""
     return analyses.get(analysis_key(spec), lambda: analyze(spec))
 
 
-def shared_markup(spec: Any) -> Markup:
+def shared_markup(spec: SpecLike) -> Markup:
     """`markup_for(spec)`, shared by every spec with the same template and tokens (turnspec.analysis.cache)."""
     return markups.get(template_key(spec), lambda: markup_for(spec))
 
 
-def markup_for(spec: Any) -> Markup:
+def markup_for(spec: SpecLike) -> Markup:
     """Control tokens of the spec (vocabulary specials and added tokens the template writes) plus token-shaped
     strings in the template's own text."""
     template = spec.select_template()
@@ -50,7 +53,7 @@ def markup_for(spec: Any) -> Markup:
     return Markup(tokens)
 
 
-def analyze(spec: Any) -> TemplateAnalysis:
+def analyze(spec: SpecLike) -> TemplateAnalysis:
     """Run every probe on `spec`'s default template. Never raises for a template's own failures: see `.error`."""
     from .calls import learn_tools
     from .reasoning import learn_reasoning

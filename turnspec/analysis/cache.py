@@ -12,9 +12,12 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections import OrderedDict
-from typing import Any, Callable, Generic, Hashable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Hashable, TypeVar
 
 from ..errors import TurnspecError
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 #: Templates kept per cache; the least recently used goes first. An analysis is a few kilobytes.
 MAX_ENTRIES = 64
@@ -51,7 +54,7 @@ analyses: BoundedCache[Any] = BoundedCache()
 markups: BoundedCache[Any] = BoundedCache()
 
 
-def template_key(spec: Any) -> Hashable:
+def template_key(spec: SpecLike) -> Hashable:
     """What the markup and the analysis of `spec`'s default template depend on, limits aside."""
     try:
         vocab = spec.vocab
@@ -62,7 +65,7 @@ def template_key(spec: Any) -> Hashable:
             frozenset(getattr(spec, "_token_ids", {}).items()), vocabulary)
 
 
-def analysis_key(spec: Any) -> Hashable:
+def analysis_key(spec: SpecLike) -> Hashable:
     limits = spec.limits
     return template_key(spec), dataclasses.astuple(limits) if limits is not None else None
 
