@@ -178,7 +178,17 @@ def test_known_upward_imports_still_exist():
     assert not stale, f"remove these from KNOWN_UPWARD: {stale}"
 
 
-@pytest.mark.parametrize("importer, imported, why", LAYER_RULES, ids=[f"{a}->{b}" for a, b, _ in LAYER_RULES])
+#: Rules still broken, each waiting for a named change; strict: the test fails once the rule holds, to move it up.
+PENDING_RULES = [
+    pytest.param("turnspec.cli.run_cmd", "turnspec.onboard",
+                 "`run -v` says what happens to the system prompt: a fact the analysis should hold, not onboarding",
+                 marks=pytest.mark.xfail(strict=True, reason="waits for the system-prompt mode in turnspec.analysis"),
+                 id="turnspec.cli.run_cmd->turnspec.onboard"),
+]
+
+
+@pytest.mark.parametrize("importer, imported, why", [
+    *(pytest.param(*rule, id=f"{rule[0]}->{rule[1]}") for rule in LAYER_RULES), *PENDING_RULES])
 def test_layer_rule(importer: str, imported: str, why: str):
     assert any(_within(m, importer) for m in GRAPH), f"no module {importer}: the rule is stale"
     broken = sorted((m, t) for m, targets in GRAPH.items() if _within(m, importer)
