@@ -7,10 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from .errors import TurnspecError
 from .reader.events import Content, Done, Event, Reasoning, ToolCall
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 
 @dataclass
@@ -75,7 +78,7 @@ class TurnResult:
         }
 
 
-def system_role_error(spec: Any) -> str | None:
+def system_role_error(spec: ModelSpec) -> str | None:
     """The template's own message when it rejects a system role (Gemma-2: "System role not supported"), else None
     (the analysis's `system` fact)."""
     system = spec.analysis.system
@@ -90,7 +93,7 @@ class TurnFeed:
     `reader` and `stop_ids` replace the chat reader and the spec's halt ids (raw completions bring their own).
     """
 
-    def __init__(self, spec: Any, enc: Any, options: GenerationOptions, result: TurnResult, *,
+    def __init__(self, spec: ModelSpec, enc: Any, options: GenerationOptions, result: TurnResult, *,
                  reader: Any = None, stop_ids: Any = None):
         self.options, self.result = options, result
         result.prompt_tokens = len(enc.ids)
@@ -137,7 +140,7 @@ class TurnFeed:
         return events
 
 
-def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
+def stream_turn(spec: ModelSpec, engine: Any, enc: Any, options: GenerationOptions, result: TurnResult,
                 cancel: threading.Event | None = None, *, reader: Any = None,
                 stop_ids: Any = None, on_sampled: Callable[[Any], Any] | None = None) -> Iterator[Event]:
     """Generate one assistant turn from an encoded prompt: the engine stops on the spec's halt ids, the reader
@@ -169,7 +172,7 @@ def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, re
     yield from turn.finish(cancelled=cancel is not None and cancel.is_set())
 
 
-def constrained(spec: Any, backend: str | None, prompt_text: str, options: GenerationOptions) -> GenerationOptions:
+def constrained(spec: ModelSpec, backend: str | None, prompt_text: str, options: GenerationOptions) -> GenerationOptions:
     """`options` with the turn's constraint planned (forced call, JSON answer), checked against what the engine's
     `backend` ("gbnf", "llguidance", None) can enforce; unchanged when nothing is forced. Raises ConstraintError."""
     if options.tool_choice in (None, "auto", "none") and options.response_format is None:
@@ -188,7 +191,7 @@ def constrained(spec: Any, backend: str | None, prompt_text: str, options: Gener
 class ChatSession:
     """Multi-turn chat with one model on one engine. Not thread-safe: one turn at a time."""
 
-    def __init__(self, spec: Any, engine: Any, *, system: str | None = None, system_mode: str = "merge",
+    def __init__(self, spec: ModelSpec, engine: Any, *, system: str | None = None, system_mode: str = "merge",
                  options: GenerationOptions | None = None, template_kwargs: dict[str, Any] | None = None):
         if system_mode not in ("merge", "error"):
             raise TurnspecError(f"--system-mode {system_mode!r}: choose merge or error")

@@ -31,9 +31,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .errors import EncodingError, TurnspecError
+
+if TYPE_CHECKING:
+    from .speclike import SpecLike
 
 MODES = ("text", "parse")
 #: Renders one conversation (messages, tools, documents, variables) to text: `ModelSpec.render` with the call's flags.
@@ -70,7 +73,7 @@ class ContentControls:
 class _Controls:
     """The control tokens the tokenizer matches whole (added tokens that are control tokens), as one regex."""
 
-    def __init__(self, spec: Any):
+    def __init__(self, spec: SpecLike):
         vocab = spec.require_vocab()
         control = spec.control_tokens()
         self.ids = {tok: tid for tok, tid in vocab.added_tokens.items() if tok in control and tok and not tok.isspace()}
@@ -121,7 +124,7 @@ class _Controls:
         return self._exempt
 
 
-def controls_of(spec: Any) -> _Controls:
+def controls_of(spec: SpecLike) -> _Controls:
     cached = spec.__dict__.get("_content_controls")
     if cached is None:
         cached = spec.__dict__["_content_controls"] = _Controls(spec)
@@ -247,7 +250,7 @@ def _restore(rendered: str, inputs: _Inputs, marks: tuple[str, str]) -> tuple[st
     return "".join(out), spans
 
 
-def content_controls(spec: Any, text: str, messages: Sequence[Any], render: Render, *, tools: Any = None,
+def content_controls(spec: SpecLike, text: str, messages: Sequence[Any], render: Render, *, tools: Any = None,
                      documents: Any = None, variables: dict[str, Any] | None = None) -> ContentControls:
     """The control strings of `text` (the rendering of these inputs) that came from message content and the other
     render inputs. `render(messages, tools, documents, variables)` renders substituted inputs the same way."""
@@ -357,7 +360,7 @@ class _SentinelTokenizer:
                         piece[0] = sentinel
 
 
-def _sentinels(spec: Any, controls: _Controls) -> _SentinelTokenizer:
+def _sentinels(spec: SpecLike, controls: _Controls) -> _SentinelTokenizer:
     vocab = spec.require_vocab()
     cached = vocab.__dict__.get("_sentinel_tokenizer")
     if cached is None:
@@ -365,7 +368,7 @@ def _sentinels(spec: Any, controls: _Controls) -> _SentinelTokenizer:
     return cached
 
 
-def encode_as_text(spec: Any, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+def encode_as_text(spec: SpecLike, text: str, spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
     """Ids and offsets of `text` where the control strings in `spans` are text and every other is its token."""
     controls = controls_of(spec)
     copy = _sentinels(spec, controls)

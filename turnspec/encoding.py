@@ -24,10 +24,10 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .analysis.probes import common_prefix
+from .affixes import common_prefix
 
 if TYPE_CHECKING:
-    from .spec import ModelSpec
+    from .speclike import SpecLike
 
 
 @dataclass
@@ -149,7 +149,7 @@ def _find_texts(texts: list[str], text: str, start: int, stop: int | None = None
 
 
 def universal_spans(
-    spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+    spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
     *, mask_prompt_supplied: bool = True,
 ) -> tuple[list[tuple[int, int]], bool, list[str]]:
     """Character spans of assistant-written text in `full_text`, by alignment with each turn's prompt (see module doc).
@@ -164,7 +164,7 @@ def universal_spans(
     return _spans(spec, messages, full_text, render_kwargs, mask_prompt_supplied=mask_prompt_supplied)
 
 
-def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, *,
+def spans_by_header(spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, *,
                     mask_prompt_supplied: bool) -> list[tuple[int, int]] | None:
     """Each assistant turn from its header to its turn end, found by structure; None when the rendering does not
     have one header per assistant message with a turn end before the next header."""
@@ -193,7 +193,7 @@ def spans_by_header(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_
     return spans
 
 
-def _spans(spec: "ModelSpec", messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
+def _spans(spec: SpecLike, messages: Sequence[dict[str, Any]], full_text: str, render_kwargs: dict[str, Any],
            *, mask_prompt_supplied: bool) -> tuple[list[tuple[int, int]], bool, list[str]]:
     analysis = spec.analysis
     markup = spec.markup
@@ -274,7 +274,7 @@ def plain_conversation(messages: Sequence[dict[str, Any]], markup: Any) -> bool:
     return True
 
 
-def mask_by_header(spec: "ModelSpec") -> bool:
+def mask_by_header(spec: SpecLike) -> bool:
     """The analysis's verdict (`TemplateAnalysis.mask_by_header`, learned once and kept with the analysis)."""
     return spec.analysis.mask_by_header
 
@@ -346,7 +346,7 @@ def _unrendered(message: dict[str, Any], reasoning: Any, text: str, start: int, 
 _SENTINELS = ("Zq7tsnext", "Qz7tsnext")
 
 
-def _next_start(spec: "ModelSpec", messages: Sequence[dict[str, Any]], i: int, text: str, begin: int,
+def _next_start(spec: SpecLike, messages: Sequence[dict[str, Any]], i: int, text: str, begin: int,
                 render_kwargs: dict[str, Any]) -> int | None:
     """Where the rendering of the messages after message i starts in `text`: the conversation is rendered again
     with the next message's text replaced by a sentinel (the one after it, when the template does not write that

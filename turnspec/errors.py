@@ -7,9 +7,25 @@ tell "not found" from "access refused" from "not a chat model" without parsing m
 from __future__ import annotations
 
 
-def one_line(exc: BaseException | str) -> str:
-    """An exception's message on one line (runs of whitespace, newlines included, become one space)."""
-    return " ".join(str(exc).split())
+def one_line(exc: BaseException | str, *, limit: int | None = None, template_message: bool = False,
+             name_type: bool = False, unnamed: tuple[type[BaseException], ...] = ()) -> str:
+    """An exception's message on one line (runs of whitespace, newlines included, become one space).
+
+    `template_message`: a TemplateError's own message, without "the chat template of X raised:" (for reports that
+    already say which template). `name_type`: "KeyError: 'x'" for exceptions that are not turnspec's own (nor of
+    the `unnamed` types): a library error or a bug, whose message alone can be cryptic. `limit`: cut to that many
+    characters, ending in "...".
+    """
+    if isinstance(exc, str):
+        msg = exc
+    else:
+        msg = exc.template_message if template_message and isinstance(exc, TemplateError) and exc.template_message \
+            else str(exc)
+        own = isinstance(exc, TurnspecError) or type(exc).__module__.startswith("turnspec") or isinstance(exc, unnamed)
+        if name_type and not own:
+            msg = f"{type(exc).__name__}: {msg}"
+    msg = " ".join(str(msg).split())
+    return msg if limit is None or len(msg) <= limit else msg[:limit - 3] + "..."
 
 
 class TurnspecError(Exception):

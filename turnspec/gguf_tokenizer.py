@@ -304,7 +304,7 @@ def _regex_escape(ch: str) -> str:
 
 def _as_fields(source: Any) -> Mapping[str, Any]:
     if isinstance(source, (str, Path)):
-        from .sources.gguf import read_gguf_metadata
+        from .gguf_header import read_gguf_metadata  # imports the gguf package: only when given a path
 
         return read_gguf_metadata(Path(source))
     reader_fields = getattr(source, "fields", None)

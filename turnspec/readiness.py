@@ -8,12 +8,15 @@ the same object the streaming reader is built from.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import TurnspecError
 
+if TYPE_CHECKING:
+    from .speclike import SpecLike
 
-def chat_readiness(spec: Any) -> dict[str, Any]:
+
+def chat_readiness(spec: SpecLike) -> dict[str, Any]:
     """{"ready", "template", "stops": {"ok", "token_ids", "tokens", "warnings"}, "reasoning": {...}, "tools": {...}}.
 
     `ready` means a conversation can be framed and its turn end found; warnings and unread reasoning/tool syntax
@@ -37,7 +40,7 @@ def no_template() -> dict[str, Any]:
     return {"ready": False, "template": False, "error": None}
 
 
-def output_syntax(spec: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def output_syntax(spec: SpecLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """({"readable", "format"}, {"readable", "format", "reason"}) for reasoning and tool calls (also the server's
     `capabilities`), from the template analysis."""
     analysis = spec.analysis

@@ -30,11 +30,15 @@ import difflib
 import json
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
+from .affixes import common_prefix
 from .content_text import check_mode, content_controls, encode_as_text
 from .encoding import own_texts
 from .errors import TurnspecError
+
+if TYPE_CHECKING:
+    from .spec import ModelSpec
 
 _WINDOW = 4  # turns of history rendered with the new messages (plus a leading system message and the last user)
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
@@ -104,7 +108,7 @@ class _Unit:
 class Session:
     """One conversation's exact ids: prompt, sampled completions kept verbatim, and the template's text between."""
 
-    def __init__(self, spec: Any, tools: Sequence[dict | Callable] | None = None, *,
+    def __init__(self, spec: ModelSpec, tools: Sequence[dict | Callable] | None = None, *,
                  specials_in_content: str = "text", **template_kwargs: Any):
         self.spec = spec
         # "text": control strings that came from message content (or tools, template variables) are tokenized as
@@ -318,7 +322,7 @@ class Session:
             pass
         if text_without is not None:
             markup = self.spec.markup
-            p = _common_prefix(text_without, text)
+            p = common_prefix(text_without, text)
             p = min(markup.snap(text, p), markup.snap(text_without, p))
             rest = text_without[p:]
             if not rest.strip() or all(s.text in self._eos for s in markup.spans(rest)) and not _strip_spans(rest, markup):
@@ -543,12 +547,6 @@ def _window(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if history[0].get("role") in ("system", "developer") and last_user > 0:
         out = [history[0], *out]
     return out
-
-
-def _common_prefix(a: str, b: str) -> int:
-    from .analysis.probes import common_prefix
-
-    return common_prefix(a, b)
 
 
 def _strip_spans(text: str, markup: Any) -> str:

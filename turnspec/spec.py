@@ -5,16 +5,23 @@ from __future__ import annotations
 import hashlib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from .content_text import ContentControls, check_mode, content_controls, encode_as_text
 from .encoding import Encoding, spans_to_mask, universal_spans
 from .errors import EncodingError, NoChatTemplateError, TurnspecError
-from .render import RenderInputError, render_conversation
+from .render import Rendered, RenderInputError, render_conversation
 from .sources import ModelFiles, resolve
 from .stops import StopSet, derive_stops
 from .template import RenderLimits, has_generation_tag, template_literals
 from .vocab import Vocabulary
+
+if TYPE_CHECKING:
+    from .analysis.markup import Markup
+    from .analysis.prefix import PrefixReport
+    from .analysis.syntax import TemplateAnalysis
+    from .reader import StreamReader
+    from .session import Session
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -127,7 +134,7 @@ class ModelSpec:
                             continue_final_message=continue_final_message, chat_template=chat_template, **kwargs).text
 
     def _render(self, messages: Messages, *, tools: Any = None, chat_template: str | None = None,
-                track_generation: bool = False, **kwargs: Any) -> Any:
+                track_generation: bool = False, **kwargs: Any) -> Rendered:
         template = self.select_template(chat_template, tools)
         return render_conversation(template, messages, special_tokens=self.special_tokens, tools=tools,
                                    track_generation=track_generation, model_name=self.name, limits=self.limits,
@@ -235,33 +242,35 @@ class ModelSpec:
 
     # --- analysis, stops and reading -------------------------------------------------------------------------
     @cached_property
-    def analysis(self) -> Any:
+    def analysis(self) -> TemplateAnalysis:
         """What turnspec learned from the template by rendering probes: turn framing, reasoning and tool-call
-        syntax, turn ends (a `turnspec.analysis.TemplateAnalysis`; computed once, in milliseconds)."""
-        from .analysis import analyze
+        syntax, turn ends (a `turnspec.analysis.TemplateAnalysis`; computed once per template, in milliseconds, and
+        shared by every spec of the same template and tokens: turnspec.analysis.cache)."""
+        from .analysis import analysis_for
 
-        return analyze(self)
+        return analysis_for(self)
 
     @cached_property
-    def markup(self) -> Any:
-        """The control tokens of this model and template, for splitting renderings (turnspec.analysis.markup)."""
-        from .analysis import markup_for
+    def markup(self) -> Markup:
+        """The control tokens of this model and template, for splitting renderings (turnspec.analysis.markup); shared
+        by the specs of the same template and tokens, like the analysis."""
+        from .analysis import shared_markup
 
-        return markup_for(self)
+        return shared_markup(self)
 
     @cached_property
     def stops(self) -> StopSet:
         """End-of-turn token ids and stop strings from config, tokenizer and template, with the audit's warnings."""
         return derive_stops(self)
 
-    def reader(self, prompt_text: str = "", *, tools: Sequence[dict | Callable] | None = None, **options: Any) -> Any:
+    def reader(self, prompt_text: str = "", *, tools: Sequence[dict | Callable] | None = None, **options: Any) -> StreamReader:
         """A streaming reader for this model's output (see turnspec.reader); `tools` are the request's tools."""
         from .reader import reader_for
 
         return reader_for(self, prompt_text, declared_tools=tools, **options)
 
     def session(self, tools: Sequence[dict | Callable] | None = None, *, specials_in_content: str = "text",
-                **template_kwargs: Any) -> Any:
+                **template_kwargs: Any) -> Session:
         """A conversation kept as exact token ids across turns (see turnspec.session): `prompt_ids`,
         `add_completion`, `extend`, `training_sample`. `specials_in_content` as in `encode`: control strings from
         message content are tokenized as text by default (no role injection), `"parse"` as the tokenizer matches them."""
@@ -269,7 +278,8 @@ class ModelSpec:
 
         return Session(self, tools, specials_in_content=specials_in_content, **template_kwargs)
 
-    def prefix_report(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> Any:
+    def prefix_report(self, tools: Sequence[dict | Callable] | None = None,
+                      **template_kwargs: Any) -> PrefixReport:
         """Whether re-rendering a conversation after appending a user / tool / assistant message keeps the earlier
         tokens, and if not what changes, why, and which template switches change that (turnspec.analysis.prefix).
         Without tools or keyword arguments it is the analysis's own (`analysis.prefix`, learned once)."""

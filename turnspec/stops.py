@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from .spec import ModelSpec
+    from .speclike import SpecLike
 
 HARMONY_TURN_ENDS = ("<|return|>", "<|call|>")
 HARMONY_MESSAGE_END = "<|end|>"
@@ -92,7 +92,7 @@ def _config_eos_ids(generation_config: dict) -> list[int]:
     return []
 
 
-def derive_stops(spec: "ModelSpec") -> StopSet:
+def derive_stops(spec: SpecLike) -> StopSet:
     """Merge generation_config, tokenizer and template stops; Harmony's `<|end|>` never ends the turn."""
     files = spec.files
     harmony = spec.analysis.harmony  # the analysis found channels (reasoning kind "harmony"), whatever the name

@@ -19,7 +19,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from .errors import one_line
+
+if TYPE_CHECKING:
+    from .speclike import SpecLike
 
 IGNORE_INDEX = -100
 TOO_DEEP = "nested too deeply to encode (Python's recursion limit): flatten the row"  # a row's error
@@ -134,7 +139,8 @@ class ChatEncoder:
             enc = spec.encode(messages, tools=tools, mask_prompt_supplied=self.mask_prompt_supplied,
                               specials_in_content=self.specials_in_content, **self.template_kwargs)
         except Exception as exc:  # a bad row (even one nested too deep: RecursionError) is reported, never fatal
-            return EncodedRow(error=_one_line(exc))
+            return EncodedRow(error=TOO_DEEP if isinstance(exc, RecursionError)
+                              else one_line(exc, name_type=True, unnamed=(ValueError,)))
         ids, mask = enc.ids, enc.assistant_mask or [0] * len(enc.ids)
         out = EncodedRow(exact=bool(enc.mask_exact))
         if not out.exact:
@@ -317,14 +323,8 @@ def arrow_schema(*, with_error: bool = False, with_row: bool = False) -> Any:
     return pa.schema(fields)
 
 
-def _source_of(spec: Any) -> str | None:
+def _source_of(spec: SpecLike) -> str | None:
     path = getattr(getattr(spec, "files", None), "path", None)
     return str(path) if path else None
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, RecursionError):
-        return TOO_DEEP
-    text = " ".join(str(exc).split())
-    return text if isinstance(exc, (ValueError,)) or type(exc).__module__.startswith("turnspec") \
-        else f"{type(exc).__name__}: {text}"

@@ -1,6 +1,6 @@
 """Template analysis: how a chat template frames an assistant turn, learned by rendering probe conversations.
 
-    analysis = spec.analysis                 # cached per spec; milliseconds
+    analysis = spec.analysis                 # milliseconds once, then cached by the template's hash across loads
     analysis.reasoning.open, .close          # "<think>", "</think>"
     analysis.tools.calls[0].describe()       # '<tool_call>\\n{"name": "{name}", "arguments": {arguments}}\\n</tool_call>'
     analysis.turn_ends, analysis.guards      # what ends the turn; headers a model must never write
@@ -17,20 +17,35 @@ instead of guessing.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TemplateError, TurnspecError
 from ..template import template_literals
+from .cache import analyses, analysis_key, markups, template_key
 from .markup import Markup, shaped_tokens
 from .probes import CONTENT, REASONING, Prober, assistant, user
 from .syntax import (CallSyntax, ContentSyntax, ParamSyntax, ReasoningSyntax, TemplateAnalysis, ToolSyntax,
                      show)
 
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
+
 __all__ = ["CallSyntax", "ContentSyntax", "ParamSyntax", "ReasoningSyntax", "TemplateAnalysis", "ToolSyntax",
-           "analyze", "markup_for", "show"]
+           "analysis_for", "analyze", "markup_for", "shared_markup", "show"]
 
 
-def markup_for(spec: Any) -> Markup:
+def analysis_for(spec: SpecLike) -> TemplateAnalysis:
+    """The analysis of `spec`'s default template, shared by every spec with the same template, special tokens,
+    control tokens and limits (turnspec.analysis.cache): re-loading a model does not re-analyse it."""
+    return analyses.get(analysis_key(spec), lambda: analyze(spec))
+
+
+def shared_markup(spec: SpecLike) -> Markup:
+    """`markup_for(spec)`, shared by every spec with the same template and tokens (turnspec.analysis.cache)."""
+    return markups.get(template_key(spec), lambda: markup_for(spec))
+
+
+def markup_for(spec: SpecLike) -> Markup:
     """Control tokens of the spec (vocabulary specials and added tokens the template writes) plus token-shaped
     strings in the template's own text."""
     template = spec.select_template()
@@ -42,7 +57,7 @@ def markup_for(spec: Any) -> Markup:
     return Markup(tokens)
 
 
-def analyze(spec: Any) -> TemplateAnalysis:
+def analyze(spec: SpecLike) -> TemplateAnalysis:
     """Run every probe on `spec`'s default template. Never raises for a template's own failures: see `.error`."""
     from .calls import learn_tools
     from .reasoning import learn_reasoning

@@ -24,8 +24,8 @@ from typing import Any
 
 from ..reader.call_parse import bracket_end
 from .markup import Markup
-from .probes import (ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call,
-                     common_prefix, common_suffix, user)
+from ..affixes import common_prefix, common_suffix
+from .probes import ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, user
 from .syntax import ANY, HOLES, ID, INDEX, CallSyntax, ParamSyntax, Pattern, ReasoningSyntax, ToolSyntax
 
 _DECODER = json.JSONDecoder()

@@ -9,9 +9,12 @@ This module finds such places by rendering sentinel values, so the onboarding re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TurnspecError
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 _FIELDS = {"tsxrole": "a message's role", "tsxname": "a message's name", "tsxtool": "a tool name",
            "tsxcallid": "a tool call id"}
@@ -29,7 +32,7 @@ def _probes() -> list[tuple[list[dict[str, Any]], Any]]:
     ]
 
 
-def content_in_markup(spec: Any) -> list[str]:
+def content_in_markup(spec: SpecLike) -> list[str]:
     """One line per request field the template writes on a control token's line (a header), with where:
     `a tool name: <|start|>assistant to=functions.{tool name}<|channel|>`. Empty when none is. Learned with the
     analysis (`TemplateAnalysis.exposed`)."""

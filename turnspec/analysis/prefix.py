@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..affixes import common_prefix
 from ..errors import TurnspecError
 from ..template import template_variables
 from .probes import (ARGS_A, CONTENT, CONTENT_2, ID_A, NAME_A, REASONING, TOOL_RESULT, TOOLS, USER, USER_2, assistant,
-                     call, common_prefix, user)
+                     call, user)
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 #: Template variables that may decide how history is rendered (reasoning kept or dropped), and values tried.
 _SWITCH_NAME = re.compile(r"think|reason|analysis|preserve|clear|truncate|history|keep", re.IGNORECASE)
@@ -64,7 +68,7 @@ class PrefixReport:
         return asdict(self)
 
 
-def prefix_report(spec: Any, tools: Any = None, **kwargs: Any) -> PrefixReport:
+def prefix_report(spec: SpecLike, tools: Any = None, **kwargs: Any) -> PrefixReport:
     """Render the three appends (with `kwargs`, then each switch value) and compare tokens (text without a vocabulary)."""
     variables = template_variables(spec.select_template())
     switches = tuple(v for v in variables if _SWITCH_NAME.search(v) and v not in kwargs)
@@ -85,7 +89,7 @@ def prefix_report(spec: Any, tools: Any = None, **kwargs: Any) -> PrefixReport:
     return PrefixReport(tuple(cases), switches, dict(kwargs))
 
 
-def _case(spec: Any, role: str, tools: Any, kwargs: dict[str, Any]) -> PrefixCase:
+def _case(spec: SpecLike, role: str, tools: Any, kwargs: dict[str, Any]) -> PrefixCase:
     tool_turn = role == "tool"
     use_tools = tools if tools is not None else (TOOLS if tool_turn or "tools" in spec.analysis.requires else None)
     conversation = [user(USER)]
@@ -127,7 +131,7 @@ def _case(spec: Any, role: str, tools: Any, kwargs: dict[str, Any]) -> PrefixCas
     return PrefixCase(role, False, k, before[char:char + 80], again[char:char + 80], tuple(dict.fromkeys(reasons)))
 
 
-def _through_turn_end(spec: Any, completion: str) -> str:
+def _through_turn_end(spec: SpecLike, completion: str) -> str:
     """The completion up to and including the first turn end or stop token (what a sampler returns)."""
     ends = [t for t in (*spec.analysis.turn_ends, *spec.stops.tokens) if t]
     found = [(i, t) for t in ends if (i := completion.find(t)) >= 0]
@@ -144,7 +148,7 @@ def _first_difference(old: list[int], new: list[int]) -> int | None:
     return None if len(new) >= len(old) else len(new)
 
 
-def _why(spec: Any, before: str, again: str, char: int) -> list[str]:
+def _why(spec: SpecLike, before: str, again: str, char: int) -> list[str]:
     reasons = []
     if REASONING in before[char:] and REASONING not in again:
         reasons.append("reasoning dropped from the earlier turn")

@@ -10,11 +10,15 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import TemplateError, TurnspecError
+from ..affixes import common_prefix
+from ..errors import TemplateError, TurnspecError, one_line
 from ..template import template_variables
 from .markup import Markup
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 USER, USER_2 = "tsu_first_x", "tsu_second_x"
 SYSTEM = "tss_system_x"
@@ -72,28 +76,6 @@ def assistant(content: str = "", *, reasoning: str | None = None, calls: list[di
     return message
 
 
-def common_prefix(a: str, b: str) -> int:
-    """Length of the longest common prefix (slice comparisons in C, halving: renderings are long)."""
-    lo, hi = 0, min(len(a), len(b))
-    if a[:hi] == b[:hi]:
-        return hi
-    while lo < hi:  # a[:lo] == b[:lo] and a[:hi + 1] != b[:hi + 1]
-        mid = (lo + hi + 1) // 2
-        if a[lo:mid] == b[lo:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def common_suffix(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[-1 - i] == b[-1 - i]:
-        i += 1
-    return i
-
-
 @dataclass
 class Aligned:
     """A finished turn aligned with the prompt that asked for it.
@@ -122,7 +104,7 @@ class Prober:
     loops costs one time limit, not one per probe. `renders` counts the template runs (cached probes are free).
     """
 
-    spec: Any
+    spec: SpecLike
     base: dict[str, Any] = field(default_factory=dict)
     requires: dict[str, str] = field(default_factory=dict)
     base_found: bool = False  # one user message renders (with `base`)
@@ -162,7 +144,7 @@ class Prober:
         except TurnspecError as exc:
             if isinstance(exc, TemplateError) and exc.limit:
                 raise
-            return None, _one_line(exc)
+            return None, one_line(exc, limit=300, template_message=True)
 
     def discover_base(self) -> None:
         """Find what a one-message conversation needs: nothing, a tools list (tool_use templates), or values for
@@ -176,7 +158,7 @@ class Prober:
             except TurnspecError as exc:
                 if isinstance(exc, TemplateError) and exc.limit:
                     raise
-                missing = _UNDEFINED.search(_one_line(exc))
+                missing = _UNDEFINED.search(one_line(exc, limit=300, template_message=True))
                 name = missing.group(1) if missing else None
                 if name and name in variables and name not in self.base and name != "tools":
                     self.base[name] = ""
@@ -201,9 +183,3 @@ class Prober:
 
 class ProbeSkipped(TemplateError):
     """A probe not rendered because an earlier one ran past the time limit."""
-
-
-def _one_line(exc: BaseException) -> str:
-    msg = exc.template_message if isinstance(exc, TemplateError) and exc.template_message else str(exc)
-    msg = " ".join(str(msg).split())
-    return msg if len(msg) <= 300 else msg[:297] + "..."

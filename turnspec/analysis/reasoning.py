@@ -13,9 +13,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..affixes import common_prefix
 from ..template import template_literals, template_variables
 from .markup import Markup
-from .probes import CONTENT, REASONING, REASONING_SWITCHES, USER_2, Prober, assistant, common_prefix, user
+from .probes import CONTENT, REASONING, REASONING_SWITCHES, USER_2, Prober, assistant, user
 from .syntax import ReasoningSyntax
 from .turn import TurnProbe
 

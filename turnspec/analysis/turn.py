@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..affixes import common_prefix
 from ..template import template_variables
 from .markup import Markup
 from .probes import (ARGS_A, CONTENT, ID_A, NAME_A, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, USER, USER_2,
-                     Prober, align, assistant, call, common_prefix, user)
+                     Prober, align, assistant, call, user)
 from .syntax import ContentSyntax, ReasoningSyntax
 
 

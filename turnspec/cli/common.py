@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import TurnspecError
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 
 def fail_cleanly(command: str | None = None, as_json: bool = False) -> Any:
@@ -58,7 +61,7 @@ def load_pinned_spec(model: str | None, template: Path | None, profiles: Path) -
     return spec, apply_pins(spec, load_profile(spec, profiles))
 
 
-def open_engine(spec: Any, engine: str | None, n_ctx: int | None, threads: int | None = None) -> Any:
+def open_engine(spec: SpecLike, engine: str | None, n_ctx: int | None, threads: int | None = None) -> Any:
     """Load the model's weights into `engine` (or the one its kind calls for)."""
     from ..engines import load_engine, pick_engine
 

@@ -7,11 +7,14 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from .common import fail_cleanly, load_pinned_spec, open_engine, parse_kwargs, read_json_file
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 EXIT_WORDS = ("exit", "quit")
 
@@ -137,7 +140,7 @@ def _response_format(path: Optional[Path]) -> Any:
                                                    "strict": True}}
 
 
-def _system_note(spec: Any, system: str | None) -> str:
+def _system_note(spec: SpecLike, system: str | None) -> str:
     """What happens to the system prompt, found by rendering with and without one (not by model name)."""
     from ..onboard import system_behavior
 

@@ -13,12 +13,16 @@ which grammar applies now (None: free) and rebuild their matcher when it changes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..analysis.syntax import prompt_tail
 from .calls import MAX_PARALLEL_CALLS, CallGrammar, Tool, already_written, strip_lead
 from .grammar import Chars, Json, Node, Opt, alt, seq
 from .limits import PreparedSchema, prepare
 from .schema import ConstraintError, closed, object_schema, response_schema
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
 HARMONY_END = "<|end|>"
@@ -137,14 +141,12 @@ def check_tool_name(name: Any, field_name: str, declared: list[str]) -> str:
     return name
 
 
-def plan(spec: Any, prompt_text: str, *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
+def plan(spec: SpecLike, prompt_text: str, *, tools: list[dict[str, Any]] | None = None, tool_choice: Any = None,
          response_format: Any = None, parallel_tool_calls: bool = False) -> Constraint | None:
     """The Constraint for a turn continuing `prompt_text`, or None when nothing is forced.
 
     A forced call wins over `response_format` (a call turn has no content). Raises `ConstraintError`.
     """
-    from ..reader import prompt_tail
-
     prepared: list[tuple[str, str | None, PreparedSchema]] = []
     forced = _forced_tools(tools, tool_choice, prepared)
     schema = response_schema(response_format) if forced is None else None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 from pathlib import Path, PureWindowsPath
 from typing import Any, Callable
@@ -29,10 +28,8 @@ from urllib.parse import urlparse
 from ..catalog.pending import INCOMPLETE
 from ..errors import DownloadError
 from ..sources.hub_errors import hub_endpoint, hub_error
+from .hashes import SHA256, checked_commit, is_content_hash
 from .remote import file_url, hub_headers
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_GIT_SHA1 = re.compile(r"[0-9a-f]{40}")
 
 
 def progress_class(on_bytes: Callable[[int], None]) -> type:
@@ -88,19 +85,6 @@ def fetch_file(repo_id: str, path: str, commit: str, cache_root: Path,
         raise
     except Exception as exc:  # noqa: BLE001 - HTTP, network, disk: one line; the partial blob stays for next time
         raise hub_error(exc, repo_id, f"downloading {path}", filename=path) from None
-
-
-def checked_commit(commit: Any, repo_id: str) -> str:
-    """The commit id the Hub named, if it is a git hash (it names the snapshot folder)."""
-    if not isinstance(commit, str) or not _GIT_SHA1.fullmatch(commit):
-        raise DownloadError(f"{repo_id}: the Hub at {hub_endpoint()} named the commit {str(commit)[:80]!r}, not a "
-                            "40-digit git hash; refusing it (check HF_ENDPOINT and proxy settings)")
-    return commit
-
-
-def is_content_hash(etag: Any) -> bool:
-    """A sha256 (LFS files) or git blob sha1 (the rest), in lower-case hex, as the Hub names blobs."""
-    return isinstance(etag, str) and bool(_SHA256.fullmatch(etag) or _GIT_SHA1.fullmatch(etag))
 
 
 def checked_etag(etag: Any, repo_id: str, path: str) -> str:
@@ -197,7 +181,7 @@ def _link(blob: Path, pointer: Path) -> None:
 
 def _verify(partial: Path, etag: str, name: str) -> None:
     """Check the finished bytes against the etag: a resumed file must be the file, not two halves of two files."""
-    if _SHA256.fullmatch(etag):
+    if SHA256.fullmatch(etag):
         digest = hashlib.sha256()
     else:  # checked_etag let only sha256 and git sha1 through
         digest = hashlib.sha1()

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ModelSourceError
 from ..sources.hub_errors import hub_endpoint, hub_error
+from .hashes import checked_commit, is_content_hash
 
 LIBRARY = "turnspec"
 HEADER_FIRST_READ = 1 << 20  # most GGUF headers (vocabulary included) fit in a few MB
@@ -53,8 +54,6 @@ def repo_info(repo_id: str, revision: str = "main") -> RemoteRepo:
         raise hub_error(exc, repo_id, "asking the Hub about it", revision=revision) from None
     if not info.sha:
         raise ModelSourceError(f"{repo_id}: the Hub at {hub_endpoint()} did not say which commit {revision!r} is")
-    from .fetch import checked_commit, is_content_hash
-
     commit = checked_commit(info.sha, repo_id)  # it names the snapshot folder
     files = {}
     for s in info.siblings or []:

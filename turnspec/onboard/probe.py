@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..analysis.probes import ProbeSkipped
-from ..errors import TemplateError, TurnspecError
+from ..errors import TurnspecError, one_line
 from ..render import check_template_syntax
 from ..template import RenderLimits, template_variables
 
@@ -95,19 +95,10 @@ def system_behavior(spec: Any, *, time_limit_s: float = DEFAULT_PROBE_TIME_LIMIT
     try:
         analysis = spec.analysis
     except TurnspecError as exc:
-        return {"mode": "unknown", "message": one_line(exc)}
+        return {"mode": "unknown", "message": one_line(exc, limit=300, template_message=True, name_type=True)}
     if not analysis.prober.base_found:
         return {"mode": "unknown", "message": analysis.error}
     return analysis.system.finding()
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line: the template's own message when it raised."""
-    msg = exc.template_message if isinstance(exc, TemplateError) else str(exc)
-    if not isinstance(exc, TurnspecError):
-        msg = f"{type(exc).__name__}: {msg}"
-    msg = " ".join(str(msg).split())
-    return msg if len(msg) <= 300 else msg[:297] + "..."
 
 
 def _source_facts(files: Any) -> dict[str, Any]:
@@ -170,9 +161,9 @@ class _Onboarding:
         except ProbeSkipped as exc:
             findings[key] = {"skipped": exc.template_message}
         except TurnspecError as exc:
-            findings[key] = {"error": f"raises: {one_line(exc)}"}
+            findings[key] = {"error": f"raises: {one_line(exc, limit=300, template_message=True, name_type=True)}"}
         except Exception as exc:  # noqa: BLE001 - a bug in one finding must not lose the report
-            findings[key] = {"error": f"internal error in the {key} probe: {one_line(exc)}"}
+            findings[key] = {"error": f"internal error in the {key} probe: {one_line(exc, limit=300, template_message=True, name_type=True)}"}
 
     # --- the run ----------------------------------------------------------------------------------------------
     def run(self) -> Report:
@@ -226,7 +217,7 @@ class _Onboarding:
         except TurnspecError as exc:
             self.vocab_ok = False
             self.spec.files.tokenizer_factory = None
-            report.error = "; ".join(filter(None, [report.error, one_line(exc)]))
+            report.error = "; ".join(filter(None, [report.error, one_line(exc, limit=300, template_message=True, name_type=True)]))
 
     def template_facts(self) -> dict[str, Any]:
         spec = self.spec

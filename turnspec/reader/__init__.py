@@ -14,8 +14,9 @@ The same reader serves the interactive chat, the server and the library API.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..analysis.syntax import prompt_tail
 from .events import (
     Content,
     Done,
@@ -31,6 +32,9 @@ from .harmony import CONTROL_TOKENS as HARMONY_CONTROL_TOKENS
 from .harmony import END as HARMONY_END
 from .harmony import harmony_prefix
 from .reader import ReaderConfig, StreamReader
+
+if TYPE_CHECKING:
+    from ..speclike import SpecLike
 
 __all__ = [
     "Content",
@@ -50,7 +54,7 @@ __all__ = [
 ]
 
 
-def config_for(spec: Any, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> ReaderConfig:
+def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> ReaderConfig:
     """Derive a `ReaderConfig` from a spec's template analysis: the one place that maps a spec to a reader.
 
     `prompt_text` is the rendered prompt this turn continues: what it wrote after the assistant header is read
@@ -111,24 +115,7 @@ def config_for(spec: Any, prompt_text: str = "", *, declared_tools: Any = None, 
     return config
 
 
-def prompt_tail(prompt_text: str, analysis: Any) -> str:
-    """What the prompt wrote after its last assistant header: the start of the turn the model continues.
-
-    Empty when the prompt does not end in an assistant turn (no header, or a turn end or another role after it).
-    """
-    header = analysis.assistant_header
-    if not prompt_text or not header.strip():
-        return ""
-    i = prompt_text.rfind(header)
-    if i < 0:
-        return ""
-    tail = prompt_text[i + len(header):]
-    if any(t in tail for t in (*analysis.turn_ends, *analysis.guards) if t):
-        return ""
-    return tail
-
-
-def reader_for(spec: Any, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> StreamReader:
+def reader_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = None, **overrides: Any) -> StreamReader:
     """A reader for one assistant turn of the model described by `spec`, continuing `prompt_text`."""
     new_call_id = overrides.pop("new_call_id", None)
     vocab = getattr(spec, "vocab", None)

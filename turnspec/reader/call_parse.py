@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..analysis.syntax import ANY, HOLES, ID, INDEX, NAME, CallSyntax, Pattern
+from ..analysis.syntax import ANY, HOLES, ID, INDEX, NAME, CallSyntax, Pattern, literal_text
 
 _DECODER = json.JSONDecoder()
 #: Function names: identifiers with dots, dashes, slashes (MCP-style `server.tool`, `brave-search`).
@@ -94,38 +94,6 @@ def _arguments(name: str, args: Any) -> dict[str, Any]:
     if not isinstance(args, dict):
         raise ToolParseError(f"the arguments of {name!r} are not a JSON object")
     return args
-
-
-def decode_json_values(text: str) -> list[Any]:
-    """All JSON values in `text`, separated by whitespace, ',' or ';' (how models list several calls)."""
-    values: list[Any] = []
-    i, n = 0, len(text)
-    while True:
-        while i < n and (text[i].isspace() or text[i] in ",;"):
-            i += 1
-        if i >= n:
-            return values
-        try:
-            value, i = _DECODER.raw_decode(text, i)
-        except json.JSONDecodeError as exc:
-            raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
-        values.append(value)
-
-
-def json_calls(text: str, syntax: CallSyntax | None = None, names: frozenset[str] = frozenset()) -> list[ParsedCall]:
-    """Calls from JSON text: one object, several objects, or a list of objects."""
-    values = decode_json_values(text)
-    if not values:
-        raise ToolParseError("the tool call is empty")
-    flat: list[Any] = []
-    for v in values:
-        flat.extend(v if isinstance(v, list) else [v])
-    raw = text.strip()
-    out = []
-    for v in flat:
-        name, args, call_id = call_from_object(v, syntax, names)
-        out.append(ParsedCall(name, args, raw if len(flat) == 1 else json.dumps(v, ensure_ascii=False), call_id))
-    return out
 
 
 # --------------------------------------------------------------------------------------------- literal patterns
@@ -331,7 +299,7 @@ class CallParser:
             end = _call_end(text, pos)
             if end is None:
                 raise ToolParseError(f"no call at {text[pos:pos + 40]!r}")
-            calls = pythonic_calls(text[pos:end], _literal(s.between))
+            calls = pythonic_calls(text[pos:end], literal_text(s.between))
             m = _match(s.call_close, text, end) if s.call_close else None
             return calls, m.end() if m is not None else end
         call, end = self._one_tagged(text, start)
@@ -352,7 +320,7 @@ class CallParser:
         if m is None and s.args == "json" and body[_skip(body, pos):_skip(body, pos) + 1] == "{":
             m = _match((), body, pos)  # arguments right after the name ([TOOL_CALLS]name{…}: models drop [ARGS])
         if m is None:
-            raise ToolParseError(f"after the name {name!r}: expected {_literal(s.between)!r}")
+            raise ToolParseError(f"after the name {name!r}: expected {literal_text(s.between)!r}")
         call_id = m.groupdict().get("id")
         pos = m.end()
         if s.args == "params" and s.params is not None:
@@ -410,15 +378,15 @@ class CallParser:
                 pos = m.end()
         key_suffix = pattern_regex(p.key_suffix)
         if key_suffix.endswith(r"\s*"):  # the template's line break after the key, never the value's indentation
-            key_suffix = key_suffix[:-3] + (r"[^\S\n]*\n?" if _literal(p.key_suffix).endswith("\n") else "")
+            key_suffix = key_suffix[:-3] + (r"[^\S\n]*\n?" if literal_text(p.key_suffix).endswith("\n") else "")
         key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + key_suffix)
-        suffix_re = _compiled(pattern_regex(p.value_suffix)) if _literal(p.value_suffix).strip() else None
+        suffix_re = _compiled(pattern_regex(p.value_suffix)) if literal_text(p.value_suffix).strip() else None
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
         next_key = _first_literal(p.key_prefix) if suffix_re is not None else ""  # a value left unclosed
         stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
                                  _first_literal(self.syntax.call_close), next_key) if lit]
-        trim_end = _literal(p.value_suffix).startswith("\n")
+        trim_end = literal_text(p.value_suffix).startswith("\n")
         while True:
             if args and sep_re is not None:
                 m = sep_re.match(body, pos)
@@ -463,7 +431,7 @@ class CallParser:
                 if m is None and next_key and key_re.match(body, pos):
                     continue  # `<parameter=a>\nx\n<parameter=b>`: the model skipped a closing tag
                 if m is None:
-                    raise ToolParseError(f"the value of {name}.{key} is not closed by {_literal(p.value_suffix)!r}")
+                    raise ToolParseError(f"the value of {name}.{key} is not closed by {literal_text(p.value_suffix)!r}")
                 pos = m.end()
         if close_re is not None:
             m = close_re.match(body, pos)
@@ -569,12 +537,6 @@ def _call_end(text: str, pos: int) -> int | None:
     if paren < 0 or text[m.end():paren].strip():
         return None
     return bracket_end(text, paren)
-
-
-def _literal(pattern: Pattern | str) -> str:
-    if isinstance(pattern, str):
-        return pattern
-    return "".join(p for p in pattern if p not in (NAME, ID, INDEX, ANY))
 
 
 def _first_literal(pattern: Pattern) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from ..analysis.syntax import HOLES, CallSyntax
+from ..analysis.syntax import CallSyntax, literal_text
 from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
 from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
@@ -30,10 +30,6 @@ _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|too
 
 def _joined(pieces: list[Any]) -> str:
     return "".join(p.text if isinstance(p, Mark) else p for p in pieces)
-
-
-def _literal(pattern: Sequence[str]) -> str:
-    return "".join(p for p in pattern if p not in HOLES)
 
 
 def _tokens(literal: str, markup: Any) -> list[str]:
@@ -225,7 +221,7 @@ class TurnParser:
 
     def _may_start_call(self, s: str) -> bool:
         for syntax in self._anchored:
-            lit = _literal(syntax.call_open).strip() or syntax.section_open.strip()
+            lit = literal_text(syntax.call_open).strip() or syntax.section_open.strip()
             if syntax.shape == "json" or syntax.list_wrapped:
                 if s[0] in "{[" or (lit and (s.startswith(lit) or lit.startswith(s))):
                     return True
@@ -274,7 +270,7 @@ class TurnParser:
 
     def _anchored_prefix_fails(self, syntax: CallSyntax, text: str) -> bool:
         """A name-first call (functionary `name\\n{…}`): give up once the text cannot be `name` + `between`."""
-        lit = _literal(syntax.call_open).strip() or syntax.section_open.strip()
+        lit = literal_text(syntax.call_open).strip() or syntax.section_open.strip()
         if lit and lit.startswith(text):
             return False  # still reading the opener (firefunction's `functools`)
         body = text[len(lit):].lstrip() if lit and text.startswith(lit) else text
@@ -284,7 +280,7 @@ class TurnParser:
         if m is None:
             return bool(body)
         rest = body[m.end():]
-        between = _literal(syntax.between)
+        between = literal_text(syntax.between)
         if not rest:
             return len(body) > 64
         return not (rest.startswith(between) or between.startswith(rest) or rest.lstrip().startswith(between.strip()))
@@ -420,18 +416,19 @@ class TurnParser:
     # -- syntax literals --
     @staticmethod
     def _literals(syntax: CallSyntax) -> list[str]:
-        lits = [syntax.section_open, syntax.section_close, _literal(syntax.call_open), _literal(syntax.call_close),
-                _literal(syntax.between)]
+        lits = [syntax.section_open, syntax.section_close, literal_text(syntax.call_open),
+                literal_text(syntax.call_close), literal_text(syntax.between)]
         if syntax.params is not None:
             p = syntax.params
-            lits += [_literal(p.key_prefix), _literal(p.key_suffix), _literal(p.value_suffix), p.string_quote]
+            lits += [literal_text(p.key_prefix), literal_text(p.key_suffix), literal_text(p.value_suffix),
+                     p.string_quote]
         return [lit for lit in lits if lit.strip()]
 
     def _ender_marks(self, markup: Any) -> set[str]:
         """Marks after which the buffered calls can be parsed: the last token of a call's or a section's close."""
         out: set[str] = set()
         for syntax in self._calls:
-            for lit in (_literal(syntax.call_close), syntax.section_close):
+            for lit in (literal_text(syntax.call_close), syntax.section_close):
                 toks = _tokens(lit, markup) if markup is not None else []
                 stripped = lit.strip()
                 if toks:

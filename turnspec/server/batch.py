@@ -8,11 +8,14 @@ its reader's stop, its token budget, or a failure; each has its own sampling and
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..chat import TurnFeed, TurnResult
 from ..engines.base import Sampled
-from .worker import NO_JOB, Finished, GenerationWorker, Job
+from .jobs import NO_JOB, Finished, Job
+
+if TYPE_CHECKING:
+    from .worker import GenerationWorker
 
 
 class BatchRun:

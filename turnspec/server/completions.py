@@ -14,12 +14,15 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from pydantic import ValidationError
 
 from ..chat import GenerationOptions
 from .protocol import APIError, GenerationRequest, bad, check_prompt_chars, sampling, validation_error
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 OPENAI_DEFAULT_MAX_TOKENS = 16
 
@@ -126,7 +129,7 @@ def encode_completion(model: Any, call: CompletionCall) -> tuple[RawPrompt, Gene
     return RawPrompt(ids, "", stop_ids), options
 
 
-def _with_bos(spec: Any, ids: list[int]) -> list[int]:
+def _with_bos(spec: ModelSpec, ids: list[int]) -> list[int]:
     bos = spec.special_tokens.get("bos_token")
     bos_id = spec.token_id(bos) if bos else None
     if bos_id is None or not spec.tokenizer_adds_bos or (ids and ids[0] == bos_id):
@@ -134,7 +137,7 @@ def _with_bos(spec: Any, ids: list[int]) -> list[int]:
     return [bos_id, *ids]
 
 
-def completion_reader(spec: Any, prompt: RawPrompt, stop_strings: tuple[str, ...]) -> Any:
+def completion_reader(spec: ModelSpec, prompt: RawPrompt, stop_strings: tuple[str, ...]) -> Any:
     """The streaming reader for raw text: stops and control tokens as for chats, no reasoning or tool parsing."""
     return spec.reader("", extra_stop_strings=stop_strings, stop_ids=prompt.stop_ids, reasoning="none",
                        call_format="none", turn_headers=(), content_markers=("", ""), content_prefix="", prompt_tail="",

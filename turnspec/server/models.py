@@ -16,11 +16,14 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..chat import system_role_error
 from ..errors import TemplateError, TurnspecError
 from .protocol import APIError, ServeDefaults
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 log = logging.getLogger("turnspec.server")
 
@@ -30,7 +33,7 @@ class ServedModel:
     """One model the server can load: its spec, how to load its weights, and what it can do."""
 
     id: str
-    spec: Any
+    spec: ModelSpec
     engine_name: str | None = None
     engine_options: dict[str, Any] = field(default_factory=dict)
     defaults: ServeDefaults = field(default_factory=ServeDefaults)
@@ -216,7 +219,7 @@ def expected_context_length(files: Any, engine_name: str, n_ctx: int | None) -> 
     return min(trained, n_ctx) if n_ctx else trained
 
 
-def served_model(model_id: str, spec: Any, *, engine_name: str | None = None, n_ctx: int | None = None,
+def served_model(model_id: str, spec: ModelSpec, *, engine_name: str | None = None, n_ctx: int | None = None,
                  defaults: ServeDefaults | None = None, notices: list[str] | None = None,
                  parallel: int = 1, threads: int | None = None) -> ServedModel:
     """A ServedModel for `spec`, with its engine (given, or picked by kind), expected context and footprint.

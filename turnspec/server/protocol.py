@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..chat import GenerationOptions
 from ..errors import TemplateError, TurnspecError
+
+if TYPE_CHECKING:
+    from ..spec import ModelSpec
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 # Template variables a request may not set through chat_template_kwargs: they are the render call's own arguments.
@@ -383,7 +386,7 @@ def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rest
 
 
-def encode_prompt(spec: Any, call: ChatCall, context_length: int,
+def encode_prompt(spec: ModelSpec, call: ChatCall, context_length: int,
                   backend: str | None = "gbnf", max_prompt_chars: int | None = None) -> tuple[Any, GenerationOptions]:
     """Render + tokenize the request; the generation budget is what the context still holds; a forced call or
     JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s.
@@ -425,7 +428,7 @@ def encode_prompt(spec: Any, call: ChatCall, context_length: int,
     return enc, plan_constraint(spec, enc.text, options, backend)
 
 
-def plan_constraint(spec: Any, prompt_text: str, options: GenerationOptions, backend: str | None) -> GenerationOptions:
+def plan_constraint(spec: ModelSpec, prompt_text: str, options: GenerationOptions, backend: str | None) -> GenerationOptions:
     """The options with the turn's constraint (forced call, JSON answer); a 400 naming what cannot be enforced."""
     from ..chat import constrained
     from ..constrain import ConstraintError

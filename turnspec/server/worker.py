@@ -12,53 +12,19 @@ cancelled sequence frees its slot at once, and a job for another model waits unt
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import queue
 import threading
 from dataclasses import dataclass
-import logging
 from typing import Any, Callable
 
-from ..chat import GenerationOptions, TurnResult, stream_turn
-
-
-@dataclass
-class Finished:
-    """The last item a job's queue receives: the turn's numbers, or why it failed."""
-
-    result: TurnResult
-    error: BaseException | None = None
-    skipped: bool = False
-
-
-class Job:
-    """One request's generation: its model, prompt, options, cancel flag and the asyncio queue its events arrive on.
-
-    `reader`/`stop_ids` replace the chat reader and the model's halt ids (raw completions). Create it on the event
-    loop's thread (it binds to the running loop).
-    """
-
-    def __init__(self, model: Any, enc: Any, options: GenerationOptions, *, reader: Any = None,
-                 stop_ids: Any = None):
-        self.model = model
-        self.enc = enc
-        self.options = options
-        self.reader = reader
-        self.stop_ids = stop_ids
-        self.cancel = threading.Event()
-        self.events: asyncio.Queue[Any] = asyncio.Queue()
-        self._loop = asyncio.get_running_loop()
-
-    def emit(self, item: Any) -> None:
-        """Called from the worker thread. A closed loop (server shutting down) cancels the job."""
-        try:
-            self._loop.call_soon_threadsafe(self.events.put_nowait, item)
-        except RuntimeError:
-            self.cancel.set()
+from ..chat import TurnResult, stream_turn
+from .batch import run_batch
+from .jobs import NO_JOB, Finished, Job
 
 
 log = logging.getLogger("turnspec.server")
-NO_JOB = object()  # "the queue had nothing" (None in the queue is the stop sentinel)
+__all__ = ["NO_JOB", "Finished", "GenerationWorker", "Job", "QueueFull", "WorkerStats"]
 
 
 class QueueFull(Exception):
@@ -153,8 +119,6 @@ class GenerationWorker:
             with self._lock:
                 self.stats.parallel = int(getattr(engine, "parallel", 1) or 1)
             if self.stats.parallel > 1:
-                from .batch import run_batch
-
                 left = run_batch(self, engine, job)
                 if left is not NO_JOB:
                     carried.append(left)
