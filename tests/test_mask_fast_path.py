@@ -20,13 +20,18 @@ def test_a_refused_shape_is_skipped_not_fatal():
     assert mask_by_header(spec) is True  # the three shapes without a system message qualify it
 
 
-def test_a_bug_while_rendering_a_probe_raises(smollm2_dir, monkeypatch):
-    spec = turnspec.load(smollm2_dir)
-    spec.analysis, spec.markup  # learned before the render breaks
+def test_a_bug_in_the_mask_check_raises(smollm2_dir, monkeypatch):
+    """A template that raises is a refused shape (the Prober's job); a bug in turnspec's own span code is not."""
+    import turnspec.encoding as encoding
+    from turnspec.analysis.masks import learn_mask_by_header
+    from turnspec.analysis.probes import Prober
 
-    def broken_render(*args, **kwargs):
+    spec = turnspec.load(smollm2_dir)
+    analysis = spec.analysis  # learned (or shared from the analysis cache) before the check breaks
+
+    def broken(*args, **kwargs):
         raise KeyError("a bug, not a template refusing a shape")
 
-    monkeypatch.setattr(spec, "render", broken_render)
+    monkeypatch.setattr(encoding, "spans_by_header", broken)
     with pytest.raises(KeyError, match="a bug"):
-        mask_by_header(spec)
+        learn_mask_by_header(Prober(spec), analysis)

@@ -12,12 +12,13 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..affixes import common_prefix, common_suffix
 from ..errors import TurnspecError
 from ..template import template_variables
 from .markup import Markup
 from .probes import (ARGS_A, ARGS_B, CONTENT, DEVELOPER, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B,
                      REASONING, REASONING_SWITCHES, SYSTEM, TOOL_RESULT, TOOLS, UNKNOWN_ROLE, USER, USER_2, Prober,
-                     assistant, call, common_prefix, common_suffix, user)
+                     assistant, call, user)
 
 # Role words a template writes as plain text in a header (`system\n`, `User:`): not part of a default's text.
 ROLE_WORDS = frozenset({"system", "user", "assistant", "developer", "tool", "ipython", "model", "bot", "human"})

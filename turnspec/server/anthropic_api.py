@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 
 from ..reader.events import STOP_STRING, Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
 from .anthropic_wire import anthropic_error, tool_use_id, translate
-from .core import ServerCore, failure_body
+from .core import SSEResponse, ServerCore, failure_body
 from .protocol import encode_prompt
 from .worker import Finished, Job
 
@@ -172,7 +172,6 @@ def sse_event(name: str, data: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------ routes
 def register(app: FastAPI, core: ServerCore) -> None:
     """The Messages routes, with errors under /v1/messages in Anthropic's shape."""
-    from .app import _SSEResponse
 
     core.error_shape(PREFIX, anthropic_error)
 
@@ -187,7 +186,7 @@ def register(app: FastAPI, core: ServerCore) -> None:
         asm = BlockAssembler(call.tools_enabled, call.stop)
         mid = new_message_id()
         if wire.stream:
-            return _SSEResponse(_stream(job, asm, mid, served.id), on_close=job.cancel.set)
+            return SSEResponse(_stream(job, asm, mid, served.id), on_close=job.cancel.set)
         item = await core.finish_whole(job, request, asm.add)
         if isinstance(item, JSONResponse):
             return item

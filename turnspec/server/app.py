@@ -16,13 +16,13 @@ from typing import Any, AsyncIterator, Callable, Iterable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..reader.events import Done
 from . import anthropic_api, metrics, ollama_api, responses_api
 from . import completions as raw
-from .core import ServerCore, failure_body, server_error
+from .core import SSEResponse, ServerCore, failure_body, server_error
 from .guard import RequestGuard, default_max_body_bytes
 from .logprobs import SampledLog, check_engine
 from .models import ModelManager, ServedModel
@@ -35,23 +35,6 @@ PROTOCOLS: list[Callable[[FastAPI, ServerCore], None]] = [anthropic_api.register
                                                           ollama_api.register, metrics.register]
 
 log = logging.getLogger("turnspec.server")
-
-
-class _SSEResponse(StreamingResponse):
-    """A streaming response that runs `on_close` however it ends: a client that leaves cancels its generation."""
-
-    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]):
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._on_close = on_close
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        except asyncio.CancelledError:  # the server is shutting down with this stream still open: end it quietly
-            log.info("stream closed by server shutdown")
-        finally:
-            self._on_close()
 
 
 def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
@@ -155,7 +138,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         job = await core.start_chat(served, call)
         cid = new_completion_id()
         if call.stream:
-            return _SSEResponse(_stream(job, call, cid, served.id), on_close=job.cancel.set)
+            return SSEResponse(_stream(job, call, cid, served.id), on_close=job.cancel.set)
         return await _whole(core, job, call, cid, served.id, request)
 
     @app.post("/v1/completions")
@@ -172,7 +155,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         core.submit(job)
         cid = raw.new_completion_id()
         if call.stream:
-            return _SSEResponse(_stream_text(job, call, cid, served.id), on_close=job.cancel.set)
+            return SSEResponse(_stream_text(job, call, cid, served.id), on_close=job.cancel.set)
         return await _whole_text(core, job, call, cid, served.id, request)
 
     for register in PROTOCOLS:

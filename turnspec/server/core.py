@@ -13,15 +13,16 @@ import asyncio
 import hmac
 import logging
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, AsyncIterator, Callable
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..errors import TurnspecError
 from .models import ModelManager, ServedModel
 from .protocol import APIError, ChatCall, decode_body, encode_prompt, error_body, merge_system, parse_request
-from .worker import Finished, GenerationWorker, Job, QueueFull
+from .jobs import Finished, Job
+from .worker import GenerationWorker, QueueFull
 
 log = logging.getLogger("turnspec.server")
 DISCONNECT_POLL_S = 0.2
@@ -146,3 +147,20 @@ async def _watch_disconnect(request: Request, job: Job) -> None:
         await asyncio.sleep(DISCONNECT_POLL_S)
         if await request.is_disconnected():
             job.cancel.set()
+
+
+class SSEResponse(StreamingResponse):
+    """A streaming response that runs `on_close` however it ends: a client that leaves cancels its generation."""
+
+    def __init__(self, content: AsyncIterator[str], on_close: Callable[[], None]):
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._on_close = on_close
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:  # the server is shutting down with this stream still open: end it quietly
+            log.info("stream closed by server shutdown")
+        finally:
+            self._on_close()

@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from . import completions as raw
-from .core import ServerCore, failure_body
+from .core import SSEResponse, ServerCore, failure_body
 from .models import ServedModel
 from .ollama_request import chat_body, completion_body, generate_body
 from .protocol import APIError
@@ -226,9 +226,8 @@ async def _stream(job: Job, fold: ChatFold, started: float) -> AsyncIterator[str
 
 
 def _ndjson(lines: AsyncIterator[str], job: Job) -> Any:
-    from .app import _SSEResponse  # (app imports this module)
 
-    response = _SSEResponse(lines, on_close=job.cancel.set)  # a client that leaves cancels its generation
+    response = SSEResponse(lines, on_close=job.cancel.set)  # a client that leaves cancels its generation
     response.media_type = NDJSON
     response.headers["content-type"] = NDJSON
     return response

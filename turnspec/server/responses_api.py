@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from .core import ServerCore, failure_body
+from .core import SSEResponse, ServerCore, failure_body
 from .logprobs import SampledLog
 from .protocol import APIError
 from .responses_input import INCLUDE_REASONING, ResponsesRequest, chat_body, parse_responses, renamed
@@ -64,7 +64,6 @@ class ResponseStore:
 
 
 def register(app: FastAPI, core: ServerCore) -> None:
-    from .app import _SSEResponse
 
     store = ResponseStore(getattr(app.state, "responses_store_size", DEFAULT_STORE_SIZE))
     app.state.responses = store
@@ -93,7 +92,7 @@ def register(app: FastAPI, core: ServerCore) -> None:
                    OutputFold(call.tools_enabled, reasoning_echo=INCLUDE_REASONING in (req.include or ()),
                               sampled=sampled))
         if req.stream:
-            return _SSEResponse(run.stream(job), on_close=job.cancel.set)
+            return SSEResponse(run.stream(job), on_close=job.cancel.set)
         item = await core.finish_whole(job, request, run.fold.add)
         if isinstance(item, JSONResponse):
             return item
