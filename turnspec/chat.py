@@ -42,6 +42,9 @@ class TurnResult:
     time_to_first_token_s: float | None = None
     total_s: float = 0.0
     notices: list[str] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)  # the sampled ids, verbatim (sessions keep them)
+    # prompt ids whose KV cache the engine reused from an earlier turn (None: the engine does not say)
+    cached_tokens: int | None = None
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -116,6 +119,7 @@ class TurnFeed:
         if self.generated == 0:
             self.result.time_to_first_token_s = time.perf_counter() - self.started
         self.generated += 1
+        self.result.completion_ids.append(int(token))
         return self.reader.feed_token(token)
 
     def finish(self, cancelled: bool = False) -> list[Event]:
@@ -156,6 +160,7 @@ def stream_turn(spec: Any, engine: Any, enc: Any, options: GenerationOptions, re
         close = getattr(steps, "close", None)
         if close is not None:
             close()
+    result.cached_tokens = getattr(engine, "last_reused", None)
     yield from turn.finish(cancelled=cancel is not None and cancel.is_set())
 
 

@@ -58,6 +58,8 @@ class EngineBase:
     context_length: int = 0
     constrain_backend: str | None = "llguidance"  # how `constraint` is enforced: "gbnf" (llama.cpp), "llguidance"
     parallel: int = 1  # sequences decoded together (the llama.cpp engine's batch)
+    # prompt ids the last generation found in the KV cache and did not evaluate again (None: not known)
+    last_reused: int | None = None
 
     _cached_ids: Sequence[int] = ()
 

@@ -25,6 +25,7 @@ class BatchRun:
         self.turn = TurnFeed(job.model.spec, job.enc, options, self.result, reader=job.reader, stop_ids=job.stop_ids)
         self.seq = engine.batcher.start([int(t) for t in job.enc.ids], temperature=options.temperature,
                                         top_p=options.top_p, seed=options.seed, constraint=options.constraint)
+        self.result.cached_tokens = self.seq.reused
 
     def take(self, token: int) -> bool:
         """Read one sampled token; True when the request is complete."""
