@@ -21,6 +21,7 @@ _LAZY = {
     "Encoding": "turnspec.encoding",
     "Conversation": "turnspec.conversation",
     "Turn": "turnspec.conversation",
+    "open_engine": "turnspec.conversation",
     "Session": "turnspec.session",
     "SessionError": "turnspec.session",
     "StopSet": "turnspec.stops",

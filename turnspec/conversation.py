@@ -26,6 +26,14 @@ from .errors import TurnspecError
 HISTORIES = ("exact", "rerender")
 
 
+def open_engine(spec: Any, engine: str | None = None, **options: Any) -> Any:
+    """Load `spec`'s weights (`spec.files.path`) into the engine named (llamacpp, mlx, transformers; default: the
+    one its kind calls for). `options` go to the engine (`n_ctx`, `n_threads`, ...). Close it when done."""
+    from .engines import load_engine
+
+    return load_engine(engine, spec.files.path, **options)
+
+
 @dataclass
 class Turn:
     """One assistant turn: the parsed message, the ids it was sampled as, and the prompt it continued."""
@@ -51,9 +59,7 @@ class Conversation:
         self.spec = spec
         self._owns_engine = engine is None or isinstance(engine, str)
         if self._owns_engine:  # the spec's own weights, in the engine named (default: by the model's kind)
-            from .engines import load_engine
-
-            engine = load_engine(engine, spec.files.path)
+            engine = open_engine(spec, engine)
         self.engine = engine
         self.tools = list(tools) if tools else None
         self.history = history
