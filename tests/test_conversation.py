@@ -5,6 +5,7 @@ evaluates only those new tokens (its KV cache holds the rest)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import pytest
@@ -124,3 +125,15 @@ def test_an_interrupted_turn_is_kept_as_sampled_and_closed_as_prompt_context(smo
     sample = conv.training_sample()
     end = len(cut.prompt_ids) + len(cut.ids)
     assert sample.labels[end] == -100  # the close was added as context, not trained on
+
+
+def test_run_cli_rerender_flag_and_the_cached_count_in_the_status_line(smollm2_gguf):
+    import os
+    import subprocess
+    import sys
+
+    for flag in ([], ["--rerender"]):
+        proc = subprocess.run([sys.executable, "-m", "turnspec.cli", "run", "-p", "Hi", "--max-tokens", "3", "-v",
+                               *flag], capture_output=True, text=True, timeout=180, env={**os.environ, "NO_COLOR": "1"})
+        assert proc.returncode == 0, proc.stderr
+        assert re.search(r"prompt \d+ \(0 cached\)", proc.stderr), proc.stderr  # one turn: nothing to reuse
