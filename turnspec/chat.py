@@ -1,5 +1,6 @@
-"""A chat session: history re-rendered through the model's template every turn, generation stopped by turnspec's
-stop set, output read by the streaming reader. The `run` command, the server and library users share it.
+"""A chat session: history kept as exact ids across turns (turnspec.conversation), or re-rendered through the
+model's template every turn; generation stopped by turnspec's stop set, output read by the streaming reader. The
+`run` command and the server share the turn machinery here; library users have turnspec.Conversation.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ class TurnResult:
     time_to_first_token_s: float | None = None
     total_s: float = 0.0
     notices: list[str] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)  # the sampled ids, verbatim (sessions keep them)
+    # prompt ids whose KV cache the engine reused from an earlier turn (None: the engine does not say)
+    cached_tokens: int | None = None
 
     @property
     def tokens_per_s(self) -> float | None:
@@ -71,7 +75,8 @@ class TurnResult:
             "content": self.content, "reasoning": self.reasoning, "tool_calls": self.tool_calls,
             "finish_reason": self.finish_reason, "stopped_by": self.stopped_by,
             "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
-                      "total_tokens": self.prompt_tokens + self.completion_tokens},
+                      "total_tokens": self.prompt_tokens + self.completion_tokens,
+                      "cached_tokens": self.cached_tokens},
             "timings": {"time_to_first_token_s": self.time_to_first_token_s, "total_s": self.total_s,
                         "tokens_per_s": self.tokens_per_s},
             "notices": self.notices,
@@ -120,6 +125,7 @@ class TurnFeed:
         if self.generated == 0:
             self.result.time_to_first_token_s = time.perf_counter() - self.started
         self.generated += 1
+        self.result.completion_ids.append(int(token))
         return self.reader.feed_token(token)
 
     def finish(self, cancelled: bool = False) -> list[Event]:
@@ -169,6 +175,7 @@ def stream_turn(spec: ModelSpec, engine: Any, enc: Any, options: GenerationOptio
         close = getattr(steps, "close", None)
         if close is not None:
             close()
+    result.cached_tokens = getattr(engine, "last_reused", None)
     yield from turn.finish(cancelled=cancel is not None and cancel.is_set())
 
 
@@ -192,9 +199,16 @@ class ChatSession:
     """Multi-turn chat with one model on one engine. Not thread-safe: one turn at a time."""
 
     def __init__(self, spec: ModelSpec, engine: Any, *, system: str | None = None, system_mode: str = "merge",
-                 options: GenerationOptions | None = None, template_kwargs: dict[str, Any] | None = None):
+                 options: GenerationOptions | None = None, template_kwargs: dict[str, Any] | None = None,
+                 history: str = "exact"):
         if system_mode not in ("merge", "error"):
             raise TurnspecError(f"--system-mode {system_mode!r}: choose merge or error")
+        if history not in ("exact", "rerender"):
+            raise TurnspecError(f"history {history!r}: choose exact or rerender")
+        # "exact": the ids of earlier turns are kept as sampled and only new tokens are evaluated each turn;
+        # "rerender": the template renders the whole history every turn (turns it rewrites are evaluated again)
+        self.history_mode = history
+        self._conv: Any = None  # the Conversation holding the exact ids ("exact")
         self.spec = spec
         self.engine = engine
         self.options = options or GenerationOptions()
@@ -252,14 +266,51 @@ class ChatSession:
     def stream(self, user_text: str, cancel: threading.Event | None = None) -> Iterator[Event]:
         """Send a user message; yield the reader's events as tokens arrive. `self.last` holds the TurnResult after."""
         self.history.append({"role": "user", "content": user_text})
-        enc, notices = self.encode_prompt(self.history)
-        if self.on_prompt is not None:
-            self.on_prompt(enc)
-        result = TurnResult(notices=notices)
-        options = constrained(self.spec, getattr(self.engine, "constrain_backend", None), enc.text, self.options)
-        yield from stream_turn(self.spec, self.engine, enc, options, result, cancel=cancel)
+        try:
+            enc, notices = self._exact_prompt() if self.history_mode == "exact" else self.encode_prompt(self.history)
+            if self.on_prompt is not None:
+                self.on_prompt(enc)
+            result = TurnResult(notices=notices)
+            options = constrained(self.spec, getattr(self.engine, "constrain_backend", None), enc.text, self.options)
+            yield from stream_turn(self.spec, self.engine, enc, options, result, cancel=cancel)
+        except BaseException:
+            self.history.pop()
+            if self._conv is not None:
+                self._conv.abandon()
+            raise
+        if self.history_mode == "exact":
+            self._conv.complete(result)
         self.history.append(result.assistant_message())
         self.last = result
+
+    def _exact_prompt(self) -> tuple[Any, list[str]]:
+        """The next prompt from the kept ids: the earlier ids verbatim + the new user turn. The first turn, and a
+        turn that no longer fits the context (oldest turns dropped), start a new Conversation from the history."""
+        from .conversation import Conversation
+        from .session import SessionError
+
+        notices: list[str] = []
+        limit = getattr(self.engine, "context_length", 0) or 0
+        fits = lambda e: not limit or len(e.ids) + self.options.max_tokens <= limit  # noqa: E731
+        if self._conv is not None:
+            try:
+                enc = self._conv.prompt([self.history[-1]])
+            except SessionError as exc:
+                notices.append(f"the exact history cannot be continued ({exc.reason}: {exc}); this turn "
+                               "re-renders the conversation through the template")
+                enc = self._conv.prompt([self.history[-1]], rerender=True)
+            if fits(enc):
+                return enc, notices
+            self._conv.abandon()
+        self._conv = Conversation(self.spec, self.engine, tools=self.options.tools, **self.template_kwargs)
+        enc = self._conv.prompt(self.conversation(self.history))
+        if not fits(enc):
+            self._conv.abandon()
+            _, dropped = self.encode_prompt(self.history)  # drops the oldest turns until the prompt fits
+            notices += dropped
+            self._conv = Conversation(self.spec, self.engine, tools=self.options.tools, **self.template_kwargs)
+            enc = self._conv.prompt(self.conversation(self.history))
+        return enc, notices
 
     def ask(self, user_text: str) -> TurnResult:
         """Non-streaming: one whole turn."""

@@ -150,6 +150,25 @@ class Session:
         """The conversation as the session holds it (sampled turns as read back)."""
         return copy.deepcopy(self._messages)
 
+    @property
+    def prompt_text(self) -> str:
+        """The rendering the next completion continues (what a reader of that completion is given as the prompt)."""
+        return self._prompt_text
+
+    @property
+    def state(self) -> str:
+        """"new", "prompted" (a prompt waits for its completion) or "completed" (ready for `extend`)."""
+        return self._state
+
+    def fork(self) -> "Session":
+        """An independent copy: extending it leaves this one as it is (a server continues one conversation from
+        several later requests, a rollout branches). Costs a copy of the id lists, never a render."""
+        other = copy.copy(self)
+        other._ids, other._owner, other._sampled = list(self._ids), list(self._owner), list(self._sampled)
+        other._messages = copy.deepcopy(self._messages)
+        other.notes, other.rerenders = list(self.notes), list(self.rerenders)
+        return other
+
     def prompt_ids(self, messages: Sequence[Mapping[str, Any]]) -> list[int]:
         """The first prompt: `messages` rendered with the generation prompt and tokenized (BOS as `spec.encode`)."""
         if self._state != "new":

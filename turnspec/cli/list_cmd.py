@@ -179,13 +179,13 @@ def _print_deep(entries: list[Any], reports: dict[str, Any]) -> None:
     from ..onboard.report import summary_row
 
     table = _table("turnspec list --deep: chat model coverage",
-                   ["NAME", "FILES", "PROMPT", "SYSTEM", "TOOLS", "REASONING", "STOPS", "WARNINGS"],
+                   ["NAME", "FILES", "PROMPT", "SYSTEM", "TOOLS", "REASONING", "HISTORY", "STOPS", "WARNINGS"],
                    [_display_name(e) for e in entries])
     onboarded = failed = 0
     for e in entries:
         report = reports.get(e.name)
         if report is None:
-            table.add_row(_display_name(e), _files_cell(e), "-", "-", "-", "-", "-", "not onboarded")
+            table.add_row(_display_name(e), _files_cell(e), "-", "-", "-", "-", "-", "-", "not onboarded")
             continue
         onboarded += 1
         s = summary_row(report)
@@ -193,7 +193,7 @@ def _print_deep(entries: list[Any], reports: dict[str, Any]) -> None:
         failed += bool(error)
         warnings = str(s["warnings"]) if not error else f"{s['warnings']}; ERROR: {error[:90]}{'…' if len(error) > 90 else ''}"
         table.add_row(_display_name(e), _files_cell(e), s["format"], str(s["system"]), str(s["tools"]),
-                      str(s["reasoning"]), str(s["stops"]), warnings)
+                      str(s["reasoning"]), str(s["history"]), str(s["stops"]), warnings)
     console = _console()
     console.print(table)
     console.print(f"{onboarded} models onboarded, {failed} with errors", markup=False)

@@ -46,13 +46,15 @@ def run(
     tool_choice: Optional[str] = typer.Option(None, "--tool-choice", help="auto | none | required | NAME: 'required' or a function NAME forces a call (by grammar, in the template's call syntax)."),
     json_schema: Optional[Path] = typer.Option(None, "--json-schema", help="JSON file: a JSON schema every answer must follow (by grammar); '{}' for any JSON object."),
     show_prompt: bool = typer.Option(False, "--show-prompt", help="Print each turn's rendered prompt (stderr)."),
+    rerender: bool = typer.Option(False, "--rerender", help="Render the whole conversation through the template every turn (what the template shows the model: some drop past reasoning or re-serialize tool arguments, and every token from the first change on is evaluated again). Default: earlier turns are kept as the exact ids the model sampled and only the new tokens are evaluated."),
     profiles: Path = typer.Option(Path("config/models"), "--profiles", help="Where saved model profiles are (their pinned overrides are applied)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Status line after each answer; notes on system prompt handling."),
 ) -> None:
     """Chat with a model, correctly framed and stopped. Type 'exit' or 'quit' to end."""
     with fail_cleanly("run", as_json):
         _run(model, prompt, system, system_mode, max_tokens, temperature, top_p, seed, show_reasoning, as_json, engine,
-             n_ctx, stop, kw, template, show_prompt, profiles, verbose, tools, tool_choice, json_schema, threads)
+             n_ctx, stop, kw, template, show_prompt, profiles, verbose, tools, tool_choice, json_schema, threads,
+             rerender)
 
 
 def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], system_mode: Optional[str],
@@ -60,7 +62,7 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
          as_json: bool, engine: Optional[str], n_ctx: Optional[int], stop: Optional[list[str]],
          kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool,
          tools: Optional[Path] = None, tool_choice: Optional[str] = None, json_schema: Optional[Path] = None,
-         threads: Optional[int] = None) -> None:
+         threads: Optional[int] = None, rerender: bool = False) -> None:
     from ..chat import ChatSession, GenerationOptions
 
     spec, pins = load_pinned_spec(model, template, profiles)
@@ -76,7 +78,8 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
                                 stop_strings=tuple(stop or ()), tools=_tools(tools),
                                 tool_choice=_tool_choice(tool_choice), response_format=_response_format(json_schema))
     session = ChatSession(spec, eng, system=system, system_mode=system_mode or pins.system_mode or "merge",
-                          options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)})
+                          options=options, template_kwargs={**pins.template_kwargs, **parse_kwargs(kw)},
+                          history="rerender" if rerender else "exact")
     ui = _Terminal(show_reasoning=show_reasoning, as_json=as_json, verbose=verbose)
     if show_prompt:
         session.on_prompt = lambda enc: ui.err.print(enc.text, style="dim", markup=False, end="\n")
@@ -222,7 +225,9 @@ class _Terminal:
         if self.verbose:
             tps = f"{result.tokens_per_s:.1f} tok/s" if result.tokens_per_s else "n/a tok/s"
             ttft = f"{result.time_to_first_token_s * 1000:.0f} ms" if result.time_to_first_token_s else "n/a"
-            self.note(f"[{result.completion_tokens} tokens, {tps}, first token {ttft}, "
+            cached = f", prompt {result.prompt_tokens} ({result.cached_tokens} cached)" \
+                if result.cached_tokens is not None else f", prompt {result.prompt_tokens}"
+            self.note(f"[{result.completion_tokens} tokens, {tps}, first token {ttft}{cached}, "
                       f"finish {result.finish_reason}{' on ' + result.stopped_by if result.stopped_by else ''}]")
 
     @staticmethod

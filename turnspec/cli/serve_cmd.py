@@ -40,6 +40,7 @@ def serve(
     system_mode: Optional[str] = typer.Option(None, "--system-mode",
                                               help="When the template rejects a system role: error (HTTP 400) | merge (into the first user turn). Default: the profile's pin, else error."),
     max_queue: int = typer.Option(256, "--max-queue", help="Requests that may wait for the engine; more get HTTP 503."),
+    max_sessions: int = typer.Option(128, "--max-sessions", min=0, help="Conversations kept as exact token ids (least recently used out): a request that continues one (its messages = an earlier request's + that answer + new ones) prefills only its new tokens, reported as usage.prompt_tokens_details.cached_tokens. 0: off (every request rendered whole)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads for the llama.cpp and transformers engines. Default: the physical cores not busy with other work (see the README)."),
     parallel: int = typer.Option(4, "--parallel", min=1, help="Requests decoded together in one batch (llama.cpp engine; each keeps the full context, so the KV cache is N times larger). 1: one at a time. Other engines run one at a time."),
     max_memory: Optional[str] = typer.Option(None, "--max-memory", help="Most memory a resident model may take (e.g. 8GB); a bigger swap gets HTTP 503. Default: what the machine has free."),
@@ -56,7 +57,7 @@ def serve(
         _serve(models or [], models_dir or [], host, port, api_key, model_id, engine, n_ctx, template, kw, max_tokens,
                system_mode, max_queue, max_memory, profiles, log_level, as_json, parallel, threads,
                max_body=max_body, allow_origins=allow_origin or [], allow_hosts=allow_host or [],
-               responses_store=responses_store)
+               responses_store=responses_store, max_sessions=max_sessions)
 
 
 def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_key: Optional[str],
@@ -64,7 +65,7 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
            kw: Optional[list[str]], max_tokens: Optional[int], system_mode: Optional[str], max_queue: int,
            max_memory: Optional[str], profiles: Path, log_level: str, as_json: bool, parallel: int = 4,
            threads: Optional[int] = None, *, max_body: Optional[str] = None, allow_origins: list[str] | None = None,
-           allow_hosts: list[str] | None = None, responses_store: int = 256) -> None:
+           allow_hosts: list[str] | None = None, responses_store: int = 256, max_sessions: int = 128) -> None:
     try:
         import fastapi
         import uvicorn
@@ -107,7 +108,7 @@ def _serve(names: list[str], models_dirs: list[Path], host: str, port: int, api_
         manager.acquire(served[0])  # the first model is ready before the first request
         app = create_app(models=manager, api_key=api_key, max_queue=max_queue, max_body_bytes=body_limit,
                          allow_hosts=[*(allow_hosts or []), *_own_names(host)], allow_origins=allow_origins or [],
-                         responses_store_size=responses_store)
+                         responses_store_size=responses_store, max_sessions=max_sessions)
         bound = sock.getsockname()[1]
         url = f"http://{f'[{host}]' if ':' in host else host}:{bound}/v1"
         for m in served:

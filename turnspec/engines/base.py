@@ -71,6 +71,8 @@ class EngineBase:
     constrain_backend: str | None = "llguidance"  # how `constraint` is enforced: "gbnf" (llama.cpp), "llguidance"
     parallel: int = 1  # sequences decoded together (the llama.cpp engine's batch)
     logprobs: bool = False  # `generate(logprobs=k, on_logprobs=...)` reports each token's Sampled (llama.cpp)
+    # prompt ids the last generation found in the KV cache and did not evaluate again (None: not known)
+    last_reused: int | None = None
 
     _cached_ids: Sequence[int] = ()
 

@@ -143,6 +143,7 @@ class LlamaCppEngine(EngineBase):
         batcher = self.batcher
         seq = batcher.start(prompt_ids, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint,
                             logprobs=logprobs)
+        self.last_reused = seq.reused  # the turn's cached prompt tokens (usage.prompt_tokens_details.cached_tokens)
         try:
             while True:
                 token = None

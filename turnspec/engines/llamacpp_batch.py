@@ -37,6 +37,7 @@ class Sequence:
     decoding: bool = False
     logits_at: int = -1  # this step's batch index with this sequence's logits
     done: bool = False
+    reused: int = 0  # prompt ids whose KV cells the slot already held (not evaluated again)
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Batcher:
         sampler = SequenceSampler(self.info, temperature=temperature, top_p=top_p, seed=seed, constraint=constraint,
                                   logprobs=logprobs)
         slot.busy = True
-        seq = Sequence(slot, sampler, list(prompt_ids[reuse:]))
+        seq = Sequence(slot, sampler, list(prompt_ids[reuse:]), reused=reuse)
         self.active.append(seq)
         self.stats.started += 1
         self.stats.prompt_tokens += len(prompt_ids)

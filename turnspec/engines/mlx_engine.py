@@ -76,6 +76,7 @@ class MlxEngine(EngineBase):
         if seed is not None:
             mx.random.seed(seed)
         sampler = self._make_sampler(temp=max(0.0, temperature), top_p=top_p if top_p < 1.0 else 0.0)
+        self.last_reused = len(self._cached_ids)
         pending = prompt_ids[len(self._cached_ids):]
         if constraint is not None:
             yield from self._guided_steps(pending, sampler, self.guide(constraint, self._n_vocab))

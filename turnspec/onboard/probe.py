@@ -198,7 +198,8 @@ class _Onboarding:
         for key, fn in (("bos", self.bos), ("generation_prompt", self.generation_prompt), ("system", self.system),
                         ("roles", self.roles), ("tools", self.tools), ("reasoning", self.reasoning),
                         ("continue_final_message", self.continue_final), ("stops", self.stops),
-                        ("generation_mask", self.generation_mask), ("content_in_markup", self.content_in_markup)):
+                        ("generation_mask", self.generation_mask), ("content_in_markup", self.content_in_markup),
+                        ("history", self.history)):
             self.section(findings, key, fn)
         if prober.timed_out:
             timeout = (f"the chat template of {spec.name} ran past the {self.time_limit_s:g} s time limit "
@@ -209,6 +210,22 @@ class _Onboarding:
         stop_warnings = findings.get("stops", {}).get("warnings", []) if isinstance(findings.get("stops"), dict) else []
         findings["warnings"] = list(dict.fromkeys([*stop_warnings, *self.warnings]))
         return report
+
+    def history(self) -> dict[str, Any]:
+        """Whether re-rendering after a user / tool / assistant message keeps the earlier tokens
+        (spec.prefix_report): what a runner without sessions re-evaluates or trains on wrongly."""
+        found = self.spec.prefix_report()
+        cases = {}
+        for c in found.cases:
+            case: dict[str, Any] = {"extends": c.extends}
+            if c.extends is False:
+                case.update(first_changed_token=c.first_changed_token, reasons=list(c.reasons))
+                if c.fixed_by:
+                    case["fixed_by"] = dict(c.fixed_by)
+            if c.error:
+                case["error"] = c.error
+            cases[c.appended] = case
+        return {"prefix_stable": found.stable, "appending": cases, "lines": found.lines()}
 
     def _check_vocab(self, report: Report) -> None:
         """A corrupt tokenizer.json is an error for the report, not for the template probes: drop the vocabulary."""

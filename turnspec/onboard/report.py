@@ -253,6 +253,13 @@ def format_report(report: Any, *, notices: list[str] | None = None) -> str:
             if eot:
                 text += "\nalso halts on (end of text): " + ", ".join(eot)
         row("stops", text)
+    history = f.get("history")
+    if isinstance(history, dict) and not _problem(history):
+        head = ("re-rendering keeps earlier tokens (sessions and re-renders agree)" if history.get("prefix_stable")
+                else "re-rendering changes earlier tokens: sessions (run, serve) keep the sampled ids instead")
+        row("history", "\n".join([head, *history.get("lines", [])]))
+    elif history is not None:
+        row("history", _problem(history))
     warnings = f.get("warnings") or []
     if warnings:
         row("warnings", "\n".join(f"- {w}" for w in warnings))
@@ -276,6 +283,17 @@ def _tools_short(tools: Any) -> str:
     return ", ".join(parts)
 
 
+def history_summary(history: Any) -> str:
+    """`kept` / `changes: user, tool` (which appended role changes earlier tokens on a re-render) for the table."""
+    if not isinstance(history, dict):
+        return "?"
+    if _problem(history):
+        return "error"
+    changed = [role for role, case in (history.get("appending") or {}).items()
+               if isinstance(case, dict) and case.get("extends") is False]
+    return f"changes: {', '.join(changed)}" if changed else "kept"
+
+
 def summary_row(report: Any) -> dict[str, Any]:
     """One row of the scan coverage table (also the `--json` summary)."""
     f = report.findings or {}
@@ -291,6 +309,7 @@ def summary_row(report: Any) -> dict[str, Any]:
         "tools": _tools_short(f.get("tools")),
         "reasoning": (f["reasoning"].get("format", "?") if isinstance(f.get("reasoning"), dict) else "?"),
         "stops": stops_summary(f.get("stops")) if f.get("stops") is not None else "?",
+        "history": history_summary(f.get("history")),
         "warnings": len(f.get("warnings") or []),
         "error": report.error,
     }

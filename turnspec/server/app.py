@@ -28,6 +28,7 @@ from .logprobs import SampledLog, check_engine
 from .models import ModelManager, ServedModel
 from .protocol import APIError, ChatCall, ServeDefaults, error_body, validation_error
 from .responses import TurnAssembler, chunk_body, completion_body, new_completion_id, sse, usage
+from .sessions import DEFAULT_MAX_SESSIONS, SessionStore
 from .worker import Finished, GenerationWorker, Job
 
 # Other APIs on the same core: each is `register(app, core)` (see core.py). Add yours here.
@@ -40,7 +41,8 @@ log = logging.getLogger("turnspec.server")
 def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None, api_key: str | None = None, *,
                models: ModelManager | None = None, defaults: ServeDefaults | None = None,
                max_queue: int = 256, max_body_bytes: int | None = None, allow_hosts: Iterable[str] = (),
-               allow_origins: Iterable[str] = (), responses_store_size: int = 256) -> FastAPI:
+               allow_origins: Iterable[str] = (), responses_store_size: int = 256,
+               max_sessions: int = DEFAULT_MAX_SESSIONS) -> FastAPI:
     """An OpenAI-compatible app: `spec` on an already loaded `engine` under the name `model_id` (default: the
     spec's name), or the `models` of a ModelManager (several models, loaded on demand, one resident at a time).
 
@@ -48,6 +50,8 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
     `max_body_bytes` (default: `guard.default_max_body_bytes` of the largest context), `allow_hosts` (Host names
     besides localhost and IP addresses) and `allow_origins` (web pages that may call it): see guard.py.
     `responses_store_size`: how many /v1/responses the server keeps for previous_response_id (0: none).
+    `max_sessions`: conversations kept as exact ids so a continuing request prefills only its new tokens (LRU;
+    0: off), see sessions.py.
     """
     if models is None:
         if spec is None or engine is None:
@@ -58,7 +62,7 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         models = ModelManager.preloaded(served, engine)
     worker = GenerationWorker(models, max_queue=max_queue)
     worker.start()
-    core = ServerCore(models, worker, api_key, int(time.time()))
+    core = ServerCore(models, worker, api_key, int(time.time()), SessionStore(max_sessions))
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -113,7 +117,8 @@ def create_app(spec: Any = None, engine: Any = None, model_id: str | None = None
         return {"status": "ok", "model": resident.id if resident is not None else None,
                 "engine": getattr(models.engine, "name", None), "models": list(models.models),
                 "swaps": models.swaps, "last_swap_s": models.last_swap_s, "queued": worker.queued,
-                **asdict(worker.stats), "batch": _batch_stats(models.engine)}
+                **asdict(worker.stats), "batch": _batch_stats(models.engine),
+                "sessions": {"held": len(core.sessions), **asdict(core.sessions.stats)}}
 
     @app.get("/v1/models")
     async def list_models(request: Request) -> dict[str, Any]:
@@ -186,7 +191,8 @@ async def _whole(core: ServerCore, job: Job, call: ChatCall, cid: str, model_id:
     if isinstance(item, JSONResponse):
         return item
     result = item.result
-    body = completion_body(cid, model_id, asm, usage(result.prompt_tokens, result.completion_tokens))
+    body = completion_body(cid, model_id, asm, usage(result.prompt_tokens, result.completion_tokens,
+                                                     result.cached_tokens))
     if log.wanted:
         log.chat_choice(body["choices"][0], log.take())
     if call.token_ids:
@@ -223,7 +229,7 @@ async def _stream(job: Job, call: ChatCall, cid: str, model_id: str) -> AsyncIte
     yield sse(last_chunk)
     if with_usage:
         last = chunk_body(cid, created, model_id, None)
-        last["usage"] = usage(item.result.prompt_tokens, item.result.completion_tokens)
+        last["usage"] = usage(item.result.prompt_tokens, item.result.completion_tokens, item.result.cached_tokens)
         yield sse(last)
     yield sse("[DONE]")
 

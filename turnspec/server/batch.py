@@ -30,6 +30,7 @@ class BatchRun:
         self.seq = engine.batcher.start([int(t) for t in job.enc.ids], temperature=options.temperature,
                                         top_p=options.top_p, seed=options.seed, constraint=options.constraint,
                                         logprobs=options.logprobs)
+        self.result.cached_tokens = self.seq.reused
 
     def take(self, token: int) -> bool:
         """Read one sampled token; True when the request is complete."""

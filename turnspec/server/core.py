@@ -22,6 +22,7 @@ from ..errors import TurnspecError
 from .models import ModelManager, ServedModel
 from .protocol import APIError, ChatCall, decode_body, encode_prompt, error_body, merge_system, parse_request
 from .jobs import Finished, Job
+from .sessions import SessionJob, SessionStore
 from .worker import GenerationWorker, QueueFull
 
 log = logging.getLogger("turnspec.server")
@@ -34,8 +35,10 @@ ErrorShaper = Callable[[int, dict[str, Any]], dict[str, Any]]  # (status, OpenAI
 class ServerCore:
     """The shared machinery behind every route; `app.state.core`."""
 
-    def __init__(self, models: ModelManager, worker: GenerationWorker, api_key: str | None, created: int):
+    def __init__(self, models: ModelManager, worker: GenerationWorker, api_key: str | None, created: int,
+                 sessions: SessionStore | None = None):
         self.models = models
+        self.sessions = sessions if sessions is not None else SessionStore()
         self.worker = worker
         self.api_key = api_key
         self.created = created
@@ -101,10 +104,21 @@ class ServerCore:
         return call
 
     async def start_chat(self, served: ServedModel, call: ChatCall) -> Job:
-        """Render and tokenize the call off the event loop, and queue its generation."""
+        """Render and tokenize the call off the event loop, and queue its generation. A call that continues a kept
+        conversation is extended from its exact ids (sessions.py), and its session is kept after the answer."""
+        kept: list[Any] = []
+
+        def encode(spec: Any, c: ChatCall) -> Any:
+            enc, session = self.sessions.encode(served.id, spec, c)
+            kept.append(session)
+            return enc
+
         enc, options = await asyncio.to_thread(encode_prompt, served.spec, call, served.context_length,
-                                               served.constrain_backend, served.max_prompt_chars)
-        job = Job(served, enc, replace(options, call_deltas=True))  # every API streams call arguments as written
+                                               served.constrain_backend, served.max_prompt_chars, encode)
+        options = replace(options, call_deltas=True)  # every API streams call arguments as written
+        session = kept[0] if kept else None
+        job = (SessionJob(served, enc, options, store=self.sessions, call=call, session=session)
+               if session is not None else Job(served, enc, options))
         self.submit(job)
         return job
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -387,12 +387,14 @@ def merge_system(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def encode_prompt(spec: ModelSpec, call: ChatCall, context_length: int,
-                  backend: str | None = "gbnf", max_prompt_chars: int | None = None) -> tuple[Any, GenerationOptions]:
+                  backend: str | None = "gbnf", max_prompt_chars: int | None = None,
+                  encode: Callable[[Any, ChatCall], Any] | None = None) -> tuple[Any, GenerationOptions]:
     """Render + tokenize the request; the generation budget is what the context still holds; a forced call or
     JSON answer is planned and checked against what the engine's `backend` can enforce. Errors are 400s.
 
     `max_prompt_chars`: more characters in the messages, tools and template variables than this is a 400 before
-    rendering (see `check_prompt_chars`)."""
+    rendering (see `check_prompt_chars`). `encode(spec, call)` replaces the whole render (kept sessions, see
+    sessions.py)."""
     from ..constrain import ConstraintError
     from ..constrain.limits import check_tool_schemas
 
@@ -403,8 +405,8 @@ def encode_prompt(spec: ModelSpec, call: ChatCall, context_length: int,
     except ConstraintError as exc:
         raise bad(str(exc), param=exc.param) from None
     try:
-        enc = spec.encode(call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools,
-                          **call.template_kwargs)
+        enc = encode(spec, call) if encode is not None else spec.encode(
+            call.messages, add_generation_prompt=True, assistant_mask=False, tools=call.tools, **call.template_kwargs)
     except TemplateError as exc:
         what = "hit turnspec's template limit" if exc.limit else "rejected the request"
         raise bad(f"the chat template of {spec.name} {what}: {exc.template_message}", param="messages",
