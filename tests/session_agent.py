@@ -9,7 +9,6 @@ the rendered message (as far as the template renders it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 

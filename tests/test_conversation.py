@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
 
 import turnspec  # noqa: E402
-from turnspec.chat import ChatSession, GenerationOptions  # noqa: E402
+from turnspec.chat import GenerationOptions  # noqa: E402
+from turnspec.chat_session import ChatSession  # noqa: E402
 
 from conftest import CORPUS, need  # noqa: E402
 

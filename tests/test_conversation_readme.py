@@ -3,7 +3,6 @@ written on the real default model (SmolLM2 GGUF, llama.cpp) with the Qwen3 templ
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest

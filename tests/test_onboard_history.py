@@ -3,7 +3,6 @@ assistant message keeps the earlier tokens, on real tokenizer folders from ../sh
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
 from conftest import SHARED, need

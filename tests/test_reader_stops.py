@@ -12,7 +12,6 @@ from turnspec.reader import Content, Done, ReaderConfig, StreamReader
 from turnspec.reader.events import collect
 
 from corpus_models import corpus_spec
-from conftest import CORPUS, need
 
 
 @pytest.fixture(scope="module")

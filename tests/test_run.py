@@ -68,7 +68,8 @@ def test_prompt_from_stdin_plain_output(smollm2_gguf):
 def test_three_turns_keep_context(smollm2_gguf):
     """Library-level chat on the same engine: the name given in turn 1 is recalled in turn 3."""
     import turnspec
-    from turnspec.chat import ChatSession, GenerationOptions
+    from turnspec.chat import GenerationOptions
+    from turnspec.chat_session import ChatSession
     from turnspec.engines import load_engine
 
     spec = turnspec.load(smollm2_gguf)

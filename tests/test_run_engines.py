@@ -45,7 +45,8 @@ def test_max_tokens_gives_length(engine_name, smollm2_hf):
 
 def test_three_turns_keep_context(engine_name, smollm2_hf):
     import turnspec
-    from turnspec.chat import ChatSession, GenerationOptions
+    from turnspec.chat import GenerationOptions
+    from turnspec.chat_session import ChatSession
     from turnspec.engines import load_engine
 
     spec = turnspec.load(smollm2_hf)

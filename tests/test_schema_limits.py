@@ -19,7 +19,6 @@ import turnspec
 from turnspec.constrain import ConstraintError, check, plan
 from turnspec.constrain.calls import CallGrammar, Tool
 from turnspec.constrain.gbnf import to_gbnf
-from turnspec.constrain.grammar import Json
 from turnspec.constrain.limits import GBNF, STRUCTURE, prepare
 
 from conftest import REPO, SMOLLM2_DIR, need

@@ -162,7 +162,8 @@ def test_engines_that_sample_themselves_constrain_with_llguidance(smollm2_hf, en
     pytest.importorskip("llguidance", reason="these engines constrain with llguidance: pip install llguidance")
     if engine_name == "mlx":
         pytest.importorskip("mlx_lm", reason="the mlx engine needs mlx-lm: pip install 'turnspec[mlx]'")
-    from turnspec.chat import ChatSession, GenerationOptions
+    from turnspec.chat import GenerationOptions
+    from turnspec.chat_session import ChatSession
     from turnspec.engines import load_engine
 
     spec = turnspec.load(smollm2_hf, template=need(QWEN_TEMPLATE))

@@ -7,7 +7,6 @@ rendering after the assistant turn, and the completion reads back as the message
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from turnspec.session import SessionError
 from conftest import SHARED, SMOLLM2_DIR, need
 from corpus_models import special_tokens_for, template_files, template_id
 from roundtrip import spec_for
-from session_agent import USER_1, agent_script, call, replay
+from session_agent import USER_1, call, replay
 
 QWEN3 = SHARED / "models" / "qwen3-tokenizer"
 GPT_OSS = SHARED / "models" / "gpt-oss-tokenizer"

@@ -63,7 +63,8 @@ def _run(model: Optional[str], prompt: Optional[str], system: Optional[str], sys
          kw: Optional[list[str]], template: Optional[Path], show_prompt: bool, profiles: Path, verbose: bool,
          tools: Optional[Path] = None, tool_choice: Optional[str] = None, json_schema: Optional[Path] = None,
          threads: Optional[int] = None, rerender: bool = False) -> None:
-    from ..chat import ChatSession, GenerationOptions
+    from ..chat import GenerationOptions
+    from ..chat_session import ChatSession
 
     spec, pins = load_pinned_spec(model, template, profiles)
     stdin_prompt = None

@@ -219,7 +219,7 @@ def write_atomic(path: Path, text: str) -> None:
 class Pins:
     """The overrides a profile pins, after `apply_pins` applied the stops to the spec.
 
-    `system_mode` and `template_kwargs` are for the caller to pass on (ChatSession(system_mode=...,
+    `system_mode` and `template_kwargs` are for the caller to pass on (chat_session.ChatSession(system_mode=...,
     template_kwargs=...)); `notices` say what was applied or ignored (show them with --verbose).
     """
 
