@@ -8,7 +8,8 @@ interpreter), which Meta's model card documents; it is read as a call to `python
 
 from __future__ import annotations
 
-from ..analysis.syntax import ID, CallSyntax
+from ..analysis.syntax import ID, CallSyntax, ChannelSyntax
+from ..formats.channels import HARMONY
 
 HERMES = (CallSyntax("json", call_open=("<tool_call>\n",), call_close=("\n</tool_call>",), separator="\n",
                      triggers=("<tool_call>",)),)
@@ -27,3 +28,6 @@ PRESETS: dict[str, tuple[CallSyntax, ...]] = {"none": (), "hermes": HERMES, "lla
 
 #: Triggers after which text that is not a call is code for a `python` tool (Llama 3's code interpreter).
 CODE_TRIGGERS = ("<|python_tag|>",)
+
+#: Channel formats by name (`StreamReader(reasoning="harmony")`): the same data a gpt-oss template's analysis learns.
+CHANNEL_PRESETS: dict[str, ChannelSyntax] = {"harmony": HARMONY}
