@@ -109,7 +109,12 @@ def _with_calls(prober: Prober, markup: Markup, found: ChannelSyntax, tools: Too
             syntax, (s0, s1), _ = _learn(whole, None, markup, set(ends))
         except _NotFound:
             return found
-        if _self_check(syntax, whole[s0:s1], None):
+        rest = body[s1:end]
+        if not _markup_only(rest, markup):
+            return found
+        if rest.strip() and not syntax.call_close:  # one call per message: its close is all that is left
+            syntax, s1 = replace(syntax, call_close=(rest,)), end
+        if _self_check(syntax, body[s0:s1], None):
             return found
         body_calls = syntax
     closer = markup.first(body, end)
@@ -129,3 +134,10 @@ def _turn_ends(prober: Prober, markup: Markup, found: ChannelSyntax) -> tuple[st
     if first is None or after[:first.start].strip() or first.text == found.message_end:
         return ()
     return (first.text,)
+
+
+def _markup_only(text: str, markup: Markup) -> bool:
+    """Whether `text` holds nothing but control tokens and whitespace."""
+    for span in markup.spans(text):
+        text = text.replace(span.text, "", 1)
+    return not text.strip()

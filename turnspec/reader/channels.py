@@ -24,6 +24,7 @@ from ..analysis.syntax import ChannelSyntax
 from .call_parse import CallParser, ToolParseError
 from .events import Emitter
 from .markers import Mark
+from .turn_parser import TurnParser
 
 _HEADER, _REASONING, _CONTENT, _TOOL = 0, 1, 2, 3
 _JSON_WORD = re.compile(r"\bjson\b")
@@ -33,11 +34,14 @@ class ChannelParser:
     """Streams reasoning and content messages; emits each tool-call message when it ends."""
 
     def __init__(self, emit: Emitter, syntax: ChannelSyntax, prefix: str = "",
-                 schemas: Mapping[str, Mapping[str, Any]] | None = None):
+                 schemas: Mapping[str, Mapping[str, Any]] | None = None, markup: Any = None):
         self._emit = emit
         self._s = syntax
-        self.markers = tuple(t for t in (syntax.start, syntax.message_end, syntax.message, syntax.channel,
-                                         *syntax.header_tokens) if t)
+        structure = (syntax.start, syntax.message_end, syntax.message, syntax.channel, *syntax.header_tokens)
+        # the body call syntax's tokens (`<atem:function_calls>`) are text of the message they are in, never hidden
+        body_tokens = [span.text for lit in (TurnParser._literals(syntax.body_calls) if syntax.body_calls else ())
+                       for span in (markup.spans(lit) if markup is not None else ())]
+        self.markers = tuple(dict.fromkeys(t for t in (*structure, *body_tokens) if t))
         self._recipient_re = re.compile(re.escape(syntax.recipient) + r"([^\s<]+)") if syntax.recipient else None
         self._channel_re = re.compile(re.escape(syntax.channel) + r"\s*([^\s<]+)") if syntax.channel else None
         self._body_parser = CallParser(syntax.body_calls, schemas) if syntax.body_calls is not None else None
@@ -76,8 +80,11 @@ class ChannelParser:
         elif s == syntax.channel:
             self._close_message()
             self._header.append(s)
-        elif self._state == _HEADER:  # a header token (`<|constrain|>`)
-            self._header.append(s)
+        elif s in syntax.header_tokens:  # `<|constrain|>`: part of a header, dropped from a body
+            if self._state == _HEADER:
+                self._header.append(s)
+        else:  # a token of the body call syntax: text wherever it is
+            self.text(s)
 
     def close(self) -> None:
         self._close_message()

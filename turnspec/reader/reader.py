@@ -124,7 +124,7 @@ class StreamReader:
         stop_texts = tuple(config.stop_token_texts)
         if config.channels is not None and config.reasoning in ("channels", *CHANNEL_PRESETS):
             self._parser: Any = ChannelParser(self._emit, config.channels, config.channel_prefix,
-                                              config.tool_schemas)
+                                              config.tool_schemas, Markup(config.control_tokens))
             stop_texts += tuple(t for t in config.channels.turn_ends if t not in stop_texts)
         else:
             calls = PRESETS.get(config.call_format, config.call_syntaxes)
