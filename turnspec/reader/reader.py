@@ -21,11 +21,11 @@ from . import markers as mk
 from .detokenize import IncrementalDetokenizer
 from .events import Done, Emitter, Event, Result
 from .channels import ChannelParser
-from .presets import CHANNEL_PRESETS, PRESETS
+from .habits import CHANNEL_FORMATS, FAMILIES
 from .turn_parser import TurnParser
 
-REASONING_FORMATS = ("none", "think", "tags", "channels", *CHANNEL_PRESETS)
-TOOL_FORMATS = ("none", *PRESETS.keys() - {"none"}, "channels", *CHANNEL_PRESETS, "template")
+REASONING_FORMATS = ("none", "think", "tags", "channels", *CHANNEL_FORMATS)
+TOOL_FORMATS = (*FAMILIES, "channels", *CHANNEL_FORMATS, "template")
 
 _STOP_KIND = {mk.STOP_TOKEN: ev.STOP_TOKEN, mk.STOP_STRING: ev.STOP_STRING, mk.TURN_HEADER: ev.TURN_HEADER}
 
@@ -78,11 +78,11 @@ class ReaderConfig:
             raise ValueError(f"reasoning format {self.reasoning!r} is not one of {REASONING_FORMATS}")
         if self.call_format not in TOOL_FORMATS:
             raise ValueError(f"tool-call format {self.call_format!r} is not one of {TOOL_FORMATS}")
-        preset = CHANNEL_PRESETS.get(self.reasoning) or CHANNEL_PRESETS.get(self.call_format)
+        preset = CHANNEL_FORMATS.get(self.reasoning) or CHANNEL_FORMATS.get(self.call_format)
         if preset is not None and self.channels is None:
             object.__setattr__(self, "channels", preset)
-        chan_calls, chan_reasoning = (self.call_format in ("channels", *CHANNEL_PRESETS),
-                                      self.reasoning in ("channels", *CHANNEL_PRESETS))
+        chan_calls, chan_reasoning = (self.call_format in ("channels", *CHANNEL_FORMATS),
+                                      self.reasoning in ("channels", *CHANNEL_FORMATS))
         if chan_calls and not chan_reasoning:
             raise ValueError("channel-format tool calls need reasoning='channels' (the recipient is in the message "
                              "header)")
@@ -122,12 +122,12 @@ class StreamReader:
         self._emit = Emitter(new_call_id)
 
         stop_texts = tuple(config.stop_token_texts)
-        if config.channels is not None and config.reasoning in ("channels", *CHANNEL_PRESETS):
+        if config.channels is not None and config.reasoning in ("channels", *CHANNEL_FORMATS):
             self._parser: Any = ChannelParser(self._emit, config.channels, config.channel_prefix,
                                               config.tool_schemas, Markup(config.control_tokens))
             stop_texts += tuple(t for t in config.channels.turn_ends if t not in stop_texts)
         else:
-            calls = PRESETS.get(config.call_format, config.call_syntaxes)
+            calls = FAMILIES.get(config.call_format, config.call_syntaxes)
             self._parser = TurnParser(
                 self._emit,
                 reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,

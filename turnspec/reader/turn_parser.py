@@ -21,7 +21,7 @@ from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
-from .presets import CODE_TRIGGERS
+from .habits import CODE_AFTER
 
 _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
@@ -69,8 +69,7 @@ class TurnParser:
         markers += [t for s in self._calls for lit in self._literals(s) for t in _tokens(lit, markup)]
         self.markers: tuple[str, ...] = tuple(dict.fromkeys(markers))
         self._out: Any = ContentText(emit) if self._calls or (lenient and self._schemas) else PlainContent(emit)
-        hermes_native = "<tool_call>" in self._by_trigger
-        self._content: Any = (LenientCalls(emit, self._out, self._schemas, skip_hermes=hermes_native)
+        self._content: Any = (LenientCalls(emit, self._out, self._schemas, native=frozenset(self._by_trigger))
                               if lenient and self._schemas else self._out)
         # START decides how the output begins; with nothing to decide, the output is content from its first byte.
         needs_start = bool(self._open or self._prefix or self._anchored)
@@ -333,8 +332,9 @@ class TurnParser:
             return
         self._buf = []
         body = text[len(self._trigger):].strip()
-        if self._trigger in CODE_TRIGGERS and body and not body.startswith(("{", "[")):
-            self._emit_calls([ParsedCall("python", {"code": body}, body, None)])
+        code = CODE_AFTER.get(self._trigger)
+        if code is not None and body and not body.startswith(("{", "[")):
+            self._emit_calls([ParsedCall(code.tool, {code.argument: body}, body, None)])
         elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
             raw = text[len(self._trigger):]
             for ender in self._enders:
