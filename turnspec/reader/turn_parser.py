@@ -40,7 +40,7 @@ def _tokens(literal: str, markup: Any) -> list[str]:
 
 
 class TurnParser:
-    """The format parser behind `StreamReader` for every syntax except Harmony's."""
+    """The format parser behind `StreamReader` for every syntax except channel formats (reader/channels.py)."""
 
     def __init__(self, emit: Emitter, *, reasoning_tags: tuple[str, str] | None = None,
                  content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
