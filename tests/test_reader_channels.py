@@ -163,3 +163,27 @@ def test_a_forced_call_on_gpt_oss_lets_the_analysis_message_run_free(gpt_oss):
     prompt = "<|start|>user<|message|>Weather?<|end|><|start|>assistant"
     c = plan(gpt_oss, prompt, tools=[WEATHER], tool_choice="required")
     assert (c.reasoning_open, c.reasoning_close, c.starts_free) == ("<|channel|>analysis<|message|>", "<|end|>", False)
+
+
+def test_a_forced_call_on_muse_glimmer_is_a_message_to_the_tool(smollm2_dir):
+    """The grammar writes the call the way the template renders it (the name in the header and in the body), and
+    llguidance accepts that rendering token by token; the reader reads it back."""
+    pytest.importorskip("llguidance", reason="the grammar check uses llguidance: pip install llguidance")
+    from grammar_check import lark_matcher
+    from roundtrip import spec_for
+
+    spec = spec_for(MUSE.read_text(encoding="utf-8"), special_tokens_for(MUSE), need(smollm2_dir / "tokenizer.json"))
+    conversation = [{"role": "user", "content": "Weather in Paris?"}]
+    prompt = spec.render(conversation, add_generation_prompt=True, tools=[WEATHER])
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}}}
+    full = spec.render([*conversation, {"role": "assistant", "content": "", "tool_calls": [call]}], tools=[WEATHER])
+    output = full[len(prompt):]
+    assert output.startswith(" to=get_weather<|message|><atem:function_calls>")
+    c = plan(spec, prompt, tools=[WEATHER], tool_choice="required")
+    assert c.notices == () and (c.reasoning_open, c.reasoning_close) == (" to=self<|message|>", "<|eom|>")
+    text = output[:output.rindex("<|eot|>")]
+    tok, matcher = lark_matcher(spec, c.start)
+    ids = spec.vocab.tokenizer.encode(text, add_special_tokens=False).ids
+    assert matcher.try_consume_tokens(ids) == len(ids) and matcher.is_accepting()
+    assert calls(reader_for(spec, prompt, declared_tools=[WEATHER]).read_all(output)) == [
+        ("get_weather", {"city": "Paris", "days": 3})]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..analysis.syntax import CallSyntax, ChannelSyntax
+from ..analysis.syntax import NAME, CallSyntax, ChannelSyntax
 
 #: Harmony (gpt-oss): `<|start|>assistant<|channel|>analysis<|message|>…<|end|>`, then `…final<|message|>…<|return|>`,
 #: or a call `<|start|>assistant to=functions.NAME<|channel|>commentary json<|message|>{…}<|call|>`.
@@ -55,12 +55,20 @@ class ChannelFormat:
 
     @property
     def call_syntaxes(self) -> tuple[CallSyntax, ...]:
-        """A call as one tagged syntax, for grammars: the header around the name, then the JSON arguments."""
+        """A call message as one tagged syntax, for grammars: the header around the name, then the body (JSON
+        arguments, or the body call syntax with the name again); parallel calls are further messages."""
         s = self.syntax
-        if not s.recipient or s.body_calls is not None:
+        if not s.recipient:
             return ()
-        return (CallSyntax("tagged", call_open=(f" {s.recipient}{s.call_prefix}",),
-                           between=(s.call_header + s.message,)),)
+        head = (f" {s.recipient}{s.call_prefix}",)
+        separator = s.message_end + s.head
+        b = s.body_calls
+        if b is None:
+            return (CallSyntax("tagged", call_open=head, between=(s.call_header + s.message,), separator=separator),)
+        if b.shape != "tagged" or b.section_open or b.section_close:
+            return ()  # a body the grammar cannot write as one call per message
+        return (CallSyntax("tagged", call_open=head, between=(s.call_header + s.message, *b.call_open, NAME, *b.between),
+                           call_close=b.call_close, separator=separator, args=b.args, params=b.params),)
 
     def prompt_tail(self, prompt_text: str) -> str:
         return ""  # the open message header is the reader's `channel_prefix`
