@@ -25,6 +25,13 @@ class TurnFormat(Protocol):
     def calls_readable(self) -> bool:
         """Whether the reader reads tool calls for this template."""
 
+    @property
+    def call_syntaxes(self) -> tuple[Any, ...]:
+        """Call syntaxes a forced call's grammar writes (the first one), primary first."""
+
+    def prompt_tail(self, prompt_text: str) -> str:
+        """What the prompt wrote after the assistant header that the turn continues (`<think>\n`)."""
+
     def reader_options(self, prompt_text: str) -> dict[str, Any]:
         """ReaderConfig fields for reasoning, calls and where the prompt left the turn."""
 
