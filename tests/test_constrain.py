@@ -21,6 +21,7 @@ from turnspec.constrain.calls import CallGrammar, Tool
 from turnspec.constrain.gbnf import to_gbnf
 from turnspec.constrain.grammar import Lit
 from turnspec.constrain.lark import to_lark
+from turnspec.formats import format_of
 
 from conftest import SHARED, SMOLLM2_DIR, need
 from corpus_models import special_tokens_for, template_files, template_id
@@ -65,7 +66,7 @@ def _call_text(spec, prompt: str, output: str) -> str:
     from turnspec.reader import prompt_tail
 
     lead = CallGrammar(spec.analysis.tools.calls[0], [Tool("x", {})]).section_lead()
-    lead = lead[len(already_written("" if spec.analysis.harmony else prompt_tail(prompt, spec.analysis), lead)):]
+    lead = lead[len(already_written(format_of(spec.analysis).prompt_tail(prompt), lead)):]
     start = output.find(lead) if lead.strip() else -1
     text = output[start:] if start > 0 else output
     ends = [text.find(t) for t in (*spec.analysis.turn_ends, *spec.stops.tokens, *spec.analysis.guards)

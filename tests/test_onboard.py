@@ -58,7 +58,7 @@ def test_every_real_template_gets_a_profile(path, tmp_path):
         assert "internal error" not in json.dumps(report.findings[section]), report.findings[section]
     assert report.template_sha256 == spec.template_sha256
     assert report.findings["system"]["mode"] in ("unsupported", "merged", "appends", "replaces", "native", "ignored")
-    assert report.findings["reasoning"]["format"] in ("harmony", "tags", "none")
+    assert report.findings["reasoning"]["format"] in ("channels", "tags", "none")
     text = format_report(report)
     assert text.startswith(f"turnspec onboard: {template_id(path)}") and "system" in text
     reads = report.findings["tools"].get("reads")  # what the reader will read, or why it cannot
@@ -139,15 +139,15 @@ def test_gpt_oss_appends_a_developer_message_after_its_default(corpus_reports):
 # ------------------------------------------------------------------------------------------ reasoning, mask
 def test_gpt_oss_is_harmony_and_stops_on_return_and_call(corpus_reports):
     f = corpus_reports("openai-gpt-oss-120b").findings
-    assert f["reasoning"]["format"] == "harmony"
+    assert f["reasoning"]["format"] == "channels"
     assert set(f["reasoning"]["switches"]) == {"reasoning_effort"}
     assert f["reasoning"]["switches"]["reasoning_effort"]["medium"] == "same as default"
     assert "high" in f["reasoning"]["switches"]["reasoning_effort"]["high"]
     tokens = {s["token"] for s in f["stops"]["stops"]}
     assert {"<|return|>", "<|call|>"} <= tokens and "<|end|>" not in tokens
     assert set(f["stops"]["token_ids"]) == {200002, 200012}
-    assert f["stops"]["harmony"] is True
-    assert "hand-written" in f["tools"]["reads"][0]
+    assert f["stops"]["message_end"] == "<|end|>"
+    assert "to=functions.{name}<|channel|>commentary json<|message|>{arguments}<|call|>" in f["tools"]["reads"][0]
 
 
 def test_qwen3_thinks_with_a_switch_and_has_no_generation_tag(corpus_reports):

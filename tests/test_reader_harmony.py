@@ -5,6 +5,7 @@ The recording is raw text from a real gpt-oss-20b run that did not parse Harmony
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -12,8 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import turnspec
-from turnspec.reader import Done, Reasoning, StreamReader, ToolCall, ToolCallError, harmony_prefix, reader_for
-from turnspec.reader.harmony import CONTROL_TOKENS
+from turnspec.formats import HARMONY
+from turnspec.reader import Done, Reasoning, StreamReader, ToolCall, ToolCallError, channel_prefix, reader_for
+
+CONTROL_TOKENS = HARMONY.tokens
+#: What rendering the gpt-oss template teaches: Harmony as written in turnspec.formats, without `<|constrain|>`
+#: (the template never writes it; a model may, and the real vocabulary marks it special).
+HARMONY_LEARNED = dataclasses.replace(HARMONY, header_tokens=())
 
 from conftest import CORPUS, RECORDINGS, SHARED, need
 
@@ -80,7 +86,7 @@ def test_recording_whole_equals_streamed(recording):
 
 def test_harmony_is_found_by_rendering_the_template(gpt_oss):
     analysis = gpt_oss.analysis
-    assert analysis.harmony and analysis.reasoning.source == "rendering"
+    assert analysis.channels == HARMONY_LEARNED and analysis.reasoning.source == "rendering"
     assert set(analysis.turn_ends) == {"<|return|>", "<|call|>"}  # <|end|> ends a message, not the turn
     assert analysis.tools.calls[0].describe().startswith(" to=functions.{name}<|channel|>commentary json<|message|>")
 
@@ -88,7 +94,7 @@ def test_harmony_is_found_by_rendering_the_template(gpt_oss):
 def test_prompt_that_opened_the_final_channel(gpt_oss):
     # this template's generation prompt is `<|start|>assistant<|channel|>final<|message|>`
     prompt = gpt_oss.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
-    assert harmony_prefix(prompt) == "<|start|>assistant<|channel|>final<|message|>"
+    assert channel_prefix(prompt, HARMONY) == "<|start|>assistant<|channel|>final<|message|>"
     reader = reader_for(gpt_oss, prompt)
     res = reader.read_all("Hello there!<|return|>ignored")
     assert (res.content, res.reasoning, res.stopped_by, res.finish_reason) == ("Hello there!", "", "<|return|>", "stop")
@@ -103,7 +109,7 @@ TOOL_TURN = (  # synthetic, in the shape of OpenAI's Harmony guide
 
 @pytest.mark.parametrize("chunk", [1, 3, 1000])
 def test_tool_call(chunk):
-    r = StreamReader(reasoning="harmony", harmony_prefix="<|start|>assistant")
+    r = StreamReader(reasoning="harmony", channel_prefix="<|start|>assistant")
     events = []
     for i in range(0, len(TOOL_TURN), chunk):
         events += r.feed_text(TOOL_TURN[i : i + chunk])
@@ -160,7 +166,7 @@ def test_stray_control_tokens_inside_a_body_are_removed():
 
 
 def test_output_without_harmony_structure_is_not_lost():
-    res = StreamReader(reasoning="harmony", harmony_prefix="<|start|>assistant").read_all("plain answer")
+    res = StreamReader(reasoning="harmony", channel_prefix="<|start|>assistant").read_all("plain answer")
     assert res.content == "plain answer"
 
 

@@ -9,13 +9,13 @@ from hypothesis import strategies as st
 
 from turnspec.reader import StreamReader
 from turnspec.reader.events import collect
-from turnspec.reader.harmony import CONTROL_TOKENS as HARMONY
+from turnspec.formats import HARMONY as HARMONY_FORMAT
 
 FRAGMENTS = [
     "a", "b c", " ", "\n", "\n\n", "👋", "é", "<", "|", ">", "{", "}", '"', ":",
     '{"name": "f", "arguments": {"x": 1}}', '{"name": "g", "parameters": {}}', '[{"name": "h", "arguments": {}}]',
     "<think>", "</think>", "<tool_call>", "</tool_call>", "<|python_tag|>", "[TOOL_CALLS]", "[ARGS]",
-    *HARMONY, "analysis", "final", "commentary", " to=functions.f ", "json", "<|ctl|>", "STOP",
+    *HARMONY_FORMAT.tokens, "analysis", "final", "commentary", " to=functions.f ", "json", "<|ctl|>", "STOP",
 ]  # fmt: skip
 
 CONFIGS = {
@@ -24,7 +24,7 @@ CONFIGS = {
     "think opened": dict(reasoning="think", starts_in_reasoning=True),
     "llama3": dict(call_format="llama3"),
     "mistral": dict(call_format="mistral"),
-    "harmony": dict(reasoning="harmony", harmony_prefix="<|start|>assistant"),
+    "harmony": dict(reasoning="harmony", channel_prefix="<|start|>assistant"),
 }
 
 
@@ -45,7 +45,7 @@ def test_any_output_any_chunking(name, fragments, cuts):
     visible = whole.content + whole.reasoning
     assert "<|ctl|>" not in visible and "STOP" not in visible
     if name == "harmony":
-        assert not any(t in visible for t in HARMONY)
+        assert not any(t in visible for t in HARMONY_FORMAT.tokens)
     if name.startswith("think"):
         assert "<think>" not in visible and "</think>" not in visible
     assert whole.finish_reason in ("stop", "tool_calls")

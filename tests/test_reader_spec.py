@@ -18,7 +18,7 @@ EXPECTED = {
     "NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja": ("none", "<tool_call>", "<|im_start|>user"),
     "deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja": (("<think>", "</think>"), None, "<｜User｜>"),
     "deepseek-ai-DeepSeek-V3.1.jinja": (("<think>", "</think>"), "<｜tool▁calls▁begin｜>", "<｜User｜>"),
-    "openai-gpt-oss-120b.jinja": ("harmony", " to=functions.", "<|start|>user"),
+    "openai-gpt-oss-120b.jinja": ("channels", " to=functions.", "<|start|>user"),
     "meta-llama-Llama-3.1-8B-Instruct.jinja": ("none", "", "<|start_header_id|>user"),
     "mistralai-Mistral-Nemo-Instruct-2407.jinja": ("none", "[TOOL_CALLS]", "[INST]"),
     "Mistral-Small-3.2-24B-Instruct-2506.jinja": ("none", "[TOOL_CALLS]", "[INST]"),

@@ -28,7 +28,7 @@ openai = pytest.importorskip("openai", reason="these tests use the official clie
 
 import turnspec  # noqa: E402
 from turnspec.engines.base import EngineBase, stop_rules  # noqa: E402
-from turnspec.reader.harmony import CONTROL_TOKENS  # noqa: E402
+from turnspec.formats import HARMONY  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 from turnspec.server.protocol import ServeDefaults  # noqa: E402
 
@@ -153,7 +153,7 @@ def harmony_tokenizer(smollm2_dir):
     from tokenizers import AddedToken, Tokenizer
 
     tok = Tokenizer.from_file(str(smollm2_dir / "tokenizer.json"))
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in CONTROL_TOKENS])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in HARMONY.tokens])
     return tok
 
 

@@ -43,14 +43,9 @@ def no_template() -> dict[str, Any]:
 def output_syntax(spec: SpecLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """({"readable", "format"}, {"readable", "format", "reason"}) for reasoning and tool calls (also the server's
     `capabilities`), from the template analysis."""
-    analysis = spec.analysis
-    r, t = analysis.reasoning, analysis.tools
-    if analysis.harmony:
-        return {"readable": True, "format": "harmony"}, {"readable": True, "format": "harmony", "reason": None}
-    reasoning = {"readable": r.kind == "tags", "format": f"{r.open}…{r.close}" if r.kind == "tags" else None}
-    first = t.calls[0] if t.calls else None
-    call_format = (first.triggers[0].strip() if first.triggers else f"{first.shape} at the turn start") if first else None
-    return reasoning, {"readable": bool(t.calls), "format": call_format, "reason": t.reason}
+    from .formats import format_of
+
+    return format_of(spec.analysis).output_syntax()
 
 
 def readiness_summary(verdict: dict[str, Any]) -> str:

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
 _WINDOW = 4  # turns of history rendered with the new messages (plus a leading system message and the last user)
 _REASONING_KEYS = ("reasoning_content", "thinking", "reasoning")
-_HARMONY_ENDS = ("<|end|>", "<|call|>", "<|return|>")
 _DEFUSE = "\U000F0000"  # a private-use character that breaks up a control token's text spelled by ordinary tokens
 
 # spec -> {(roles of the new messages, tools, template kwargs): whether the short window renders the same}
@@ -533,18 +532,11 @@ class Session:
 
     def _reasoning_open(self, sample: list[int], config: Any) -> bool:
         """Whether the sample ends inside a reasoning block (the prompt may have opened it)."""
-        reasoning = self.spec.analysis.reasoning
-        text = self.vocab.decode(sample)
-        if reasoning.kind == "tags" and reasoning.open and reasoning.close:
-            full = config.prompt_tail + text
-            return full.rfind(reasoning.open) > full.rfind(reasoning.close) or (
-                config.starts_in_reasoning and reasoning.close not in text)
-        if reasoning.kind == "harmony":
-            full = config.harmony_prefix + text
-            seg = full[full.rfind("<|start|>"):] if "<|start|>" in full else full
-            head, sep, _ = seg.partition("<|message|>")
-            return bool(sep) and "analysis" in head and not any(t in seg for t in _HARMONY_ENDS)
-        return False
+        from .formats import format_of
+
+        fmt = format_of(self.spec.analysis)
+        tail = config.channel_prefix if config.channels is not None else config.prompt_tail
+        return fmt.reasoning_open(tail, self.vocab.decode(sample), config.starts_in_reasoning)
 
     def _note(self, note: str) -> None:
         if note not in self.notes:

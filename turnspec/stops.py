@@ -6,8 +6,9 @@ what the model was trained to write at the end of a turn is the chat template it
 (turnspec.analysis) renders assistant turns (an answer, a tool call, a built-in tool call) and takes the first
 control token the template writes after the assistant's text.
 
-Harmony (gpt-oss) is the exception that proves the rule: `<|end|>` ends a *message* (the analysis channel ends
-with it, and the final answer comes after), while only `<|return|>` and `<|call|>` end the *turn*.
+Channel formats are the exception that proves the rule: in Harmony (gpt-oss) `<|end|>` ends a *message* (the
+analysis channel ends with it, and the final answer comes after), while only `<|return|>` and `<|call|>` end the
+*turn*. The format (turnspec.formats) says which token ends a message and which end the turn.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from typing import TYPE_CHECKING, Iterable
 if TYPE_CHECKING:
     from .speclike import SpecLike
 
-HARMONY_TURN_ENDS = ("<|return|>", "<|call|>")
-HARMONY_MESSAGE_END = "<|end|>"
 # End-of-document tokens: not the end of a chat turn, but a model that writes one has nothing more to say.
 END_OF_TEXT_TOKENS = ("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>", "<|end▁of▁sentence|>")
 
@@ -45,7 +44,7 @@ class StopSet:
     end_of_text: list[Stop] = field(default_factory=list)
     strings: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
-    harmony: bool = False
+    message_end: str = ""  # a token that ends one message of the turn, not the turn (Harmony's `<|end|>`)
 
     @property
     def token_ids(self) -> frozenset[int]:
@@ -60,8 +59,9 @@ class StopSet:
         return self.token_ids | frozenset(s.id for s in self.end_of_text if s.id is not None)
 
     def message_ends(self) -> tuple[str, ...]:
-        """Strings that end one assistant *message* in a rendered conversation (for masks): turn ends, and Harmony's `<|end|>`."""
-        extra = (HARMONY_MESSAGE_END,) if self.harmony else ()
+        """Strings that end one assistant *message* in a rendered conversation (for masks): turn ends, and a
+        channel format's message end."""
+        extra = (self.message_end,) if self.message_end else ()
         return self.tokens + extra + self.strings
 
     def with_extra(self, tokens: Iterable[tuple[str, int | None]] = (), strings: Iterable[str] = ()) -> "StopSet":
@@ -71,7 +71,7 @@ class StopSet:
             if all(s.token != tok for s in stops):
                 stops.append(Stop(tok, tid, ("user",)))
         return StopSet(stops, list(self.end_of_text), tuple(dict.fromkeys((*self.strings, *strings))),
-                       list(self.warnings), self.harmony)
+                       list(self.warnings), self.message_end)
 
     def as_dict(self) -> dict:
         return {
@@ -93,9 +93,12 @@ def _config_eos_ids(generation_config: dict) -> list[int]:
 
 
 def derive_stops(spec: SpecLike) -> StopSet:
-    """Merge generation_config, tokenizer and template stops; Harmony's `<|end|>` never ends the turn."""
+    """Merge generation_config, tokenizer and template stops; a message end (Harmony's `<|end|>`) never ends the turn."""
+    from .formats import format_of
+
     files = spec.files
-    harmony = spec.analysis.harmony  # the analysis found channels (reasoning kind "harmony"), whatever the name
+    fmt = format_of(spec.analysis)
+    message_end = fmt.message_end
     merged: dict[str, list[str]] = {}
     ids: dict[str, int | None] = {}
     warnings: list[str] = []
@@ -122,10 +125,9 @@ def derive_stops(spec: SpecLike) -> StopSet:
     from_template = dict(analysis.turn_end_sources)
     for tok, source in from_template.items():
         add(tok, spec.token_id(tok), source)
-    if harmony:
-        for tok in HARMONY_TURN_ENDS:
-            if spec.token_id(tok) is not None or tok in spec.template:
-                add(tok, spec.token_id(tok), "harmony")
+    for tok in fmt.turn_end_tokens:
+        if tok not in merged and (spec.token_id(tok) is not None or tok in spec.template):
+            add(tok, spec.token_id(tok), f"template:{fmt.kind}")
 
     strings = tuple(analysis.end_strings)
     if strings:
@@ -141,24 +143,25 @@ def derive_stops(spec: SpecLike) -> StopSet:
     template_tokens = set(from_template)
     configured = {spec.id_to_token(t) for t in config_ids} | ({eos} if eos else set())
     for tok in sorted(template_tokens - configured):
-        if harmony and tok == HARMONY_MESSAGE_END:
+        if tok == message_end:
             continue
         where = "generation_config.json eos_token_id" if files.generation_config else "the tokenizer's eos_token"
         warnings.append(
             f"the template ends assistant turns with {tok} (id {ids.get(tok)}), but {where} does not list it: "
             "runners that stop on the configured eos only will run past the end of the turn"
         )
-    if eos and template_tokens and eos not in template_tokens and not (harmony and eos in HARMONY_TURN_ENDS):
+    if eos and template_tokens and eos not in template_tokens and eos not in fmt.turn_end_tokens:
         warnings.append(f"the tokenizer's eos_token {eos} is not what the template ends turns with ({', '.join(sorted(template_tokens))})")
     if not files.generation_config and files.origin in ("folder", "hf-cache"):
         warnings.append("no generation_config.json: stops come from the tokenizer and the template only")
 
     stops: list[Stop] = []
     for tok, sources in merged.items():
-        if harmony and tok == HARMONY_MESSAGE_END:
+        if message_end and tok == message_end:
             warnings.append(
-                f"{'/'.join(sources)} lists {tok} as a stop, but in Harmony it ends a message, not the turn: "
-                "stopping there would cut the answer after the analysis channel; turnspec does not stop on it"
+                f"{'/'.join(sources)} lists {tok} as a stop, but in this template's channel format it ends a message, "
+                "not the turn: stopping there would cut the answer after the reasoning message; turnspec does not "
+                "stop on it"
             )
             continue
         stops.append(Stop(tok, ids.get(tok), tuple(sources)))
@@ -166,4 +169,4 @@ def derive_stops(spec: SpecLike) -> StopSet:
     in_stops = {s.token for s in stops}
     end_of_text = [Stop(t, spec.token_id(t), ("vocabulary",)) for t in END_OF_TEXT_TOKENS
                    if t not in in_stops and spec.token_id(t) is not None]
-    return StopSet(stops, end_of_text, strings, warnings, harmony)
+    return StopSet(stops, end_of_text, strings, warnings, message_end)

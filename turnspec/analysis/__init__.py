@@ -60,6 +60,7 @@ def markup_for(spec: SpecLike) -> Markup:
 def analyze(spec: SpecLike) -> TemplateAnalysis:
     """Run every probe on `spec`'s default template. Never raises for a template's own failures: see `.error`."""
     from .calls import learn_tools
+    from .channels import learn_channels
     from .reasoning import learn_reasoning
     from .turn import (AnalysisError, eos_after_every_rendering, history_turn_end, learn_content, learn_guards,
                        learn_turn, plain_turn_end, tokens_before_answer, turn_end_after_answer)
@@ -91,6 +92,12 @@ def analyze(spec: SpecLike) -> TemplateAnalysis:
         if reasoning.kind == "none" and found.empty_block is not None:
             reasoning = ReasoningSyntax("tags", *found.empty_block, history=reasoning.history,
                                         source="an empty block the template writes before tool calls")
+        channels = learn_channels(prober, markup, facts.turn, found.tools) if reasoning.kind == "none" else None
+        if channels is not None:
+            reasoning = ReasoningSyntax("channels", history=reasoning.history, source="rendering",
+                                        prompt_opens=channels.message not in facts.turn.body_prefix)
+            for tok in channels.turn_ends:
+                turn_ends.setdefault(tok, "template:channels")
         outputs = _outputs(prober, markup, facts, tuple(turn_ends)) + found.outputs
         guards, end_strings = learn_guards(prober, markup, facts, set(turn_ends), outputs)
         if not turn_ends:
@@ -121,6 +128,7 @@ def analyze(spec: SpecLike) -> TemplateAnalysis:
         content_prefix=prefix,
         body_prefix=facts.turn.body_prefix,
         tools=found.tools,
+        channels=channels,
         control_tokens=tuple(sorted(markup.tokens)),
         requires=dict(prober.requires),
         notes=tuple(notes),

@@ -20,10 +20,6 @@ from .probes import CONTENT, REASONING, REASONING_SWITCHES, USER_2, Prober, assi
 from .syntax import ReasoningSyntax
 from .turn import TurnProbe
 
-#: Harmony (gpt-oss) frames reasoning as a separate message on a channel; its reader is hand-written.
-HARMONY_TOKENS = ("<|channel|>", "<|message|>")
-
-
 def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> ReasoningSyntax:
     u = [user()]
     finished, _ = prober.attempt([*u, assistant(CONTENT, reasoning=REASONING)])
@@ -41,11 +37,8 @@ def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> Reasonin
             lead, mid = body[:r], body[r + len(REASONING):c]
             restart = markup.first(markup.leading(turn.header)) if turn.header.strip() else None
             if restart is not None and restart.text in mid:  # the turn restarts: reasoning is its own message
-                if all(t in lead + mid for t in HARMONY_TOKENS):
-                    return ReasoningSyntax("harmony", prompt_opens="<|channel|>" not in turn.body_prefix,
-                                           history=history, source="rendering")
-                return ReasoningSyntax(history=history, reason="reasoning is written as a separate message "
-                                                               "(a channel format turnspec reads only for Harmony)")
+                return ReasoningSyntax(history=history, reason="reasoning is written as a separate message, "
+                                                               "and no channel format was found around it")
             open_, label = _tag_before(turn.body_prefix + lead, markup)
             close = _tag_after(mid, markup)
             if open_ and close:

@@ -124,7 +124,8 @@ def _json_path(path: tuple[str, ...], value: str) -> str:
 
 @dataclass(frozen=True)
 class ReasoningSyntax:
-    """How reasoning is written. kind: "none", "tags" (`open`…`close`), or "harmony" (channels; read by hand-written code).
+    """How reasoning is written. kind: "none", "tags" (`open`…`close`), or "channels" (a message of its own, on the
+    reasoning channel of `TemplateAnalysis.channels`).
 
     `prompt_opens`: the default generation prompt leaves reasoning open (the output starts inside it).
     `history`: what the template does with reasoning of past turns ("kept", "dropped", "last turn only", "not rendered").
@@ -168,6 +169,61 @@ class ToolSyntax:
 
 
 @dataclass(frozen=True)
+class ChannelSyntax:
+    """A turn written as several messages, each with a header that says where it goes (Harmony, muse_glimmer):
+
+        start role HEADER message BODY message_end  start role HEADER message BODY turn_end
+
+    A header names a channel (`channel` token, then a word: `<|channel|>analysis`) and/or a recipient
+    (`recipient` then a word: `to=self`, `to=functions.get_weather`). `reasoning` and `content` are the words
+    that mark reasoning and the answer (a channel, or a recipient where the format has no channel token); a
+    recipient that is neither, nor the role itself, makes the message one tool call: `call_prefix` is what the
+    template writes before a function name, `call_header` what it writes after it. `call_body` says how the body
+    holds the call: the arguments as one JSON object, or `body_calls`, a call syntax of its own (muse_glimmer's
+    `<atem:function_calls>` block).
+    `message_end` ends a message, not the turn; `turn_ends` end the turn. `header_tokens`: other control tokens a
+    header may hold (Harmony's `<|constrain|>`).
+    """
+
+    start: str
+    role: str
+    message: str
+    message_end: str
+    turn_ends: tuple[str, ...]
+    channel: str = ""
+    recipient: str = ""
+    reasoning: str = ""
+    content: str = ""
+    call_prefix: str = ""
+    call_header: str = ""
+    body_calls: CallSyntax | None = None
+    header_tokens: tuple[str, ...] = ()
+
+    @property
+    def head(self) -> str:
+        """What starts every message of the assistant (`<|start|>assistant`)."""
+        return self.start + self.role
+
+    def header(self, word: str) -> str:
+        """The header text that sends a message to `word` (a channel, or a recipient)."""
+        return f"{self.channel}{word}" if self.channel else f" {self.recipient}{word}"
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        """Every control token of the format: none of them may appear in visible text."""
+        found = (self.start, self.message_end, self.message, self.channel, *self.header_tokens, *self.turn_ends)
+        return tuple(dict.fromkeys(t for t in found if t))
+
+    def describe(self) -> str:
+        by = "channel" if self.channel else "recipient"
+        call = (f"{self.head} {self.recipient}{self.call_prefix}{{name}}{self.call_header}{self.message}"
+                + ("{arguments}" if self.body_calls is None else self.body_calls.describe())
+                + (self.turn_ends[-1] if self.turn_ends else ""))
+        return (f"messages {self.head}…{self.message}…{self.message_end}; reasoning on {by} {self.reasoning!r}, "
+                f"the answer on {by} {self.content!r}; a call: {call}")
+
+
+@dataclass(frozen=True)
 class TemplateAnalysis:
     """Everything turnspec learned about one template by rendering probe conversations.
 
@@ -193,6 +249,7 @@ class TemplateAnalysis:
     content_prefix: str = ""  # plain text answers start with (functionary's `all\n`): read at the turn start only
     body_prefix: str = ""  # what the default generation prompt adds after the header (`<think>\n`)
     tools: ToolSyntax = ToolSyntax()
+    channels: ChannelSyntax | None = None  # the turn is a run of messages with channel/recipient headers
     control_tokens: tuple[str, ...] = ()
     requires: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
@@ -204,10 +261,6 @@ class TemplateAnalysis:
     generation: GenerationPrompt = GenerationPrompt()
     bos: Bos = Bos()
     continue_final_message: ContinueFinal = ContinueFinal()
-
-    @property
-    def harmony(self) -> bool:
-        return self.reasoning.kind == "harmony"
 
     # --- facts that cost renderings only some callers need: learned on first use, then kept with the analysis ---
     @property
@@ -260,8 +313,14 @@ class TemplateAnalysis:
         return prefix_report(self.prober.spec)
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (holes shown as {name}, {id}, …)."""
+        """JSON-ready (holes shown as {name}, {id}, …); `channels` only where the template has them."""
         out = asdict(self)
+        if self.channels is None:
+            del out["channels"]
+        else:
+            out["channels"]["describe"] = self.channels.describe()
+            if self.channels.body_calls is not None:
+                out["channels"]["body_calls"]["describe"] = self.channels.body_calls.describe()
         out["tools"]["calls"] = [dict(asdict(c), describe=c.describe()) for c in self.tools.calls]
         return _readable(out)
 

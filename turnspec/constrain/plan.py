@@ -2,7 +2,7 @@
 
 A forced turn is a short sequence of phases. Reasoning stays free: where the template has reasoning tags, the
 turn may open them (or the prompt already did), the model reasons without a grammar until the closing tag, and
-the grammar takes over after it. Harmony (gpt-oss) works the same way with its analysis message. The
+the grammar takes over after it. A channel format (Harmony) works the same way with its reasoning message. The
 constrained part is the forced call(s) in the template's own call syntax (calls.py), or the answer as JSON for a
 schema, inside the template's content markers where it has them.
 
@@ -24,10 +24,6 @@ from .schema import ConstraintError, closed, object_schema, response_schema
 if TYPE_CHECKING:
     from ..speclike import SpecLike
 
-HARMONY_ANALYSIS = "<|channel|>analysis<|message|>"
-HARMONY_END = "<|end|>"
-HARMONY_NEXT = "<|start|>assistant"
-HARMONY_FINAL = "<|channel|>final<|message|>"
 _BLANK = Opt(Chars(" \\n", 1, 4))
 
 
@@ -147,6 +143,8 @@ def plan(spec: SpecLike, prompt_text: str, *, tools: list[dict[str, Any]] | None
 
     A forced call wins over `response_format` (a call turn has no content). Raises `ConstraintError`.
     """
+    from ..formats import format_of
+
     prepared: list[tuple[str, str | None, PreparedSchema]] = []
     forced = _forced_tools(tools, tool_choice, prepared)
     schema = response_schema(response_format) if forced is None else None
@@ -158,20 +156,16 @@ def plan(spec: SpecLike, prompt_text: str, *, tools: list[dict[str, Any]] | None
     if forced is None and schema is None:
         return None
     analysis = spec.analysis
+    fmt = format_of(analysis)
     notices: list[str] = []
-    if analysis.harmony:
-        tail, opener, closer, resume_lead = "", HARMONY_ANALYSIS, HARMONY_END, HARMONY_NEXT
-    else:
-        tail = prompt_tail(prompt_text, analysis)
-        r = analysis.reasoning
-        opener, closer = (r.open, r.close) if r.kind == "tags" and r.open and r.close else ("", "")
-        resume_lead = ""
+    tail = fmt.prompt_tail(prompt_text)
+    opener, closer, resume_lead = fmt.reasoning_phase(tail)
     starts_free = bool(opener) and tail.rfind(opener) > tail.rfind(closer)
     if opener and not starts_free and closer in tail:
         opener = closer = ""  # the prompt closed reasoning itself (thinking switched off)
 
     if forced is not None:
-        syntaxes = analysis.tools.calls
+        syntaxes = fmt.call_syntaxes
         if not syntaxes:
             notices.append(f"{spec.name}'s template has no tool-call syntax ({analysis.tools.reason}): the forced "
                            'call is written as {"name": ..., "arguments": {...}} and read back as a call')
@@ -183,9 +177,8 @@ def plan(spec: SpecLike, prompt_text: str, *, tools: list[dict[str, Any]] | None
         kind = "tool_call"
         schemas = tuple((f"tools[{t.name}].parameters", t.parameters) for t in forced)
     else:
-        markers = ("", "") if analysis.harmony else (analysis.content.open, analysis.content.close)
-        lead = HARMONY_FINAL if analysis.harmony else markers[0]
-        body = seq(lead, Json.of(schema), markers[1])
+        lead, close = fmt.answer_lead()
+        body = seq(lead, Json.of(schema), close)
         first = body
         kind = "json"
         schemas = (("response_format.json_schema.schema", schema),)

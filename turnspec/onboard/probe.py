@@ -311,13 +311,9 @@ class _Onboarding:
 
     def _reads(self) -> list[str] | str:
         """The call syntaxes the reader will read (from the template analysis), or why calls are not readable."""
-        analysis = self.analysis
-        if analysis.harmony:
-            return ["Harmony: <|start|>assistant to=functions.{name}<|channel|>commentary json<|message|>"
-                    "{arguments}<|call|> (hand-written reader)"]
-        if analysis.tools.calls:
-            return [c.describe() for c in analysis.tools.calls]
-        return f"not readable: {analysis.tools.reason or analysis.error}"
+        from ..formats import format_of
+
+        return format_of(self.analysis).reads()
 
     # --- reasoning -------------------------------------------------------------------------------------------
     def reasoning(self) -> dict[str, Any]:
@@ -325,6 +321,8 @@ class _Onboarding:
         out: dict[str, Any] = {"format": syntax.kind}
         if syntax.kind == "tags":
             out.update(open=syntax.open, close=syntax.close, found_in=syntax.source)
+        elif self.spec.analysis.channels is not None:
+            out["reads"] = self.spec.analysis.channels.describe()
         elif syntax.reason:
             out["reads"] = f"not readable: {syntax.reason}"
         out["prompt_opens_reasoning"] = syntax.prompt_opens
@@ -343,7 +341,7 @@ class _Onboarding:
     def stops(self) -> dict[str, Any]:
         stops = self.spec.stops
         out = stops.as_dict()
-        out["harmony"] = stops.harmony
+        out["message_end"] = stops.message_end
         analysis = self.analysis
         out["turn_end_sources"] = dict(analysis.turn_end_sources)
         if analysis.guards:

@@ -103,8 +103,6 @@ def reads_summary(findings: dict[str, Any]) -> str:
             opened = ", the prompt opens it" if reasoning.get("prompt_opens_reasoning") else ""
             lines.append(f"reasoning: {q(reasoning.get('open'))} … {q(reasoning.get('close'))}"
                          f" (found in the {reasoning.get('found_in')}{opened})")
-        elif fmt == "harmony":
-            lines.append("reasoning: Harmony analysis channel (hand-written reader)")
         else:
             lines.append(f"reasoning: {reasoning.get('reads') or 'none written by this template'}")
     tools = findings.get("tools")

@@ -28,9 +28,8 @@ from .events import (
     ToolCallError,
     collect,
 )
-from .harmony import CONTROL_TOKENS as HARMONY_CONTROL_TOKENS
-from .harmony import END as HARMONY_END
-from .harmony import harmony_prefix
+from ..formats.channels import channel_prefix
+from ..formats.template import prompt_tail
 from .reader import ReaderConfig, StreamReader
 
 if TYPE_CHECKING:
@@ -47,6 +46,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "ToolCallError",
+    "channel_prefix",
     "collect",
     "config_for",
     "prompt_tail",
@@ -58,39 +58,38 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
     """Derive a `ReaderConfig` from a spec's template analysis: the one place that maps a spec to a reader.
 
     `prompt_text` is the rendered prompt this turn continues: what it wrote after the assistant header is read
-    first (an opened `<think>`, Harmony's open message). `declared_tools` are the request's tools (dicts or Python
+    first (an opened `<think>`, a channel format's open message). `declared_tools` are the request's tools (dicts or Python
     functions): their schemas type tagged argument values, and calls in loose forms are read for their names.
     `overrides` replace any derived field (`stop_strings=(...)` replaces the spec's; `extra_stop_strings=(...)`
     adds to them).
     """
-    from .call_parse import parameter_schemas
+    from ..formats import format_of
     from ..render import tool_schemas
+    from .call_parse import parameter_schemas
 
     analysis = spec.analysis
+    fmt = format_of(analysis)
     vocab = getattr(spec, "vocab", None)
     added: dict[str, int] = dict(vocab.added_tokens) if vocab is not None else {}
     special_ids = vocab.special_ids if vocab is not None else frozenset()
-    harmony = analysis.harmony
 
     stops = spec.stops
     stop_ids = frozenset(stops.token_ids)
     by_id = {i: s for s, i in added.items()}
     stop_text_of = {i: by_id.get(i) or (vocab.decode([i]) if vocab is not None else "") for i in stop_ids}
-    if harmony:  # <|end|> ends a Harmony message, not the turn: it must not stop the reader
-        stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != HARMONY_END)
+    if fmt.message_end:  # it ends a message, not the turn: it must not stop the reader
+        stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != fmt.message_end)
     stop_texts = tuple(stop_text_of[i] for i in sorted(stop_ids) if stop_text_of[i])
-    stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and not (harmony and t == HARMONY_END))
+    stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and t != fmt.message_end)
     control = {s for s, i in added.items() if i in special_ids}
     control.update(v for v in (getattr(spec, "special_tokens", None) or {}).values() if isinstance(v, str) and v)
-    if harmony:
-        control.update(HARMONY_CONTROL_TOKENS)
+    control.update(fmt.control_tokens)
 
     schemas = parameter_schemas(tool_schemas(list(declared_tools))) if declared_tools else None
     warnings: tuple[str, ...] = ()
-    if declared_tools and not harmony and not analysis.tools.readable:
+    if declared_tools and not fmt.calls_readable:
         warnings = (f"tool calls are not readable for {spec.name} ({analysis.tools.reason}): "
                     "the output is passed through as content",)
-    reasoning = "harmony" if harmony else ("tags" if analysis.reasoning.kind == "tags" else "none")
     extra = tuple(overrides.pop("extra_stop_strings", ()))
     config = ReaderConfig(
         stop_ids=stop_ids,
@@ -98,17 +97,11 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
         stop_strings=tuple(stops.strings) + extra,
         turn_headers=analysis.guards,
         control_tokens=tuple(sorted(control)),
-        reasoning=reasoning,
-        reasoning_tags=(analysis.reasoning.open, analysis.reasoning.close) if reasoning == "tags" else ("", ""),
-        reasoning_label=analysis.reasoning.label if reasoning == "tags" else "",
-        call_format="harmony" if harmony else ("template" if analysis.tools.calls else "none"),
-        call_syntaxes=() if harmony else analysis.tools.calls,
         content_markers=(analysis.content.open, analysis.content.close),
         content_prefix=analysis.content_prefix,
-        prompt_tail="" if harmony else prompt_tail(prompt_text, analysis),
-        harmony_prefix=harmony_prefix(prompt_text) if harmony else "",
         tool_schemas=schemas,
         warnings=warnings,
+        **fmt.reader_options(prompt_text),
     )
     if overrides:
         config = ReaderConfig(**{**config.__dict__, **overrides})

@@ -4,7 +4,7 @@ while the call section is still being generated (OpenAI streams `function.argume
 Only where the template's syntax writes the arguments as JSON text right after the name: JSON call objects with
 the name key before the arguments key (Hermes, Mistral Nemo, Llama 3's `{"name", "parameters"}` that starts the
 turn with no trigger), and tagged calls `name` + `between` + `{…}` (Mistral v11, DeepSeek, Kimi, functionary).
-Harmony's function calls (the message body is the JSON) stream in reader/harmony.py.
+Channel formats' function calls (Harmony's message body is the JSON) stream in reader/channels.py.
 
 The call parser still reads the whole section when it ends and emits the `ToolCall`; the pieces streamed for a
 call are exactly the model's argument text, so they join into JSON that parses to that call's arguments. Anything

@@ -17,12 +17,13 @@ from typing import Any, Mapping
 
 from .call_parse import ParsedCall, ToolParseError, bracket_end, call_from_object, pythonic_calls
 from .events import Emitter
+from .habits import LOOSE_FORMS
 
 _DECODER = json.JSONDecoder()
 #: Keys a JSON call object may start with.
 _CALL_KEYS = ("name", "function", "tool_name", "type", "tool", "id")
 _CANDIDATE = re.compile(r"[{\[`<]")
-_OPENERS = ("<function=", "<tool_call>", "```")
+_OPENERS = tuple(form.opener for form in LOOSE_FORMS)
 _MAX_HOLD = 65536
 
 
@@ -108,12 +109,13 @@ class LenientCalls:
     """Content filter that turns loose call forms naming a declared tool into calls (see the module doc)."""
 
     def __init__(self, emit: Emitter, out: ContentText, schemas: Mapping[str, Mapping[str, Any]],
-                 skip_hermes: bool = False):
+                 native: frozenset[str] = frozenset()):
         self._emit = emit
         self._out = out
         self._names = frozenset(schemas)
         self._held = ""
-        self._openers = tuple(o for o in _OPENERS if not (skip_hermes and o == "<tool_call>"))
+        # a form whose opener the template's own syntax starts with is the template's, not a loose call
+        self._openers = tuple(o for o in _OPENERS if o not in native)
 
     def text(self, t: str) -> None:
         if self._held:

@@ -2,7 +2,7 @@
 
     ids/text ──► IncrementalDetokenizer ──► MarkerScanner ──► stop? ──► format parser ──► events
                  (UTF-8 safe, O(1)/token)    (stops, headers,          (TurnParser: reasoning, answer,
-                                              syntax marks, control)    calls; HarmonyParser)
+                                              syntax marks, control)    calls; ChannelParser)
 
 The core takes explicit parameters (`ReaderConfig`) so it can be used and tested without a model spec;
 `turnspec.reader.reader_for(spec, prompt_text)` derives them from the spec's template analysis. One reader per turn.
@@ -15,18 +15,17 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..analysis.markup import Markup
-from ..analysis.syntax import CallSyntax
+from ..analysis.syntax import CallSyntax, ChannelSyntax
 from . import events as ev
 from . import markers as mk
 from .detokenize import IncrementalDetokenizer
 from .events import Done, Emitter, Event, Result
-from .harmony import TURN_END as HARMONY_TURN_END
-from .harmony import HarmonyParser
-from .presets import PRESETS
+from .channels import ChannelParser
+from .habits import CHANNEL_FORMATS, FAMILIES
 from .turn_parser import TurnParser
 
-REASONING_FORMATS = ("none", "think", "tags", "harmony")
-TOOL_FORMATS = ("none", "hermes", "llama3", "mistral", "harmony", "template")
+REASONING_FORMATS = ("none", "think", "tags", "channels", *CHANNEL_FORMATS)
+TOOL_FORMATS = (*FAMILIES, "channels", *CHANNEL_FORMATS, "template")
 
 _STOP_KIND = {mk.STOP_TOKEN: ev.STOP_TOKEN, mk.STOP_STRING: ev.STOP_STRING, mk.TURN_HEADER: ev.TURN_HEADER}
 
@@ -41,13 +40,15 @@ class ReaderConfig:
     stop_strings: the caller's or spec's stop strings (matched across token boundaries).
     turn_headers: other roles' headers (`<|im_start|>user`, …): writing one is self-conversation, so stop.
     control_tokens: special tokens of the vocabulary never meant for display: removed from visible text.
-    reasoning: "none" | "tags" (`reasoning_tags`; "think" is the same) | "harmony".
+    reasoning: "none" | "tags" (`reasoning_tags`; "think" is the same) | "channels" (`channels`) | "harmony"
+        (channels=HARMONY).
     call_format: "none" | "template" (`call_syntaxes`, as a template analysis found them) | a family preset
-        ("hermes", "llama3", "mistral") | "harmony".
+        ("hermes", "llama3", "mistral") | "channels" / "harmony" (the calls are messages of the channel format).
     content_markers / content_prefix: markers around the answer; plain text it starts with (read at the start only).
     prompt_tail: what the generation prompt wrote after the assistant header (`<think>\n`): read first, silently.
     starts_in_reasoning: the output starts inside reasoning (same as a prompt tail that opens it).
-    harmony_prefix: the still-open message header the generation prompt ended with (Harmony).
+    channels: the channel format (Harmony, muse_glimmer) when the turn is a run of headed messages.
+    channel_prefix: the still-open message header the generation prompt ended with (channel formats).
     tool_schemas: the request's tools, {name: {parameter: JSON schema}}: types tagged values, enables lenient forms.
     warnings: one-line notes the result carries (e.g. tool calls that this template's syntax cannot express).
     call_deltas: also emit `ToolCallDelta` events, each call's argument text as it is written (call_stream.py).
@@ -67,7 +68,8 @@ class ReaderConfig:
     content_prefix: str = ""
     prompt_tail: str = ""
     starts_in_reasoning: bool = False
-    harmony_prefix: str = ""
+    channels: ChannelSyntax | None = None
+    channel_prefix: str = ""
     tool_schemas: Mapping[str, Mapping[str, Any]] | None = None
     lenient: bool = True
     warnings: tuple[str, ...] = ()
@@ -78,8 +80,16 @@ class ReaderConfig:
             raise ValueError(f"reasoning format {self.reasoning!r} is not one of {REASONING_FORMATS}")
         if self.call_format not in TOOL_FORMATS:
             raise ValueError(f"tool-call format {self.call_format!r} is not one of {TOOL_FORMATS}")
-        if (self.call_format == "harmony") != (self.reasoning == "harmony") and self.call_format != "none":
-            raise ValueError("Harmony tool calls need reasoning='harmony' (the recipient is in the message header)")
+        preset = CHANNEL_FORMATS.get(self.reasoning) or CHANNEL_FORMATS.get(self.call_format)
+        if preset is not None and self.channels is None:
+            object.__setattr__(self, "channels", preset)
+        chan_calls, chan_reasoning = (self.call_format in ("channels", *CHANNEL_FORMATS),
+                                      self.reasoning in ("channels", *CHANNEL_FORMATS))
+        if chan_calls and not chan_reasoning:
+            raise ValueError("channel-format tool calls need reasoning='channels' (the recipient is in the message "
+                             "header)")
+        if chan_reasoning and self.channels is None:
+            raise ValueError("reasoning='channels' needs `channels` (a ChannelSyntax, e.g. turnspec.formats.HARMONY)")
 
 
 _CONFIG_FIELDS = {f.name for f in fields(ReaderConfig)}
@@ -114,11 +124,13 @@ class StreamReader:
         self._emit = Emitter(new_call_id)
 
         stop_texts = tuple(config.stop_token_texts)
-        if config.reasoning == "harmony":
-            self._parser: Any = HarmonyParser(self._emit, config.harmony_prefix, call_deltas=config.call_deltas)
-            stop_texts += HARMONY_TURN_END
+        if config.channels is not None and config.reasoning in ("channels", *CHANNEL_FORMATS):
+            self._parser: Any = ChannelParser(self._emit, config.channels, config.channel_prefix,
+                                              config.tool_schemas, Markup(config.control_tokens),
+                                              call_deltas=config.call_deltas)
+            stop_texts += tuple(t for t in config.channels.turn_ends if t not in stop_texts)
         else:
-            calls = PRESETS.get(config.call_format, config.call_syntaxes)
+            calls = FAMILIES.get(config.call_format, config.call_syntaxes)
             self._parser = TurnParser(
                 self._emit,
                 reasoning_tags=config.reasoning_tags if config.reasoning in ("think", "tags") else None,
@@ -140,7 +152,7 @@ class StreamReader:
         self._finish_reason: str | None = None
         self._stopped_by: str | None = None
         self._stop_kind: str | None = None
-        if config.prompt_tail and config.reasoning != "harmony":
+        if config.prompt_tail and not isinstance(self._parser, ChannelParser):
             self._emit.muted = True
             self._run(config.prompt_tail, final=True)
             self._emit.muted = False

@@ -22,7 +22,7 @@ from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
-from .presets import CODE_TRIGGERS
+from .habits import CODE_AFTER
 
 _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
@@ -37,7 +37,7 @@ def _tokens(literal: str, markup: Any) -> list[str]:
 
 
 class TurnParser:
-    """The format parser behind `StreamReader` for every syntax except Harmony's."""
+    """The format parser behind `StreamReader` for every syntax except channel formats (reader/channels.py)."""
 
     def __init__(self, emit: Emitter, *, reasoning_tags: tuple[str, str] | None = None,
                  content_markers: tuple[str, str] = ("", ""), content_prefix: str = "",
@@ -68,8 +68,7 @@ class TurnParser:
         markers += [t for s in self._calls for lit in self._literals(s) for t in _tokens(lit, markup)]
         self.markers: tuple[str, ...] = tuple(dict.fromkeys(markers))
         self._out: Any = ContentText(emit) if self._calls or (lenient and self._schemas) else PlainContent(emit)
-        hermes_native = "<tool_call>" in self._by_trigger
-        self._content: Any = (LenientCalls(emit, self._out, self._schemas, skip_hermes=hermes_native)
+        self._content: Any = (LenientCalls(emit, self._out, self._schemas, native=frozenset(self._by_trigger))
                               if lenient and self._schemas else self._out)
         # START decides how the output begins; with nothing to decide, the output is content from its first byte.
         needs_start = bool(self._open or self._prefix or self._anchored)
@@ -351,8 +350,9 @@ class TurnParser:
             return
         self._buf = []
         body = text[len(self._trigger):].strip()
-        if self._trigger in CODE_TRIGGERS and body and not body.startswith(("{", "[")):
-            self._emit_calls([ParsedCall("python", {"code": body}, body, None)])
+        code = CODE_AFTER.get(self._trigger)
+        if code is not None and body and not body.startswith(("{", "[")):
+            self._emit_calls([ParsedCall(code.tool, {code.argument: body}, body, None)])
         elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
             raw = text[len(self._trigger):]
             for ender in self._enders:

@@ -141,7 +141,7 @@ def completion_reader(spec: ModelSpec, prompt: RawPrompt, stop_strings: tuple[st
     """The streaming reader for raw text: stops and control tokens as for chats, no reasoning or tool parsing."""
     return spec.reader("", extra_stop_strings=stop_strings, stop_ids=prompt.stop_ids, reasoning="none",
                        call_format="none", turn_headers=(), content_markers=("", ""), content_prefix="", prompt_tail="",
-                       harmony_prefix="")
+                       channels=None, channel_prefix="")
 
 
 # --- responses -----------------------------------------------------------------------------------------------

@@ -1,0 +1,86 @@
+"""The template-derived format: reasoning between tags, calls in the syntaxes the analysis learned, one message
+per turn. Everything comes from `TemplateAnalysis`; this class only answers the interface's questions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def prompt_tail(prompt_text: str, analysis: Any) -> str:
+    """What the prompt wrote after its last assistant header: the start of the turn the model continues.
+
+    Empty when the prompt does not end in an assistant turn (no header, or a turn end or another role after it).
+    """
+    header = analysis.assistant_header
+    if not prompt_text or not header.strip():
+        return ""
+    i = prompt_text.rfind(header)
+    if i < 0:
+        return ""
+    tail = prompt_text[i + len(header):]
+    if any(t in tail for t in (*analysis.turn_ends, *analysis.guards) if t):
+        return ""
+    return tail
+
+
+class TemplateFormat:
+    """Tags and call syntaxes as the template analysis found them."""
+
+    kind = "template"
+    message_end = ""
+    turn_end_tokens: tuple[str, ...] = ()
+    control_tokens: tuple[str, ...] = ()
+
+    def __init__(self, analysis: Any):
+        self.analysis = analysis
+
+    @property
+    def _tags(self) -> tuple[str, str]:
+        r = self.analysis.reasoning
+        return (r.open, r.close) if r.kind == "tags" and r.open and r.close else ("", "")
+
+    @property
+    def calls_readable(self) -> bool:
+        return bool(self.analysis.tools.calls)
+
+    @property
+    def call_syntaxes(self) -> tuple[Any, ...]:
+        return tuple(self.analysis.tools.calls)
+
+    def prompt_tail(self, prompt_text: str) -> str:
+        return prompt_tail(prompt_text, self.analysis)
+
+    def reader_options(self, prompt_text: str) -> dict[str, Any]:
+        a = self.analysis
+        tags = a.reasoning.kind == "tags"
+        return {"reasoning": "tags" if tags else "none",
+                "reasoning_tags": (a.reasoning.open, a.reasoning.close) if tags else ("", ""),
+                "reasoning_label": a.reasoning.label if tags else "",
+                "call_format": "template" if a.tools.calls else "none", "call_syntaxes": a.tools.calls,
+                "prompt_tail": self.prompt_tail(prompt_text)}
+
+    def reasoning_phase(self, prompt_tail: str) -> tuple[str, str, str]:
+        return (*self._tags, "")
+
+    def answer_lead(self) -> tuple[str, str]:
+        return self.analysis.content.open, self.analysis.content.close
+
+    def reasoning_open(self, prompt_tail: str, text: str, starts_in_reasoning: bool) -> bool:
+        opener, closer = self._tags
+        if not opener:
+            return False
+        full = prompt_tail + text
+        return full.rfind(opener) > full.rfind(closer) or (starts_in_reasoning and closer not in text)
+
+    def output_syntax(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        r, t = self.analysis.reasoning, self.analysis.tools
+        reasoning = {"readable": r.kind == "tags", "format": f"{r.open}…{r.close}" if r.kind == "tags" else None}
+        first = t.calls[0] if t.calls else None
+        call_format = (first.triggers[0].strip() if first.triggers else f"{first.shape} at the turn start") if first else None
+        return reasoning, {"readable": bool(t.calls), "format": call_format, "reason": t.reason}
+
+    def reads(self) -> list[str] | str:
+        a = self.analysis
+        if a.tools.calls:
+            return [c.describe() for c in a.tools.calls]
+        return f"not readable: {a.tools.reason or a.error}"
