@@ -202,12 +202,29 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
             elif t == "null" and stripped.lower() in ("null", "none"):
                 return None
             elif t in ("object", "array"):
-                value = json.loads(stripped)
+                value = _json_or_python(stripped)
                 if isinstance(value, dict if t == "object" else list):
                     return value
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             continue
+    if "string" not in types and len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
+        try:  # a quoted value for a parameter that is not a string (`"3"` for an integer)
+            inner = json.loads(stripped)
+        except ValueError:
+            return text
+        if isinstance(inner, str) and inner != text:
+            return type_value(inner, schema)
     return text
+
+
+def _json_or_python(text: str) -> Any:
+    """JSON, or a Python literal (`{'a': True}`, `['x']`): models write both for object and array parameters."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        if len(text) > 65536:
+            raise
+        return ast.literal_eval(text)
 
 
 def parameter_schemas(tools: Any) -> dict[str, dict[str, Any]]:
@@ -227,10 +244,12 @@ def parameter_schemas(tools: Any) -> dict[str, dict[str, Any]]:
 class CallParser:
     """Parses the calls of one `CallSyntax` from complete text (a call section, or a whole output)."""
 
-    def __init__(self, syntax: CallSyntax, schemas: Mapping[str, Mapping[str, Any]] | None = None):
+    def __init__(self, syntax: CallSyntax, schemas: Mapping[str, Mapping[str, Any]] | None = None,
+                 at_end: bool = False):
         self.syntax = syntax
         self.schemas = dict(schemas or {})
         self.names = frozenset(self.schemas)
+        self.at_end = at_end  # the text ends the output: a value left open runs to its end
 
     def parse(self, text: str) -> list[ParsedCall]:
         """Every call in `text`, which must hold nothing else; raises ToolParseError otherwise."""
@@ -291,7 +310,7 @@ class CallParser:
                 if m:
                     pos = m.end()
             pos = _skip(text, pos)
-            if out and s.shape == "json" and pos < len(text) and text[pos] in ",;":
+            if out and s.shape != "pythonic" and pos < len(text) and text[pos] in ",;":
                 pos = _skip(text, pos + 1)  # models list several JSON calls with , or ;
             if pos >= len(text):
                 return out, start if not out else pos
@@ -339,9 +358,13 @@ class CallParser:
 
     def _one_tagged(self, body: str, start: int) -> tuple[ParsedCall, int]:
         s = self.syntax
-        m = _match(s.call_open + (NAME,), body, start)
+        m = self._delimited_name(body, start, s.call_open)
+        if m is None:
+            m = _match(s.call_open + (NAME,), body, start)
         if m is None:
             m = self._short_opener(body, start)
+        if m is None:
+            m = self._opener_without_trigger(body, start)
         if m is None:  # a model that skipped the opener: the name alone
             m = _match((NAME,), body, start)
         if m is None:
@@ -389,6 +412,43 @@ class CallParser:
                     return m
         return None
 
+    def _delimited_name(self, body: str, start: int, opener: Pattern) -> re.Match[str] | None:
+        """A name that runs up to the literal the template writes after it (`call:bad func{`, `<function=météo
+        v2>`): spaces, unicode, `&`, `<`, `>` included, never across a line or another literal of the syntax."""
+        ends = self._after_name()
+        if not ends or not _literal(opener).strip():
+            return None
+        alt = "|".join(re.escape(e) for e in sorted(ends, key=len, reverse=True))
+        source = (pattern_regex(opener) + rf"\s*(?P<name>(?:(?!{alt})[^\n]){{1,256}}?)(?=\s*(?:{alt}))")
+        m = _compiled(source).match(body, start)
+        if m is None or not m.group("name").strip() or m.group("name") != m.group("name").strip():
+            return None
+        return m
+
+    def _after_name(self) -> tuple[str, ...]:
+        """Literals that may follow a name: the template's `between`, the arguments' opener, the call's close."""
+        s = self.syntax
+        out = [*(_first_literal((part,)) for part in s.between), _first_literal(s.call_close), *s.triggers]
+        if s.args == "params" and s.params is not None:
+            out += [s.params.open.strip(), _first_literal(s.params.key_prefix)]
+        else:
+            out.append("{")  # models drop the literal before JSON arguments (`[TOOL_CALLS]name{…}`)
+        return tuple(dict.fromkeys(e for e in out if e))
+
+    def _opener_without_trigger(self, body: str, start: int) -> re.Match[str] | None:
+        """The opener's text after its trigger (Gemma 4 models group calls: `<|tool_call>call:a{…}call:b{…}`)."""
+        opener = self.syntax.call_open
+        if len(opener) != 1 or opener[0] in HOLES:
+            return None
+        for trigger in self.syntax.triggers:
+            at = opener[0].find(trigger)
+            rest = opener[0][at + len(trigger):] if at >= 0 else ""
+            if rest.strip():
+                m = self._delimited_name(body, start, (rest,)) or _match((rest, NAME), body, start)
+                if m is not None:
+                    return m
+        return None
+
     def _fix_name(self, name: str, pos: int) -> tuple[str, int]:
         """The name regex is greedy over dots: give back a suffix that `between` starts with (`name.` + ...)."""
         between = self.syntax.between
@@ -411,7 +471,7 @@ class CallParser:
         key_suffix = pattern_regex(p.key_suffix)
         if key_suffix.endswith(r"\s*"):  # the template's line break after the key, never the value's indentation
             key_suffix = key_suffix[:-3] + (r"[^\S\n]*\n?" if _literal(p.key_suffix).endswith("\n") else "")
-        key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + key_suffix)
+        key_re = _compiled(pattern_regex(p.key_prefix) + self._key_pattern() + key_suffix)
         suffix_re = _compiled(pattern_regex(p.value_suffix)) if _literal(p.value_suffix).strip() else None
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
@@ -430,13 +490,19 @@ class CallParser:
             key, pos = m.group("key"), m.end()
             if p.string_quote and body.startswith(p.string_quote, pos):
                 end = body.find(p.string_quote, pos + len(p.string_quote))
-                if end < 0:
+                if end < 0 and not self.at_end:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.string_quote}")
+                if end < 0:  # the output ended inside the value: it is what the model wrote
+                    args[key] = body[pos + len(p.string_quote):].rstrip()
+                    return args, len(body)
                 args[key] = body[pos + len(p.string_quote):end]
                 pos = end + len(p.string_quote)
             elif p.value_wrap[0] and body.startswith(p.value_wrap[0], _skip(body, pos)):
                 start = _skip(body, pos) + len(p.value_wrap[0])
                 end = body.find(p.value_wrap[1], start)
+                if end < 0 and self.at_end:
+                    args[key] = type_value(body[start:].rstrip(), schema.get(key))
+                    return args, len(body)
                 if end < 0:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.value_wrap[1]}")
                 args[key] = type_value(body[start:end], schema.get(key))
@@ -462,6 +528,8 @@ class CallParser:
                 m = suffix_re.match(body, pos)
                 if m is None and next_key and key_re.match(body, pos):
                     continue  # `<parameter=a>\nx\n<parameter=b>`: the model skipped a closing tag
+                if m is None and (pos >= len(body.rstrip()) and self.at_end or self._at_call_close(body, pos)):
+                    break  # the output ended in the value, or the call closed without the value's closing tag
                 if m is None:
                     raise ToolParseError(f"the value of {name}.{key} is not closed by {_literal(p.value_suffix)!r}")
                 pos = m.end()
@@ -470,6 +538,23 @@ class CallParser:
             if m:
                 pos = m.end()
         return args, pos
+
+    def _key_pattern(self) -> str:
+        """A key: between tags (`<parameter=KEY>`, `<arg_key>KEY</arg_key>`) anything up to the key's closing
+        literal (spaces, unicode, `&`, `-`, `.`; `<` and `>` where the closer is longer); in a bracketed notation
+        (`{key:value}`), a word."""
+        p = self.syntax.params
+        assert p is not None
+        if not _literal(p.key_prefix).strip():
+            return r"(?P<key>[^\s<>\"'=:{},]+)"
+        stops = [_first_literal(p.key_suffix), _first_literal(p.value_suffix), _first_literal(self.syntax.call_close),
+                 p.close.strip(), p.separator.strip()]
+        alt = "|".join(re.escape(e) for e in sorted({e for e in stops if e}, key=len, reverse=True))
+        return rf"(?P<key>(?:(?!{alt})[^\n]){{1,256}}?)" if alt else r"(?P<key>[^\s<>\"'=:{},]+)"
+
+    def _at_call_close(self, body: str, pos: int) -> bool:
+        close = _literal(self.syntax.call_close).strip()
+        return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
 
 
 def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:
