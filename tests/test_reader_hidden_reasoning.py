@@ -59,6 +59,23 @@ def test_gemma4_markers_come_from_its_generation_prompt():
     assert (result.reasoning, result.content) == ("The user greets me.", "Hello!")
 
 
+def test_markers_from_the_split_that_cuts_reasoning_out_of_history():
+    """LFM2.5 writes no reasoning markers anywhere but `content.split("</think>")`: the opener is its partner."""
+    from pathlib import Path
+
+    import turnspec
+    from conftest import need
+
+    path = need(Path(__file__).parent / "data" / "llamacpp_templates" / "LFM2.5-Instruct.jinja")
+    spec = turnspec.from_template(path.read_text(encoding="utf-8"))
+    r = spec.analysis.reasoning
+    assert (r.open, r.close, r.source) == ("<think>", "</think>", "the template cuts reasoning out of history at "
+                                           "'</think>'")
+    result = spec.reader(spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)).read_all(
+        "<think>A greeting.</think>Hello!")
+    assert (result.reasoning, result.content) == ("A greeting.", "Hello!")
+
+
 def test_onboarding_says_where_the_markers_came_from():
     from turnspec.onboard.report import reasoning_summary
 

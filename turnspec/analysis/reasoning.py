@@ -85,11 +85,20 @@ def _hidden_markers(prober: Prober, markup: Markup, turn: TurnProbe, finished: s
     literals = set(template_literals(template))
     for m in _SPLIT.finditer(template):
         cut = m.group(1) or m.group(2)
-        for other in literals:
+        for other in (*literals, _opener_of(cut)):
             for open_, close in ((other, cut), (cut, other)):
-                if pairs(open_, close) and markup.spans(open_) and markup.spans(close):
+                if open_ and pairs(open_, close) and markup.spans(close) and (markup.spans(open_) or
+                                                                               open_ == _opener_of(close)):
                     return open_, close, f"the template cuts reasoning out of history at {cut!r}"
     return _switch_pair(prober, markup)
+
+
+def _opener_of(close: str) -> str:
+    """The opening partner of a closing tag (`</think>` → `<think>`, `[/THINK]` → `[THINK]`), or ''."""
+    m = re.fullmatch(r"</([A-Za-z_][\w:.\-]*)>|\[/([A-Z][A-Z_]*)\]", close)
+    if m is None:
+        return ""
+    return f"<{m.group(1)}>" if m.group(1) else f"[{m.group(2)}]"
 
 
 #: `x.split('</think>')`: a template that cuts reasoning out of content by its marker.
