@@ -11,6 +11,7 @@ Read whole and in 2-character chunks: both give the same. Templates are official
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ SYNTAXES = {  # template: (open, close)
 }
 
 
+@functools.lru_cache(maxsize=None)
 def spec_for(name: str):
     if (LLAMACPP / name).exists() and not name.startswith(("GLM", "mistralai", "ByteDance")):
         return turnspec.from_template(need(LLAMACPP / name).read_text(encoding="utf-8"))
@@ -73,3 +75,43 @@ def test_an_output_that_ends_inside_a_marker_does_not_show_it(name):
 def test_prose_ending_in_a_bracket_stays(prose):
     result = read(corpus_spec("GLM-4.6.jinja"), prose)
     assert result.content == prose and result.warnings == []
+
+
+# -- Hypothesis: prose with marker-like text is never reasoning or calls; streamed == whole ----------------------
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+PROSE_TEMPLATES = [*sorted(SYNTAXES), "Kimi-K2-Thinking.jinja", "HuggingFaceTB-SmolLM3-3B.jinja"]
+
+
+def _fragments(open_: str, close: str) -> list[str]:
+    """Pieces of the markers (never a whole one, the test checks) mixed with prose."""
+    cuts = [open_[:k] for k in range(1, len(open_))] + [close[:k] for k in range(1, len(close))]
+    cuts += [open_[k:] for k in range(1, len(open_))] + [close[k:] for k in range(1, len(close))]
+    return cuts + ["think", "the ", "answer", " ", "\n", "<", ">", "/", "|", "[", "]", "x", "é", "tool_call"]
+
+
+@pytest.mark.parametrize("name", PROSE_TEMPLATES)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_prose_with_marker_like_text_is_never_reasoning(name, data):
+    spec = spec_for(name)
+    r = spec.analysis.reasoning
+    assert r.kind == "tags" and not r.prompt_opens
+    pieces = data.draw(st.lists(st.sampled_from(_fragments(r.open, r.close)), min_size=1, max_size=30))
+    text = "".join(pieces)
+    markers = {r.open, r.close, *spec.analysis.control_tokens}
+    assume(not any(m in text for m in markers if m.strip()))
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(text)), max_size=6)))
+    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True)
+    whole = spec.reader(prompt).read_all(text)
+    streamed = spec.reader(prompt)
+    for a, b in zip([0, *cuts], [*cuts, len(text)]):
+        streamed.feed_text(text[a:b])
+    streamed.finish()
+    assert streamed.result == whole
+    assert whole.reasoning == "" and not whole.tool_calls and not whole.errors
+    if whole.warnings:  # the prose ended in the start of a marker, which is not shown
+        assert text.strip().startswith(whole.content.strip())
+    else:
+        assert whole.content.strip() == text.strip()
