@@ -111,3 +111,14 @@ def test_an_unclosed_value_mid_stream_is_not_a_call_yet(gemma4):
     reader.feed_text('don<|"|>}<tool_call|>')
     reader.finish()
     assert [(c.name, c.arguments) for c in reader.result.tool_calls] == [("get_weather", {"location": "London"})]
+
+
+def test_kimi_k2_arguments_cut_at_the_end_and_a_call_without_its_prefix():
+    spec = corpus_spec("moonshotai-Kimi-K2.jinja")
+    tools = [tool("get_weather", city="string")]
+    out = ("<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0 <|tool_call_argument_begin|>"
+           '{"city": "Bei')
+    assert read(spec, out, tools)[1] == [("get_weather", {"city": "Bei"})]
+    out = ("<|tool_calls_section_begin|><|tool_call_begin|>get_weather:0 <|tool_call_argument_begin|>"
+           '{"city": "Tokyo"}<|tool_call_end|><|tool_calls_section_end|>')
+    assert read(spec, out, tools)[1] == [("get_weather", {"city": "Tokyo"})]

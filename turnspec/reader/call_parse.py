@@ -385,7 +385,10 @@ class CallParser:
             try:
                 value, pos = _DECODER.raw_decode(body, pos)
             except json.JSONDecodeError as exc:
-                raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+                value = _truncated_json(body[pos:]) if self.at_end else None
+                if value is None:
+                    raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+                pos = len(body)  # the output ended inside the arguments: they are what the model wrote
             args = _arguments(name, value)
         m = _match(s.call_close, body, pos) if s.call_close else None
         end = m.end() if m is not None else pos
@@ -406,7 +409,7 @@ class CallParser:
                 if m is not None:
                     return m
             rest = opener[0][at + len(trigger):]
-            for k in range(1, len(rest)):
+            for k in range(1, len(rest) + 1):  # down to the trigger alone (Kimi's `get_weather:0` without functions.)
                 m = _match((trigger + rest[k:], NAME), body, start)
                 if m is not None:
                     return m
@@ -555,6 +558,41 @@ class CallParser:
     def _at_call_close(self, body: str, pos: int) -> bool:
         close = _literal(self.syntax.call_close).strip()
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
+
+
+def _truncated_json(text: str) -> dict[str, Any] | None:
+    """A JSON object the output ended inside (`{"city": "Bei`), closed where it stopped; None if it is not one."""
+    if not text.startswith("{") or len(text) > 65536:
+        return None
+    stack: list[str] = []
+    quote = False
+    k = 0
+    while k < len(text):
+        ch = text[k]
+        if quote:
+            if ch == "\\":
+                k += 1
+            elif ch == '"':
+                quote = False
+        elif ch == '"':
+            quote = True
+        elif ch in "[{":
+            stack.append("]" if ch == "[" else "}")
+        elif ch in "]}":
+            if not stack or stack.pop() != ch:
+                return None
+        k += 1
+    if not stack:
+        return None
+    closed = text + ('"' if quote else "")
+    closed = closed.rstrip().rstrip(",")
+    if closed.endswith(":"):
+        closed += " null"
+    try:
+        value = json.loads(closed + "".join(reversed(stack)))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:
