@@ -374,6 +374,8 @@ class CallParser:
         m = _match(s.between, body, pos)
         if m is None and s.args == "json" and body[_skip(body, pos):_skip(body, pos) + 1] == "{":
             m = _match((), body, pos)  # arguments right after the name ([TOOL_CALLS]name{…}: models drop [ARGS])
+        if m is None and self.at_end and not body[pos:].strip() and s.args == "json":
+            return ParsedCall(name, {}, body[name_at:pos].strip(), None), len(body)  # the output ended after a name
         if m is None:
             raise ToolParseError(f"after the name {name!r}: expected {_literal(s.between)!r}")
         call_id = m.groupdict().get("id")
@@ -417,12 +419,13 @@ class CallParser:
 
     def _delimited_name(self, body: str, start: int, opener: Pattern) -> re.Match[str] | None:
         """A name that runs up to the literal the template writes after it (`call:bad func{`, `<function=météo
-        v2>`): spaces, unicode, `&`, `<`, `>` included, never across a line or another literal of the syntax."""
+        v2>`): spaces, unicode, `&`, `<`, `>` included; never brackets or quotes, a line break or another literal
+        of the syntax."""
         ends = self._after_name()
         if not ends or not _literal(opener).strip():
             return None
         alt = "|".join(re.escape(e) for e in sorted(ends, key=len, reverse=True))
-        source = (pattern_regex(opener) + rf"\s*(?P<name>(?:(?!{alt})[^\n]){{1,256}}?)(?=\s*(?:{alt}))")
+        source = (pattern_regex(opener) + rf"\s*(?P<name>(?:(?!{alt})[^\n\[\]{{}}()\"']){{1,256}}?)(?=\s*(?:{alt}))")
         m = _compiled(source).match(body, start)
         if m is None or not m.group("name").strip() or m.group("name") != m.group("name").strip():
             return None
