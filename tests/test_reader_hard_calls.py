@@ -122,3 +122,10 @@ def test_kimi_k2_arguments_cut_at_the_end_and_a_call_without_its_prefix():
     out = ("<|tool_calls_section_begin|><|tool_call_begin|>get_weather:0 <|tool_call_argument_begin|>"
            '{"city": "Tokyo"}<|tool_call_end|><|tool_calls_section_end|>')
     assert read(spec, out, tools)[1] == [("get_weather", {"city": "Tokyo"})]
+
+
+def test_glm47_flash_line_breaks_between_adjacent_tags():
+    """GLM-4.7-Flash's template writes `</arg_key><arg_value>` with nothing between; models add line breaks."""
+    out = "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Beijing</arg_value>\n</tool_call>"
+    spec = corpus_spec("GLM-4.7-Flash.jinja")
+    assert read(spec, out, [tool("get_weather", city="string")]) == ("", [("get_weather", {"city": "Beijing"})])

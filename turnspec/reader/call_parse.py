@@ -130,8 +130,9 @@ def json_calls(text: str, syntax: CallSyntax | None = None, names: frozenset[str
 
 # --------------------------------------------------------------------------------------------- literal patterns
 def lenient(literal: str) -> str:
-    """Regex for a literal where any whitespace run matches any whitespace (or none)."""
-    parts = [re.escape(p) for p in re.split(r"\s+", literal) if p]
+    """Regex for a literal where any whitespace run matches any whitespace (or none), as does the gap between two
+    adjacent tags (`</arg_key><arg_value>`: models put line breaks there)."""
+    parts = [re.escape(p) for p in re.split(r"\s+|(?<=>)(?=<)", literal) if p]
     return r"\s*" + r"\s*".join(parts) + r"\s*" if parts else r"\s*"
 
 
@@ -412,7 +413,8 @@ class CallParser:
                     return m
             rest = opener[0][at + len(trigger):]
             for k in range(1, len(rest) + 1):  # down to the trigger alone (Kimi's `get_weather:0` without functions.)
-                m = _match((trigger + rest[k:], NAME), body, start)
+                m = self._delimited_name(body, start, (trigger + rest[k:],)) or \
+                    _match((trigger + rest[k:], NAME), body, start)
                 if m is not None:
                     return m
         return None
