@@ -1,11 +1,14 @@
 """`spec.response_template()`: the analysis exported as a transformers `response_template`, proven with
-transformers' own parser. For every template in ../shared whose analysis reads reasoning or calls, each assistant
+transformers' own parser. For every template in ../shared (and llama.cpp's test templates in data/) whose analysis
+reads reasoning or calls, each assistant
 message the round trip renders (an answer, an answer with reasoning, one call, two calls) is parsed back by
 `transformers.utils.chat_parsing.parse_response(output, template, prefix=prompt, tools=tools)` and must equal the
 message. Templates the format cannot express raise a one-line TurnspecError and are listed with the reason.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -21,9 +24,11 @@ NOT_EXPRESSIBLE = {
     "Apertus-8B-Instruct": "the call's name is a JSON key",
     "meetkai-functionary-medium-v3.2": "answers start with the plain text",
     "openai-gpt-oss-120b": "Harmony writes each channel as its own message",
+    "MiniMax-M1": "answers start with the plain text",
 }
 
-FILES = template_files()
+LLAMACPP = sorted((Path(__file__).parent / "data" / "llamacpp_templates").glob("*.jinja"))
+FILES = template_files() + LLAMACPP
 
 
 def _spec(path):
@@ -47,7 +52,8 @@ def _prefix_and_output(spec, prompt: str, output: str) -> tuple[str, str]:
     return prompt, output
 
 
-@pytest.mark.parametrize("path", FILES, ids=[template_id(p) for p in FILES])
+@pytest.mark.parametrize("path", FILES, ids=[template_id(p) + (" (llama.cpp)" if p in LLAMACPP else "")
+                                             for p in FILES])
 def test_transformers_parses_back_every_rendered_message(path):
     from transformers.utils.chat_parsing import parse_response
 
@@ -65,6 +71,8 @@ def test_transformers_parses_back_every_rendered_message(path):
         rendered = _render(spec, case)
         if isinstance(rendered, str):
             continue  # the template does not render this case (the round trip reports why)
+        if expected(case)[2] and not spec.analysis.tools.calls:
+            continue  # calls turnspec itself does not read (the analysis says why): nothing to export
         prefix, output = _prefix_and_output(spec, *rendered)
         message = parse_response(output, template, prefix=prefix, tools=tools_for(spec))
         content, reasoning, calls = expected(case)

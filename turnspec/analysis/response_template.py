@@ -39,8 +39,8 @@ def response_template(analysis: TemplateAnalysis) -> dict[str, Any]:
         label = rf"(?:{re.escape(r.label)}(?=\s))?" if r.label else ""
         fields["reasoning_content"] = {"open_pattern": re.escape(r.open) + label, "close": r.close}
     c = analysis.content
-    if c.open and c.close:
-        fields["content"] = {"open": c.open, "close": c.close, "repeats": True, "join": ""}
+    if c.open and (c.close or ends):  # the answer's own markers (a template may end it with the turn only)
+        fields["content"] = {"open": c.open, "close": c.close or ends, "repeats": True, "join": ""}
     else:
         fields["content"] = {"repeats": True, "join": ""}
         if r.kind == "tags":  # a stray closing tag is dropped, never shown
@@ -101,7 +101,8 @@ def _calls(s: CallSyntax, ends: list[str]) -> dict[str, Any]:
                  "transform": _CALL, "transform_each": True}
         if not s.list_wrapped:
             raise TurnspecError("no response_template: pythonic calls without the surrounding list")
-        closer = _pattern(s.call_close) if _literal(s.call_close).strip() else until_next
+        closer = (_pattern(s.call_close) + section_end if _literal(s.call_close).strip() else
+                  _lenient(s.section_close) if s.section_close.strip() else until_next)
         return {**field, "close_pattern": closer} if closer else field
     # tagged: the name in the opener, the arguments as JSON or tagged parameters
     opener = section + _pattern(s.call_open + (NAME,) + s.between, named=True)
