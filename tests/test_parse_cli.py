@@ -14,10 +14,8 @@ from typer.testing import CliRunner
 
 from turnspec.cli import app
 
-from conftest import need
-from corpus_models import CORPUS
+from conftest import SHARED, need
 
-SHARED = CORPUS.parent
 RECORDING = SHARED / "recordings" / "gpt-oss-20b-chat-raw-output.txt"
 GPT_OSS = SHARED / "models" / "gpt-oss-tokenizer"
 
@@ -49,7 +47,7 @@ def test_json_envelope(tmp_path):
     assert (envelope["data"]["reasoning"], envelope["data"]["content"]) == ("Think.", "Hi!")
 
 
-def test_tools_and_prompt_files(tmp_path, smollm2_dir):
+def test_tools_and_prompt_files(tmp_path):
     qwen3 = need(SHARED / "models" / "qwen3-tokenizer")
     tools = tmp_path / "tools.json"
     tools.write_text(json.dumps([{"type": "function", "function": {"name": "get_weather", "parameters": {
