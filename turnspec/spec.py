@@ -278,8 +278,14 @@ class ModelSpec:
 
         return Session(self, tools, specials_in_content=specials_in_content, **template_kwargs)
 
-    def prefix_report(self, tools: Sequence[dict | Callable] | None = None,
-                      **template_kwargs: Any) -> PrefixReport:
+    def response_template(self) -> dict[str, Any]:
+        """The analysis as a transformers `response_template` (for `tokenizer.parse_response(output, prefix=prompt)`,
+        transformers >= 5.13, and vLLM); raises TurnspecError naming what the format cannot express."""
+        from .analysis.response_template import response_template
+
+        return response_template(self.analysis)
+
+    def prefix_report(self, tools: Sequence[dict | Callable] | None = None, **template_kwargs: Any) -> PrefixReport:
         """Whether re-rendering a conversation after appending a user / tool / assistant message keeps the earlier
         tokens, and if not what changes, why, and which template switches change that (turnspec.analysis.prefix).
         Without tools or keyword arguments it is the analysis's own (`analysis.prefix`, learned once)."""

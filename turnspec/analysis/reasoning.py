@@ -18,7 +18,7 @@ from ..template import template_literals, template_variables
 from .markup import Markup
 from .probes import CONTENT, REASONING, REASONING_SWITCHES, USER_2, Prober, assistant, user
 from .syntax import ReasoningSyntax
-from .turn import TurnProbe
+from .turn import TurnProbe, pairs
 
 def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> ReasoningSyntax:
     u = [user()]
@@ -51,10 +51,71 @@ def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> Reasonin
             how = source + (" (closing tag inferred, found in the template text)" if inferred else "")
             return ReasoningSyntax("tags", open_, close, label, _opens(turn.body_prefix, open_, close),
                                    history=history, source=how)
+    hidden = _hidden_markers(prober, markup, turn, finished)
+    if hidden is not None:
+        open_, close, how = hidden
+        return ReasoningSyntax("tags", open_, close, "", _opens(turn.body_prefix, open_, close), history=history,
+                               source=how)
     reason = None
     if history != "not rendered" or _mentions_reasoning(prober):
         reason = "the template handles reasoning, but no rendering shows the markers around it"
     return ReasoningSyntax(history=history, reason=reason)
+
+
+def _hidden_markers(prober: Prober, markup: Markup, turn: TurnProbe, finished: str | None
+                    ) -> tuple[str, str, str] | None:
+    """(open, close, source) when no rendering shows reasoning but the template still tells its markers: an empty
+    block it writes before the answer (Kimi-K2-Thinking's `<think></think>`), a pair it splits content on to cut
+    reasoning out of history (`content.split('</think>')`), or a pair a reasoning switch adds to the prompt
+    (SmolLM3's system prompt under /think, Granite 3.3's under thinking=True)."""
+    if finished is not None and CONTENT in finished:
+        body = turn.body_of(finished, CONTENT)
+        lead = body[:body.find(CONTENT)]
+        spans = markup.spans(lead)
+        if len(spans) >= 2 and not lead[spans[-2].end:spans[-1].start].strip() and pairs(spans[-2].text,
+                                                                                             spans[-1].text):
+            return spans[-2].text, spans[-1].text, "an empty block the template writes before the answer"
+    template = prober.spec.select_template()
+    literals = set(template_literals(template))
+    for m in _SPLIT.finditer(template):
+        cut = m.group(1) or m.group(2)
+        for other in (*literals, _opener_of(cut)):
+            for open_, close in ((other, cut), (cut, other)):
+                if open_ and pairs(open_, close) and markup.spans(close) and (markup.spans(open_) or
+                                                                               open_ == _opener_of(close)):
+                    return open_, close, f"the template cuts reasoning out of history at {cut!r}"
+    return _switch_pair(prober, markup)
+
+
+def _opener_of(close: str) -> str:
+    """The opening partner of a closing tag (`</think>` → `<think>`, `[/THINK]` → `[THINK]`), or ''."""
+    m = re.fullmatch(r"</([A-Za-z_][\w:.\-]*)>|\[/([A-Z][A-Z_]*)\]", close)
+    if m is None:
+        return ""
+    return f"<{m.group(1)}>" if m.group(1) else f"[{m.group(2)}]"
+
+
+#: `x.split('</think>')`: a template that cuts reasoning out of content by its marker.
+_SPLIT = re.compile(r"""\.split\(\s*(?:'([^'\n]+)'|"([^"\n]+)")\s*\)""")
+
+
+def _switch_pair(prober: Prober, markup: Markup) -> tuple[str, str, str] | None:
+    """The first pair of markers a reasoning switch adds to the prompt when turned on (instructions that tell the
+    model how to write its reasoning), compared with the same prompt with the switch off."""
+    variables = set(template_variables(prober.spec.select_template()))
+    for name, values in REASONING_SWITCHES.items():
+        if name not in variables or not isinstance(values[0], bool):
+            continue
+        on, _ = prober.attempt([user()], add_generation_prompt=True, **{name: True})
+        off, _ = prober.attempt([user()], add_generation_prompt=True, **{name: False})
+        if on is None or off is None or on == off:
+            continue
+        spans = markup.spans(on)
+        for i, a in enumerate(spans):
+            for b in spans[i + 1:i + 3]:
+                if pairs(a.text, b.text) and on.count(a.text) > off.count(a.text):
+                    return a.text, b.text, f"the prompt's instructions under {name}=True"
+    return None
 
 
 def _history(prober: Prober, u: list[dict[str, Any]]) -> str:
@@ -108,9 +169,14 @@ def _switch_prefixes(prober: Prober, turn: TurnProbe, markup: Markup) -> list[tu
             continue
         for value in values:
             text, _ = prober.attempt([user()], add_generation_prompt=True, **{name: value})
-            if text is None or not text.startswith(turn.before):
+            if text is None:
                 continue
-            rest = text[len(turn.before):]
+            if text.startswith(turn.before):
+                rest = text[len(turn.before):]
+            elif turn.header.strip() and turn.header in text:  # the switch changed the system prompt too (SmolLM3)
+                rest = text[text.rfind(turn.header):]
+            else:
+                continue
             n = markup.snap(rest, common_prefix(rest, turn.header))
             out.append((f"generation prompt with {name}={value!r}", rest[n:]))
     return out

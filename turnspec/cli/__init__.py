@@ -25,7 +25,8 @@ def _group() -> None:
 from . import render_cmd  # noqa: E402  (registers its command on `app`)
 
 render_cmd.register(app)
-for _name in ("run_cmd", "onboard_cmd", "serve_cmd", "pull_cmd", "list_cmd", "rm_cmd", "encode_cmd", "convert_cmd"):
+for _name in ("run_cmd", "onboard_cmd", "serve_cmd", "pull_cmd", "list_cmd", "rm_cmd", "encode_cmd", "convert_cmd",
+              "parse_cmd"):
     try:
         __import__(f"{__name__}.{_name}", fromlist=["register"]).register(app)
     except ModuleNotFoundError as exc:  # a command still being built must not break the others

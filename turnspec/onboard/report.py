@@ -85,6 +85,9 @@ def reasoning_summary(reasoning: Any) -> str:
     parts = [f"{reasoning.get('open')}…{reasoning.get('close')}" if fmt == "tags" else str(fmt)]
     if fmt != "none":
         parts.append("prompt opens it" if reasoning.get("prompt_opens_reasoning") else "prompt does not open it")
+        found_in = reasoning.get("found_in")
+        if found_in and found_in != "rendering":  # no rendering shows the markers: say what told them
+            parts.append(f"markers from {found_in}")
         if reasoning.get("history_reasoning"):
             parts.append(f"history: {reasoning['history_reasoning']}")
     switches = reasoning.get("switches") or {}

@@ -98,8 +98,9 @@ def _arguments(name: str, args: Any) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------------------------- literal patterns
 def lenient(literal: str) -> str:
-    """Regex for a literal where any whitespace run matches any whitespace (or none)."""
-    parts = [re.escape(p) for p in re.split(r"\s+", literal) if p]
+    """Regex for a literal where any whitespace run matches any whitespace (or none), as does the gap between two
+    adjacent tags (`</arg_key><arg_value>`: models put line breaks there)."""
+    parts = [re.escape(p) for p in re.split(r"\s+|(?<=>)(?=<)", literal) if p]
     return r"\s*" + r"\s*".join(parts) + r"\s*" if parts else r"\s*"
 
 
@@ -170,12 +171,29 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
             elif t == "null" and stripped.lower() in ("null", "none"):
                 return None
             elif t in ("object", "array"):
-                value = json.loads(stripped)
+                value = _json_or_python(stripped)
                 if isinstance(value, dict if t == "object" else list):
                     return value
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             continue
+    if "string" not in types and len(stripped) >= 2 and stripped[0] == stripped[-1] == '"':
+        try:  # a quoted value for a parameter that is not a string (`"3"` for an integer)
+            inner = json.loads(stripped)
+        except ValueError:
+            return text
+        if isinstance(inner, str) and inner != text:
+            return type_value(inner, schema)
     return text
+
+
+def _json_or_python(text: str) -> Any:
+    """JSON, or a Python literal (`{'a': True}`, `['x']`): models write both for object and array parameters."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        if len(text) > 65536:
+            raise
+        return ast.literal_eval(text)
 
 
 def parameter_schemas(tools: Any) -> dict[str, dict[str, Any]]:
@@ -195,10 +213,12 @@ def parameter_schemas(tools: Any) -> dict[str, dict[str, Any]]:
 class CallParser:
     """Parses the calls of one `CallSyntax` from complete text (a call section, or a whole output)."""
 
-    def __init__(self, syntax: CallSyntax, schemas: Mapping[str, Mapping[str, Any]] | None = None):
+    def __init__(self, syntax: CallSyntax, schemas: Mapping[str, Mapping[str, Any]] | None = None,
+                 at_end: bool = False):
         self.syntax = syntax
         self.schemas = dict(schemas or {})
         self.names = frozenset(self.schemas)
+        self.at_end = at_end  # the text ends the output: a value left open runs to its end
 
     def parse(self, text: str) -> list[ParsedCall]:
         """Every call in `text`, which must hold nothing else; raises ToolParseError otherwise."""
@@ -259,7 +279,7 @@ class CallParser:
                 if m:
                     pos = m.end()
             pos = _skip(text, pos)
-            if out and s.shape == "json" and pos < len(text) and text[pos] in ",;":
+            if out and s.shape != "pythonic" and pos < len(text) and text[pos] in ",;":
                 pos = _skip(text, pos + 1)  # models list several JSON calls with , or ;
             if pos >= len(text):
                 return out, start if not out else pos
@@ -307,9 +327,13 @@ class CallParser:
 
     def _one_tagged(self, body: str, start: int) -> tuple[ParsedCall, int]:
         s = self.syntax
-        m = _match(s.call_open + (NAME,), body, start)
+        m = self._delimited_name(body, start, s.call_open)
+        if m is None:
+            m = _match(s.call_open + (NAME,), body, start)
         if m is None:
             m = self._short_opener(body, start)
+        if m is None:
+            m = self._opener_without_trigger(body, start)
         if m is None:  # a model that skipped the opener: the name alone
             m = _match((NAME,), body, start)
         if m is None:
@@ -319,6 +343,8 @@ class CallParser:
         m = _match(s.between, body, pos)
         if m is None and s.args == "json" and body[_skip(body, pos):_skip(body, pos) + 1] == "{":
             m = _match((), body, pos)  # arguments right after the name ([TOOL_CALLS]name{…}: models drop [ARGS])
+        if m is None and self.at_end and not body[pos:].strip() and s.args == "json":
+            return ParsedCall(name, {}, body[name_at:pos].strip(), None), len(body)  # the output ended after a name
         if m is None:
             raise ToolParseError(f"after the name {name!r}: expected {literal_text(s.between)!r}")
         call_id = m.groupdict().get("id")
@@ -330,7 +356,10 @@ class CallParser:
             try:
                 value, pos = _DECODER.raw_decode(body, pos)
             except json.JSONDecodeError as exc:
-                raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+                value = _truncated_json(body[pos:]) if self.at_end else None
+                if value is None:
+                    raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+                pos = len(body)  # the output ended inside the arguments: they are what the model wrote
             args = _arguments(name, value)
         m = _match(s.call_close, body, pos) if s.call_close else None
         end = m.end() if m is not None else pos
@@ -351,8 +380,47 @@ class CallParser:
                 if m is not None:
                     return m
             rest = opener[0][at + len(trigger):]
-            for k in range(1, len(rest)):
-                m = _match((trigger + rest[k:], NAME), body, start)
+            for k in range(1, len(rest) + 1):  # down to the trigger alone (Kimi's `get_weather:0` without functions.)
+                m = self._delimited_name(body, start, (trigger + rest[k:],)) or \
+                    _match((trigger + rest[k:], NAME), body, start)
+                if m is not None:
+                    return m
+        return None
+
+    def _delimited_name(self, body: str, start: int, opener: Pattern) -> re.Match[str] | None:
+        """A name that runs up to the literal the template writes after it (`call:bad func{`, `<function=météo
+        v2>`): spaces, unicode, `&`, `<`, `>` included; never brackets or quotes, a line break or another literal
+        of the syntax."""
+        ends = self._after_name()
+        if not ends or not _literal(opener).strip():
+            return None
+        alt = "|".join(re.escape(e) for e in sorted(ends, key=len, reverse=True))
+        source = (pattern_regex(opener) + rf"\s*(?P<name>(?:(?!{alt})[^\n\[\]{{}}()\"']){{1,256}}?)(?=\s*(?:{alt}))")
+        m = _compiled(source).match(body, start)
+        if m is None or not m.group("name").strip() or m.group("name") != m.group("name").strip():
+            return None
+        return m
+
+    def _after_name(self) -> tuple[str, ...]:
+        """Literals that may follow a name: the template's `between`, the arguments' opener, the call's close."""
+        s = self.syntax
+        out = [*(_first_literal((part,)) for part in s.between), _first_literal(s.call_close), *s.triggers]
+        if s.args == "params" and s.params is not None:
+            out += [s.params.open.strip(), _first_literal(s.params.key_prefix)]
+        else:
+            out.append("{")  # models drop the literal before JSON arguments (`[TOOL_CALLS]name{…}`)
+        return tuple(dict.fromkeys(e for e in out if e))
+
+    def _opener_without_trigger(self, body: str, start: int) -> re.Match[str] | None:
+        """The opener's text after its trigger (Gemma 4 models group calls: `<|tool_call>call:a{…}call:b{…}`)."""
+        opener = self.syntax.call_open
+        if len(opener) != 1 or opener[0] in HOLES:
+            return None
+        for trigger in self.syntax.triggers:
+            at = opener[0].find(trigger)
+            rest = opener[0][at + len(trigger):] if at >= 0 else ""
+            if rest.strip():
+                m = self._delimited_name(body, start, (rest,)) or _match((rest, NAME), body, start)
                 if m is not None:
                     return m
         return None
@@ -379,7 +447,7 @@ class CallParser:
         key_suffix = pattern_regex(p.key_suffix)
         if key_suffix.endswith(r"\s*"):  # the template's line break after the key, never the value's indentation
             key_suffix = key_suffix[:-3] + (r"[^\S\n]*\n?" if literal_text(p.key_suffix).endswith("\n") else "")
-        key_re = _compiled(pattern_regex(p.key_prefix) + r"(?P<key>[^\s<>\"'=:{},]+)" + key_suffix)
+        key_re = _compiled(pattern_regex(p.key_prefix) + self._key_pattern() + key_suffix)
         suffix_re = _compiled(pattern_regex(p.value_suffix)) if literal_text(p.value_suffix).strip() else None
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
@@ -398,13 +466,19 @@ class CallParser:
             key, pos = m.group("key"), m.end()
             if p.string_quote and body.startswith(p.string_quote, pos):
                 end = body.find(p.string_quote, pos + len(p.string_quote))
-                if end < 0:
+                if end < 0 and not self.at_end:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.string_quote}")
+                if end < 0:  # the output ended inside the value: it is what the model wrote
+                    args[key] = body[pos + len(p.string_quote):].rstrip()
+                    return args, len(body)
                 args[key] = body[pos + len(p.string_quote):end]
                 pos = end + len(p.string_quote)
             elif p.value_wrap[0] and body.startswith(p.value_wrap[0], _skip(body, pos)):
                 start = _skip(body, pos) + len(p.value_wrap[0])
                 end = body.find(p.value_wrap[1], start)
+                if end < 0 and self.at_end:
+                    args[key] = type_value(body[start:].rstrip(), schema.get(key))
+                    return args, len(body)
                 if end < 0:
                     raise ToolParseError(f"the value of {name}.{key} has no closing {p.value_wrap[1]}")
                 args[key] = type_value(body[start:end], schema.get(key))
@@ -430,6 +504,8 @@ class CallParser:
                 m = suffix_re.match(body, pos)
                 if m is None and next_key and key_re.match(body, pos):
                     continue  # `<parameter=a>\nx\n<parameter=b>`: the model skipped a closing tag
+                if m is None and (pos >= len(body.rstrip()) and self.at_end or self._at_call_close(body, pos)):
+                    break  # the output ended in the value, or the call closed without the value's closing tag
                 if m is None:
                     raise ToolParseError(f"the value of {name}.{key} is not closed by {literal_text(p.value_suffix)!r}")
                 pos = m.end()
@@ -438,6 +514,58 @@ class CallParser:
             if m:
                 pos = m.end()
         return args, pos
+
+    def _key_pattern(self) -> str:
+        """A key: between tags (`<parameter=KEY>`, `<arg_key>KEY</arg_key>`) anything up to the key's closing
+        literal (spaces, unicode, `&`, `-`, `.`; `<` and `>` where the closer is longer); in a bracketed notation
+        (`{key:value}`), a word."""
+        p = self.syntax.params
+        assert p is not None
+        if not _literal(p.key_prefix).strip():
+            return r"(?P<key>[^\s<>\"'=:{},]+)"
+        stops = [_first_literal(p.key_suffix), _first_literal(p.value_suffix), _first_literal(self.syntax.call_close),
+                 p.close.strip(), p.separator.strip()]
+        alt = "|".join(re.escape(e) for e in sorted({e for e in stops if e}, key=len, reverse=True))
+        return rf"(?P<key>(?:(?!{alt})[^\n]){{1,256}}?)" if alt else r"(?P<key>[^\s<>\"'=:{},]+)"
+
+    def _at_call_close(self, body: str, pos: int) -> bool:
+        close = _literal(self.syntax.call_close).strip()
+        return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
+
+
+def _truncated_json(text: str) -> dict[str, Any] | None:
+    """A JSON object the output ended inside (`{"city": "Bei`), closed where it stopped; None if it is not one."""
+    if not text.startswith("{") or len(text) > 65536:
+        return None
+    stack: list[str] = []
+    quote = False
+    k = 0
+    while k < len(text):
+        ch = text[k]
+        if quote:
+            if ch == "\\":
+                k += 1
+            elif ch == '"':
+                quote = False
+        elif ch == '"':
+            quote = True
+        elif ch in "[{":
+            stack.append("]" if ch == "[" else "}")
+        elif ch in "]}":
+            if not stack or stack.pop() != ch:
+                return None
+        k += 1
+    if not stack:
+        return None
+    closed = text + ('"' if quote else "")
+    closed = closed.rstrip().rstrip(",")
+    if closed.endswith(":"):
+        closed += " null"
+    try:
+        value = json.loads(closed + "".join(reversed(stack)))
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:

@@ -135,7 +135,8 @@ class Emitter:
     Shared by the think / tool / Harmony parsers so they need not know about each other or the reader.
     """
 
-    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced")
+    __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced",
+                 "notes")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -146,6 +147,11 @@ class Emitter:
         self.new_id = new_id or _new_call_id
         self.muted = False  # while the prompt's own tail is read: nothing it holds is the model's output
         self.announced: list[str] = []  # ids of the calls whose arguments streamed (call_stream.py), in order
+        self.notes: list[str] = []  # what the reader dropped or decided about malformed output (Result.warnings)
+
+    def note(self, text: str) -> None:
+        if not self.muted and text not in self.notes:
+            self.notes.append(text)
 
     def content(self, text: str) -> None:
         if text and not self.muted:

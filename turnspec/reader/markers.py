@@ -117,3 +117,18 @@ class MarkerScanner:
             out.append(buf[pos:hold])
         self._buf = buf[hold:] if hold < n else ""
         return out
+
+    def drop_partial_marker(self) -> str:
+        """At the end of a finished output, the held tail when it can only be the start of markup the model never
+        finished (`answer</thi`, `<|tool_c` cut by a length limit): removed and returned, never shown. Only tails
+        of three characters or more that start with a bracket or symbol and hold a letter, of the syntax's own
+        markers (a caller's stop string is not markup); prose ending in a word, a space, `<` or `</` stays."""
+        tail = self._buf
+        if len(tail) < 3 or tail not in self._prefixes or tail[0].isalnum() or tail[0].isspace() or \
+                not any(ch.isalpha() for ch in tail):
+            return ""
+        if not any(m.kind != STOP_STRING and s.startswith(tail) for s, m in self._marks.items()):
+            return ""
+        self._buf = ""
+        return tail
+

@@ -225,7 +225,7 @@ class StreamReader:
             finish_reason=self._finish_reason,
             stopped_by=self._stopped_by,
             stop_kind=self._stop_kind,
-            warnings=list(self.config.warnings),
+            warnings=[*self.config.warnings, *e.notes],
         )
 
     # -- internals --
@@ -234,7 +234,13 @@ class StreamReader:
         if not text and not final:
             return
         parser = self._parser
-        for piece in self._scanner.feed(text, final):
+        pieces = self._scanner.feed(text, final=False)
+        if final:
+            dropped = self._scanner.drop_partial_marker()
+            if dropped:
+                self._emit.note(f"the output ended inside a marker ({dropped!r}): not shown")
+            pieces += self._scanner.feed("", final=True)
+        for piece in pieces:
             if piece.__class__ is str:
                 parser.text(piece)
                 continue

@@ -162,6 +162,9 @@ class TurnParser:
         elif s == self._c_open:
             self._state = _CONTENT
         elif s in (self._close, self._c_close) or s in self._enders:
+            if s == self._close:  # no block is open: the marker is dropped, what came before stays the answer
+                self._emit.note(f"a closing reasoning marker {s!r} with no block open was dropped; any text "
+                                "before it was read as the answer")
             if self._state != _CONTENT:
                 self._state = _AFTER
         else:
@@ -247,7 +250,7 @@ class TurnParser:
                     return
         for syntax in self._anchored:
             try:
-                calls, end = CallParser(syntax, self._schemas).parse_prefix(text)
+                calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
             except ToolParseError:
                 continue
             if calls:
@@ -329,7 +332,7 @@ class TurnParser:
         error: ToolParseError | None = None
         for syntax in syntaxes:
             try:
-                calls, end = CallParser(syntax, self._schemas).parse_prefix(text)
+                calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
             except ToolParseError as exc:
                 error = error or exc
                 continue
