@@ -333,20 +333,3 @@ def _readable(value: Any) -> Any:
             return show(tuple(value))
         return [_readable(v) for v in value]
     return value
-
-
-def prompt_tail(prompt_text: str, analysis: TemplateAnalysis) -> str:
-    """What the prompt wrote after its last assistant header: the start of the turn the model continues.
-
-    Empty when the prompt does not end in an assistant turn (no header, or a turn end or another role after it).
-    """
-    header = analysis.assistant_header
-    if not prompt_text or not header.strip():
-        return ""
-    i = prompt_text.rfind(header)
-    if i < 0:
-        return ""
-    tail = prompt_text[i + len(header):]
-    if any(t in tail for t in (*analysis.turn_ends, *analysis.guards) if t):
-        return ""
-    return tail

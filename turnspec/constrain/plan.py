@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.syntax import prompt_tail
 from .calls import MAX_PARALLEL_CALLS, CallGrammar, Tool, already_written, strip_lead
 from .grammar import Chars, Json, Node, Opt, alt, seq
 from .limits import PreparedSchema, prepare

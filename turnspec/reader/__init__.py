@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.syntax import prompt_tail
 from .events import (
     Content,
     Done,

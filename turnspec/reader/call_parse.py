@@ -392,7 +392,7 @@ class CallParser:
         v2>`): spaces, unicode, `&`, `<`, `>` included; never brackets or quotes, a line break or another literal
         of the syntax."""
         ends = self._after_name()
-        if not ends or not _literal(opener).strip():
+        if not ends or not literal_text(opener).strip():
             return None
         alt = "|".join(re.escape(e) for e in sorted(ends, key=len, reverse=True))
         source = (pattern_regex(opener) + rf"\s*(?P<name>(?:(?!{alt})[^\n\[\]{{}}()\"']){{1,256}}?)(?=\s*(?:{alt}))")
@@ -521,7 +521,7 @@ class CallParser:
         (`{key:value}`), a word."""
         p = self.syntax.params
         assert p is not None
-        if not _literal(p.key_prefix).strip():
+        if not literal_text(p.key_prefix).strip():
             return r"(?P<key>[^\s<>\"'=:{},]+)"
         stops = [_first_literal(p.key_suffix), _first_literal(p.value_suffix), _first_literal(self.syntax.call_close),
                  p.close.strip(), p.separator.strip()]
@@ -529,7 +529,7 @@ class CallParser:
         return rf"(?P<key>(?:(?!{alt})[^\n]){{1,256}}?)" if alt else r"(?P<key>[^\s<>\"'=:{},]+)"
 
     def _at_call_close(self, body: str, pos: int) -> bool:
-        close = _literal(self.syntax.call_close).strip()
+        close = literal_text(self.syntax.call_close).strip()
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
 
 
