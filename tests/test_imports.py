@@ -182,7 +182,6 @@ def test_known_upward_imports_still_exist():
 PENDING_RULES = [
     pytest.param("turnspec.cli.run_cmd", "turnspec.onboard",
                  "`run -v` says what happens to the system prompt: a fact the analysis should hold, not onboarding",
-                 marks=pytest.mark.xfail(strict=True, reason="waits for the system-prompt mode in turnspec.analysis"),
                  id="turnspec.cli.run_cmd->turnspec.onboard"),
 ]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
+from ..errors import TurnspecError
 from .common import fail_cleanly, load_pinned_spec, open_engine, parse_kwargs, read_json_file
 
 if TYPE_CHECKING:
@@ -145,10 +146,12 @@ def _response_format(path: Optional[Path]) -> Any:
 
 
 def _system_note(spec: SpecLike, system: str | None) -> str:
-    """What happens to the system prompt, found by rendering with and without one (not by model name)."""
-    from ..onboard import system_behavior
-
-    found = system_behavior(spec)
+    """What happens to the system prompt: the analysis's `system` fact, learned by rendering with and without one
+    (not by model name)."""
+    try:
+        found = spec.analysis.system.finding()
+    except TurnspecError as exc:
+        found = {"mode": "unknown", "message": str(exc)}
     mode, default = found.get("mode"), found.get("default")
     quoted = f" ({default[:80]!r})" if default else ""
     if system is None:

@@ -20,7 +20,6 @@ _LAZY = {
     "Report": "turnspec.onboard.probe",
     "onboard_spec": "turnspec.onboard.probe",
     "onboard_model": "turnspec.onboard.probe",
-    "system_behavior": "turnspec.onboard.probe",
     "DEFAULT_PROBE_TIME_LIMIT_S": "turnspec.onboard.probe",
     "DEFAULT_PROFILES_DIR": "turnspec.onboard.profile",
     "Pins": "turnspec.onboard.profile",

@@ -89,18 +89,6 @@ def onboard_spec(spec: Any, *, time_limit_s: float = DEFAULT_PROBE_TIME_LIMIT_S)
 
 
 # --------------------------------------------------------------------------------------------------- helpers
-def system_behavior(spec: Any, *, time_limit_s: float = DEFAULT_PROBE_TIME_LIMIT_S) -> dict[str, Any]:
-    """Only the system-prompt finding (`mode`: native, merged, appends, replaces, unsupported, ignored), for `run -v`
-    (`time_limit_s` is kept for callers: the analysis renders with the spec's own limits)."""
-    try:
-        analysis = spec.analysis
-    except TurnspecError as exc:
-        return {"mode": "unknown", "message": one_line(exc, limit=300, template_message=True, name_type=True)}
-    if not analysis.prober.base_found:
-        return {"mode": "unknown", "message": analysis.error}
-    return analysis.system.finding()
-
-
 def _source_facts(files: Any) -> dict[str, Any]:
     out: dict[str, Any] = {"origin": files.origin, "path": str(files.path) if files.path else None}
     if files.provenance:
