@@ -31,7 +31,7 @@ from bench.common import SHARED, table, write_result  # noqa: E402
 
 
 def templates() -> list[tuple[str, str, dict[str, str]]]:
-    from corpus_models import special_tokens_for, template_files, template_id
+    from helpers.corpus_models import special_tokens_for, template_files, template_id
 
     out = []
     for path in template_files():

@@ -17,8 +17,8 @@ def main() -> dict:
     import transformers
 
     import turnspec
-    from conversations import SHAPES
-    from corpus_models import special_tokens_for, template_files, template_id
+    from helpers.conversations import SHAPES
+    from helpers.corpus_models import special_tokens_for, template_files, template_id
 
     tok_file = SHARED / "models" / "smollm2-135m-instruct" / "tokenizer.json"
     chats = [(m, k) for name, (m, k) in sorted(SHAPES.items())

@@ -17,18 +17,7 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-SMOLLM2_DIR = SHARED / "models" / "smollm2-135m-instruct"
-CORPUS = SHARED / "corpus"
-RECORDINGS = SHARED / "recordings"
-
-
-def need(path: Path) -> Path:
-    """Return `path`, or skip the test with a reason naming what is missing."""
-    if not path.exists():
-        pytest.skip(f"{path} is absent: these tests need the ../shared data folder beside the repository")
-    return path
+from helpers.paths import CORPUS, RECORDINGS, REPO, SHARED, SMOLLM2_DIR, need  # noqa: F401 - fixtures use them
 
 
 @pytest.fixture(scope="session")
@@ -52,9 +41,9 @@ def smollm2_gguf() -> Path:
 
 @pytest.fixture(scope="module")
 def gbnf_checker(smollm2_gguf):
-    """llama.cpp's grammar sampler over the SmolLM2 GGUF vocabulary (tests/grammar_check.py)."""
+    """llama.cpp's grammar sampler over the SmolLM2 GGUF vocabulary (tests/helpers/grammar_check.py)."""
     pytest.importorskip("llama_cpp", reason="the GBNF checks use llama.cpp's grammar sampler")
-    from grammar_check import GbnfChecker
+    from helpers.grammar_check import GbnfChecker
 
     checker = GbnfChecker(smollm2_gguf)
     yield checker
@@ -79,7 +68,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
     module = sys.modules.get("test_roundtrip")
     reports = getattr(module, "REPORTS", None)
     if reports:
-        from roundtrip import table
+        from helpers.roundtrip import table
 
         terminalreporter.write_sep("-", "round trip: assistant messages rendered by each template, read back")
         terminalreporter.write_line(table(sorted(reports, key=lambda r: r.template)))

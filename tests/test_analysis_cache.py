@@ -8,7 +8,7 @@ from turnspec.analysis import analysis_for
 from turnspec.analysis import cache as analysis_cache
 from turnspec.template import RenderLimits
 
-from conftest import CORPUS, need
+from helpers.paths import CORPUS, need
 
 
 def test_second_load_of_smollm2_reuses_the_analysis(smollm2_dir):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import turnspec
-from conftest import SHARED, need
-from corpus_models import corpus_spec
+from helpers.paths import SHARED, need
+from helpers.corpus_models import corpus_spec
 from turnspec.chat import system_role_error
 from turnspec.onboard import onboard_spec
 from turnspec.spec import ModelSpec

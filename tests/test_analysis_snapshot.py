@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import turnspec
-from conftest import CORPUS
-from corpus_models import special_tokens_for, template_files, template_id
+from helpers.paths import CORPUS
+from helpers.corpus_models import special_tokens_for, template_files, template_id
 
 SNAPSHOTS = Path(__file__).parent / "data" / "analysis_snapshots.json"
 LLAMACPP = sorted((Path(__file__).parent / "data" / "llamacpp_templates").glob("*.jinja"))

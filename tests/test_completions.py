@@ -15,7 +15,7 @@ openai = pytest.importorskip("openai", reason="these tests use the official clie
 import turnspec  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 
-from conftest import CORPUS, SMOLLM2_DIR, need  # noqa: E402
+from helpers.paths import CORPUS, SMOLLM2_DIR, need  # noqa: E402
 from test_server import ScriptedEngine, client, raw_request, running, user  # noqa: E402
 
 CONTROL = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>")

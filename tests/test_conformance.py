@@ -10,9 +10,9 @@ import copy
 
 import pytest
 
-from conftest import SHARED, SMOLLM2_DIR, need
-from conversations import SHAPES
-from corpus_models import special_tokens_for, template_files, template_id
+from helpers.paths import SHARED, SMOLLM2_DIR, need
+from helpers.conversations import SHAPES
+from helpers.corpus_models import special_tokens_for, template_files, template_id
 
 import turnspec
 

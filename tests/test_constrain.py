@@ -23,10 +23,10 @@ from turnspec.constrain.grammar import Lit
 from turnspec.constrain.lark import to_lark
 from turnspec.formats import format_of
 
-from conftest import SHARED, SMOLLM2_DIR, need
-from corpus_models import special_tokens_for, template_files, template_id
-from grammar_check import lark_matcher
-from roundtrip import CALL_1, TOOLS, _render, spec_for
+from helpers.paths import SHARED, SMOLLM2_DIR, need
+from helpers.corpus_models import special_tokens_for, template_files, template_id
+from helpers.grammar_check import lark_matcher
+from helpers.roundtrip import CALL_1, TOOLS, _render, spec_for
 
 llg = pytest.importorskip("llguidance", reason="the grammar tests use llguidance: pip install llguidance")
 

@@ -17,7 +17,7 @@ import turnspec  # noqa: E402
 from turnspec.chat import GenerationOptions  # noqa: E402
 from turnspec.chat_session import ChatSession  # noqa: E402
 
-from conftest import CORPUS, need  # noqa: E402
+from helpers.paths import CORPUS, need  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city",

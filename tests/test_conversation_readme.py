@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import REPO, SHARED
+from helpers.paths import REPO, SHARED
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")

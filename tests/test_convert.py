@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from hub_layout import add_cached_repo
+from helpers.hub_layout import add_cached_repo
 from test_onboard_cli import assert_one_line_error
 
 from turnspec.cli import app

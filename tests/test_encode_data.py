@@ -334,7 +334,7 @@ def reasoning_rows(n_inexact: int, n_exact: int) -> list[dict]:
 
 @pytest.mark.slow
 def test_the_report_lists_rows_with_an_inexact_mask(tmp_path):
-    from conftest import SHARED, need
+    from helpers.paths import SHARED, need
     from typer.testing import CliRunner
 
     from turnspec.cli import app
@@ -393,7 +393,7 @@ def test_the_readme_documents_every_output_column():
     """The column table in the README's encode section names exactly the columns the file has, in order."""
     import re
 
-    from conftest import REPO
+    from helpers.paths import REPO
     from turnspec.training import arrow_schema
 
     text = (REPO / "README.md").read_text(encoding="utf-8")

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
-from hub_layout import add_cached_repo
+from helpers.paths import REPO
+from helpers.hub_layout import add_cached_repo
 from test_encode_data import WEATHER, conversation
 
 pa = pytest.importorskip("pyarrow", reason="the encode snippets need pyarrow: pip install 'turnspec[data]'")

@@ -7,8 +7,8 @@ import re
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import CORPUS, need
-from conversations import CALL, RESULT
+from helpers.paths import CORPUS, need
+from helpers.conversations import CALL, RESULT
 
 import turnspec
 from turnspec.errors import EncodingError

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORPUS, SMOLLM2_DIR, need
+from helpers.paths import CORPUS, SMOLLM2_DIR, need
 
 from turnspec.errors import ModelSourceError
 from turnspec.gguf_tokenizer import PRE_TOKENIZERS, SUPPORTED_MODELS, tokenizer_from_gguf

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 import turnspec
 from turnspec.errors import TurnspecError
 
-from conftest import CORPUS, SHARED, SMOLLM2_DIR, need
+from helpers.paths import CORPUS, SHARED, SMOLLM2_DIR, need
 
 transformers = pytest.importorskip("transformers", reason="the comparison needs transformers: pip install transformers")
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 import turnspec
 from turnspec.encoding import _spans, mask_by_header, plain_conversation, spans_by_header
 
-from conftest import SMOLLM2_DIR
-from corpus_models import special_tokens_for, template_files, template_id
+from helpers.paths import SMOLLM2_DIR
+from helpers.corpus_models import special_tokens_for, template_files, template_id
 
 TEMPLATES = {template_id(p): p for p in template_files()}
 _SPECS: dict[str, turnspec.ModelSpec] = {}

@@ -8,8 +8,8 @@ import pytest
 import turnspec
 from turnspec.encoding import mask_by_header
 
-from conftest import CORPUS, need
-from corpus_models import special_tokens_for
+from helpers.paths import CORPUS, need
+from helpers.corpus_models import special_tokens_for
 
 
 def test_a_refused_shape_is_skipped_not_fatal():

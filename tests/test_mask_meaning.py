@@ -14,10 +14,10 @@ import pytest
 
 import turnspec
 
-from conftest import CORPUS, SHARED, SMOLLM2_DIR, need
-from corpus_models import LLAMA3, LLAMA3_IDS, special_tokens_for, template_files, template_id
-from mask_meaning import TOOLS, judge, shapes
-from roundtrip import spec_for
+from helpers.paths import CORPUS, SHARED, SMOLLM2_DIR, need
+from helpers.corpus_models import LLAMA3, LLAMA3_IDS, special_tokens_for, template_files, template_id
+from helpers.mask_meaning import TOOLS, judge, shapes
+from helpers.roundtrip import spec_for
 
 # Shapes a template rejects on purpose (it says so in its own error) are not judged.
 REJECTIONS = ("System role not supported", "roles must alternate", "only supports single tool-calls",

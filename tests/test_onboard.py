@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from conftest import CORPUS, need
-from corpus_models import HARMONY_IDS, LLAMA3_IDS, SPECIAL_TOKENS, special_tokens_for, template_files, template_id
+from helpers.paths import CORPUS, need
+from helpers.corpus_models import HARMONY_IDS, LLAMA3_IDS, SPECIAL_TOKENS, special_tokens_for, template_files, template_id
 
 import turnspec
 from turnspec.errors import TurnspecError

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import CORPUS, need
+from helpers.paths import CORPUS, need
 
 from turnspec.cli import app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from conftest import SHARED, need
+from helpers.paths import SHARED, need
 from turnspec.cli import app
 from turnspec.onboard import onboard_model
 from turnspec.onboard.report import format_report, summary_row

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from turnspec.cli import app
 
-from conftest import SHARED, need
+from helpers.paths import SHARED, need
 
 RECORDING = SHARED / "recordings" / "gpt-oss-20b-chat-raw-output.txt"
 GPT_OSS = SHARED / "models" / "gpt-oss-tokenizer"

@@ -1,4 +1,4 @@
-"""turnspec's reader on the parser tests of vLLM 0.33 and llama.cpp (see tests/parser_eval.py).
+"""turnspec's reader on the parser tests of vLLM 0.33 and llama.cpp (see tests/helpers/parser_eval.py).
 
 Every case passes except the listed known failures (data/parser_eval/known_failures.tsv, with what differs; the
 README groups them by cause: syntaxes turnspec does not read, templates that raise, conventions of one project
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import need
-from parser_eval import SHARED_TEMPLATES, SMOLLM2_TOKENIZER, known_failures, load_cases, verdict
+from helpers.paths import need
+from helpers.parser_eval import SHARED_TEMPLATES, SMOLLM2_TOKENIZER, known_failures, load_cases, verdict
 
 CASES = load_cases()
 KNOWN = known_failures()

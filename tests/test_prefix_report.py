@@ -6,9 +6,9 @@ from pathlib import Path
 
 import turnspec
 
-from conftest import SHARED, SMOLLM2_DIR, need
-from corpus_models import special_tokens_for
-from roundtrip import spec_for
+from helpers.paths import SHARED, SMOLLM2_DIR, need
+from helpers.corpus_models import special_tokens_for
+from helpers.roundtrip import spec_for
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 

@@ -1,4 +1,4 @@
-"""`turnspec pull` against a local Hub-compatible endpoint (tests/hub_server.py, reached through HF_ENDPOINT) that
+"""`turnspec pull` against a local Hub-compatible endpoint (tests/helpers/hub_server.py, reached through HF_ENDPOINT) that
 serves SmolLM2-135M-Instruct: its real chat files from ../shared, the weights dequantized from the shipped GGUF
 (conftest `smollm2_hf`), and the GGUF itself. Never the real Hub.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO as REPO_ROOT
-from hub_layout import sha256_of
-from hub_server import LocalHub, Repo
+from helpers.paths import REPO as REPO_ROOT
+from helpers.hub_layout import sha256_of
+from helpers.hub_server import LocalHub, Repo
 
 REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GGUF_REPO = "someone/SmolLM2-GGUF"

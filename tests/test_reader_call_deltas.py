@@ -17,9 +17,9 @@ import pytest
 import turnspec
 from turnspec.reader.events import ToolCall, ToolCallDelta, ToolCallError
 
-from conftest import CORPUS, SMOLLM2_DIR, need
-from corpus_models import special_tokens_for, template_files, template_id
-from roundtrip import _render, spec_for, tools_for
+from helpers.paths import CORPUS, SMOLLM2_DIR, need
+from helpers.corpus_models import special_tokens_for, template_files, template_id
+from helpers.roundtrip import _render, spec_for, tools_for
 
 STREAMED: dict[str, int] = {}  # template -> calls whose arguments streamed (filled by the tests below)
 

@@ -18,8 +18,8 @@ from turnspec.constrain import plan
 from turnspec.formats import HARMONY, ChannelFormat, TemplateFormat, format_of
 from turnspec.reader import Reasoning, StreamReader, reader_for
 
-from conftest import SHARED, need
-from corpus_models import corpus_spec, special_tokens_for
+from helpers.paths import SHARED, need
+from helpers.corpus_models import corpus_spec, special_tokens_for
 
 MUSE = Path(__file__).parent / "data" / "llamacpp_templates" / "muse-glimmer.jinja"
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": {
@@ -169,8 +169,8 @@ def test_a_forced_call_on_muse_glimmer_is_a_message_to_the_tool(smollm2_dir):
     """The grammar writes the call the way the template renders it (the name in the header and in the body), and
     llguidance accepts that rendering token by token; the reader reads it back."""
     pytest.importorskip("llguidance", reason="the grammar check uses llguidance: pip install llguidance")
-    from grammar_check import lark_matcher
-    from roundtrip import spec_for
+    from helpers.grammar_check import lark_matcher
+    from helpers.roundtrip import spec_for
 
     spec = spec_for(MUSE.read_text(encoding="utf-8"), special_tokens_for(MUSE), need(smollm2_dir / "tokenizer.json"))
     conversation = [{"role": "user", "content": "Weather in Paris?"}]

@@ -90,7 +90,7 @@ def test_work_per_step_does_not_grow_with_output_length(tok):
 
 
 def _gguf_tokenizer(name: str):
-    from conftest import CORPUS, need
+    from helpers.paths import CORPUS, need
 
     path = need(CORPUS / "vocab" / f"ggml-vocab-{name}.gguf")
     try:

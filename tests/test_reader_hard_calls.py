@@ -16,8 +16,8 @@ import pytest
 
 import turnspec
 
-from conftest import need
-from corpus_models import corpus_spec
+from helpers.paths import need
+from helpers.corpus_models import corpus_spec
 
 GEMMA4 = Path(__file__).parent / "data" / "llamacpp_templates" / "google-gemma-4-31B-it.jinja"
 

@@ -21,7 +21,7 @@ CONTROL_TOKENS = HARMONY.tokens
 #: (the template never writes it; a model may, and the real vocabulary marks it special).
 HARMONY_LEARNED = dataclasses.replace(HARMONY, header_tokens=())
 
-from conftest import CORPUS, RECORDINGS, SHARED, need
+from helpers.paths import CORPUS, RECORDINGS, SHARED, need
 
 FINAL_START = "## 1. What is a **Chat Template**?"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpus_models import corpus_spec
+from helpers.corpus_models import corpus_spec
 
 HIDDEN = {
     # template: (open, close, where the analysis found them)
@@ -48,7 +48,7 @@ def test_gemma4_markers_come_from_its_generation_prompt():
     from pathlib import Path
 
     import turnspec
-    from conftest import need
+    from helpers.paths import need
 
     path = need(Path(__file__).parent / "data" / "llamacpp_templates" / "google-gemma-4-31B-it.jinja")
     spec = turnspec.from_template(path.read_text(encoding="utf-8"))
@@ -64,7 +64,7 @@ def test_markers_from_the_split_that_cuts_reasoning_out_of_history():
     from pathlib import Path
 
     import turnspec
-    from conftest import need
+    from helpers.paths import need
 
     path = need(Path(__file__).parent / "data" / "llamacpp_templates" / "LFM2.5-Instruct.jinja")
     spec = turnspec.from_template(path.read_text(encoding="utf-8"))

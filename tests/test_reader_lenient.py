@@ -14,7 +14,7 @@ import pytest
 
 from turnspec.reader import reader_for
 
-from corpus_models import corpus_spec
+from helpers.corpus_models import corpus_spec
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                                             "parameters": {"type": "object", "properties": {

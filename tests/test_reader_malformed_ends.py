@@ -18,8 +18,8 @@ import pytest
 
 import turnspec
 
-from conftest import need
-from corpus_models import corpus_spec
+from helpers.paths import need
+from helpers.corpus_models import corpus_spec
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 SYNTAXES = {  # template: (open, close)

@@ -17,7 +17,7 @@ from tokenizers import AddedToken, Tokenizer
 import turnspec
 from turnspec.reader import reader_for
 
-from corpus_models import corpus_spec
+from helpers.corpus_models import corpus_spec
 
 SEED = "ByteDance-Seed-OSS.jinja"
 MISTRAL = "Mistral-Small-3.2-24B-Instruct-2506.jinja"

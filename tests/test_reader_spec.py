@@ -8,8 +8,8 @@ import pytest
 import turnspec
 from turnspec.reader import Content, Done, StreamReader, config_for, reader_for
 
-from conftest import CORPUS, need
-from corpus_models import corpus_spec
+from helpers.paths import CORPUS, need
+from helpers.corpus_models import corpus_spec
 
 EXPECTED = {
     # template file: (reasoning tags or kind, the call trigger (or "" for calls that start the turn), one guard)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from turnspec.reader import Content, Done, ReaderConfig, StreamReader
 from turnspec.reader.events import collect
 
-from corpus_models import corpus_spec
+from helpers.corpus_models import corpus_spec
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from turnspec.analysis.syntax import HOLES
 from turnspec.reader import config_for, StreamReader
 from turnspec.reader.events import collect
 
-from conftest import CORPUS
-from corpus_models import corpus_spec
+from helpers.paths import CORPUS
+from helpers.corpus_models import corpus_spec
 
 TEMPLATES = sorted(p.name for p in (CORPUS / "templates").glob("*.jinja"))
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {

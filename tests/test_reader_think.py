@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from turnspec.reader import Content, Reasoning, StreamReader, ToolCall, prompt_tail
 
-from conftest import CORPUS, need
-from corpus_models import corpus_spec
+from helpers.paths import CORPUS, need
+from helpers.corpus_models import corpus_spec
 
 
 @pytest.fixture(scope="module")

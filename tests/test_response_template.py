@@ -14,8 +14,8 @@ import pytest
 
 import turnspec
 
-from corpus_models import special_tokens_for, template_files, template_id
-from roundtrip import CASES, CONVERSATION, _render, expected, tools_for
+from helpers.corpus_models import special_tokens_for, template_files, template_id
+from helpers.roundtrip import CASES, CONVERSATION, _render, expected, tools_for
 
 pytest.importorskip("transformers.utils.chat_parsing", reason="transformers >= 5.13 has parse_response")
 

@@ -14,9 +14,9 @@ import pytest
 
 import turnspec
 
-from conftest import SHARED, SMOLLM2_DIR, need
-from corpus_models import special_tokens_for, template_files, template_id
-from roundtrip import CASES, round_trip, spec_for
+from helpers.paths import SHARED, SMOLLM2_DIR, need
+from helpers.corpus_models import special_tokens_for, template_files, template_id
+from helpers.roundtrip import CASES, round_trip, spec_for
 
 REPORTS: list = []  # filled by the tests, printed by conftest's terminal summary
 

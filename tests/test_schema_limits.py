@@ -21,7 +21,7 @@ from turnspec.constrain.calls import CallGrammar, Tool
 from turnspec.constrain.gbnf import to_gbnf
 from turnspec.constrain.limits import GBNF, STRUCTURE, prepare
 
-from conftest import REPO, SMOLLM2_DIR, need
+from helpers.paths import REPO, SMOLLM2_DIR, need
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def test_the_generic_call_form_is_compact(smol, gbnf_checker):
                            ('{"name"  : "f", "arguments": {"x": "y"}}', False)):
         assert gbnf_checker.accepts(gbnf, text) is accepted, text
     llg = pytest.importorskip("llguidance", reason="the Lark side needs llguidance")
-    from grammar_check import lark_matcher
+    from helpers.grammar_check import lark_matcher
 
     for text, accepted in (('{"name": "f", "arguments": {"x": "y"}}', True),
                            ('{\n  "name": "f", "arguments": {"x": "y"}}', False)):

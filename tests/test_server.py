@@ -32,7 +32,7 @@ from turnspec.formats import HARMONY  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 from turnspec.server.protocol import ServeDefaults  # noqa: E402
 
-from conftest import CORPUS, RECORDINGS, need  # noqa: E402
+from helpers.paths import CORPUS, RECORDINGS, need  # noqa: E402
 
 CONTROL = re.compile(r"<\|(im_start|im_end|endoftext|start|end|message|channel|return|call|constrain)\|>")
 WEATHER_TOOL = {"type": "function", "function": {

@@ -18,7 +18,7 @@ from turnspec.reader.events import Done, ToolCall, ToolCallDelta, ToolCallError 
 from turnspec.server import create_app  # noqa: E402
 from turnspec.server.models import ModelManager, ServedModel  # noqa: E402
 
-from conftest import CORPUS, need  # noqa: E402
+from helpers.paths import CORPUS, need  # noqa: E402
 from test_server import ScriptedEngine, answer_for, raw_request, running, smol_server  # noqa: E402,F401
 from test_server import smol_spec, smol_tokenizer  # noqa: E402,F401  (module fixtures)
 

@@ -24,7 +24,7 @@ jsonschema = pytest.importorskip("jsonschema", reason="answers are validated wit
 import turnspec  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 
-from conftest import REPO, SHARED, need  # noqa: E402
+from helpers.paths import REPO, SHARED, need  # noqa: E402
 from test_server import client, running, user  # noqa: E402
 
 WEATHER = {"type": "object", "properties": {

@@ -19,7 +19,7 @@ import turnspec  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 from turnspec.server.models import ModelManager, ServedModel  # noqa: E402
 
-from conftest import CORPUS, need  # noqa: E402
+from helpers.paths import CORPUS, need  # noqa: E402
 from test_server import (TOOL_OUTPUT, WEATHER_TOOL, ScriptedEngine, answer_for, client, raw_request,  # noqa: E402,F401
                          recorded_parts, recording, harmony_tokenizer, running, smol_server, smol_spec, smol_tokenizer)
 

@@ -16,7 +16,7 @@ openai = pytest.importorskip("openai", reason="these tests use the official clie
 import turnspec  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 
-from conftest import CORPUS, need  # noqa: E402
+from helpers.paths import CORPUS, need  # noqa: E402
 from test_server import (  # noqa: E402,F401  (fixtures)
     CONTROL, TOOL_OUTPUT, ScriptedEngine, assert_error, client, gpt_oss, harmony_tokenizer, raw_request, recorded_parts,
     recording, running, smol, smol_server, smol_spec, smol_tokenizer,

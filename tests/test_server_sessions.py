@@ -19,7 +19,7 @@ import turnspec  # noqa: E402
 from turnspec.engines.base import common_prefix  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 
-from conftest import CORPUS, need  # noqa: E402
+from helpers.paths import CORPUS, need  # noqa: E402
 from test_server import WEATHER_TOOL, ScriptedEngine, client, raw_request, running, smol_tokenizer  # noqa: E402,F401
 
 CALL = ('<think>\nThe user wants the weather: call the tool.\n</think>\n\n<tool_call>\n'

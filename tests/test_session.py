@@ -2,7 +2,7 @@
 
 Completions are the template's own rendering of an assistant turn, tokenized canonically or re-split into pieces a
 sampler could produce; at every step earlier ids never change, the ids a step adds decode to the template's own
-rendering after the assistant turn, and the completion reads back as the message rendered (tests/session_agent.py).
+rendering after the assistant turn, and the completion reads back as the message rendered (tests/helpers/session_agent.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 import turnspec
 from turnspec.session import SessionError
 
-from conftest import SHARED, SMOLLM2_DIR, need
-from corpus_models import special_tokens_for, template_files, template_id
-from roundtrip import spec_for
-from session_agent import USER_1, call, replay
+from helpers.paths import SHARED, SMOLLM2_DIR, need
+from helpers.corpus_models import special_tokens_for, template_files, template_id
+from helpers.roundtrip import spec_for
+from helpers.session_agent import USER_1, call, replay
 
 QWEN3 = SHARED / "models" / "qwen3-tokenizer"
 GPT_OSS = SHARED / "models" / "gpt-oss-tokenizer"

@@ -17,8 +17,8 @@ import pytest
 
 import turnspec
 
-from conftest import SHARED, need
-from session_agent import call, completion_text
+from helpers.paths import SHARED, need
+from helpers.session_agent import call, completion_text
 
 pytest.importorskip("renderers", reason="pip install renderers (the test extra) for the side-by-side comparison")
 pytest.importorskip("transformers", reason="renderers takes a transformers tokenizer")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import CORPUS, need
-from corpus_models import HARMONY_IDS, LLAMA3, LLAMA3_IDS, SPECIAL_TOKENS
+from helpers.paths import CORPUS, need
+from helpers.corpus_models import HARMONY_IDS, LLAMA3, LLAMA3_IDS, SPECIAL_TOKENS
 
 import turnspec
 

@@ -17,7 +17,7 @@ from turnspec.gguf_tokenizer import tokenizer_from_gguf
 from turnspec.sources.gguf import read_gguf_metadata
 from turnspec.vocab import Vocabulary
 
-from conftest import CORPUS, SHARED, need
+from helpers.paths import CORPUS, SHARED, need
 
 VOCABS = ["smollm2", "gpt-oss"] + [p.stem for p in sorted((CORPUS / "vocab").glob("*.gguf"))] \
     if (CORPUS / "vocab").is_dir() else ["smollm2", "gpt-oss"]

@@ -6,7 +6,7 @@ expects as content, reasoning and calls). Templates are llama.cpp's (`data/llama
 turnspec reads each output through the reader its analysis of the template builds, whole and token by token (the
 SmolLM2 vocabulary with the template's control tokens as special tokens); both reads must agree.
 
-Run as a script for the per-family table and every failure:  python tests/parser_eval.py [--family F] [-v]
+Run as a script for the per-family table and every failure:  python tests/helpers/parser_eval.py [--family F] [-v]
 """
 
 from __future__ import annotations
@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE / "data"
+TESTS = HERE.parent
+DATA = TESTS / "data"
 CASES = DATA / "parser_eval" / "cases.jsonl"
 KNOWN_FAILURES = DATA / "parser_eval" / "known_failures.tsv"
-SHARED_TEMPLATES = HERE.parents[1] / "shared" / "corpus" / "templates"
-SMOLLM2_TOKENIZER = HERE.parents[1] / "shared" / "models" / "smollm2-135m-instruct" / "tokenizer.json"
+SHARED_TEMPLATES = TESTS.parents[1] / "shared" / "corpus" / "templates"
+SMOLLM2_TOKENIZER = TESTS.parents[1] / "shared" / "models" / "smollm2-135m-instruct" / "tokenizer.json"
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -176,11 +177,11 @@ def main(argv: list[str]) -> None:
             if not ok:
                 print(f"  {case_id}: {why}")
     if "--write-known" in argv:
-        lines = ["# case id<TAB>what differs (tests/parser_eval.py --write-known regenerates this list)"]
+        lines = ["# case id<TAB>what differs (tests/helpers/parser_eval.py --write-known regenerates this list)"]
         lines += [f"{case_id}\t{why}" for case_id, (ok, why) in results.items() if not ok]
         KNOWN_FAILURES.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(HERE.parent))
+    sys.path.insert(0, str(TESTS))  # run as a script: `helpers` and turnspec importable
     main(sys.argv[1:])

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import CORPUS, SMOLLM2_DIR
+from helpers.paths import CORPUS, SMOLLM2_DIR
 
 LLAMA3 = {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}
 LLAMA3_IDS = {"<|begin_of_text|>": 128000, "<|end_of_text|>": 128001, "<|eom_id|>": 128008, "<|eot_id|>": 128009,
@@ -55,7 +55,7 @@ def template_id(path: Path) -> str:
 def corpus_spec(file: str, tokenizer: object = None) -> "turnspec.ModelSpec":
     """A spec for a corpus template with the special tokens its model card documents (skips without ../shared)."""
     import turnspec
-    from conftest import need
+    from helpers.paths import need
 
     path = need(CORPUS / "templates" / file)
     return turnspec.from_template(path.read_text(encoding="utf-8"), name=path.stem,

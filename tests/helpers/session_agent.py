@@ -17,7 +17,7 @@ from turnspec.session import SessionError
 
 from turnspec.analysis.probes import common_prefix
 
-from roundtrip import tools_for
+from helpers.roundtrip import tools_for
 
 USER_1 = {"role": "user", "content": "What is the weather in Paris?"}
 USER_2 = {"role": "user", "content": "Thanks. And tomorrow?"}
