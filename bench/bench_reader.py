@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 from tokenizers import AddedToken, Tokenizer  # noqa: E402
 
 import turnspec  # noqa: E402
-from turnspec.reader import StreamReader  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 TOKENIZER = SHARED / "models" / "smollm2-135m-instruct" / "tokenizer.json"

@@ -63,7 +63,6 @@ def _call_text(spec, prompt: str, output: str) -> str:
     """The rendered call as a model continues the prompt: from the call's opener (a template may render a finished
     turn differently from how its prompt opens one) to the turn end the engine stops on, trailing blanks dropped."""
     from turnspec.constrain.calls import already_written
-    from turnspec.reader import prompt_tail
 
     lead = CallGrammar(spec.analysis.tools.calls[0], [Tool("x", {})]).section_lead()
     lead = lead[len(already_written(format_of(spec.analysis).prompt_tail(prompt), lead)):]

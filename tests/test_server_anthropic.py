@@ -168,8 +168,9 @@ def test_tool_round_trip_in_three_turns(qwen):
                                                      "content": [{"type": "text", "text": "18 C, sunny"}]}]}]
     second = client.messages.create(model="m", max_tokens=128, messages=history, tools=[WEATHER])
     prompt = engine.generations[-1]["prompt"]
-    assert ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
-            in prompt)
+    # the server kept the conversation's ids (server/sessions.py): the call is in the prompt exactly as the model
+    # wrote it, spacing included, where a re-render through the template would have rewritten it
+    assert "<|im_start|>assistant\n" + HERMES_CALL in prompt
     assert "<tool_response>\n18 C, sunny\n</tool_response>" in prompt
     assert second.stop_reason == "end_turn" and second.content[0].text == "It is 18 C and sunny in Paris."
 

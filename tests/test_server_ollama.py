@@ -140,8 +140,8 @@ def test_a_tool_round_trip_renders_the_call_and_its_result(qwen):
     messages += [first.message, {"role": "tool", "tool_name": "get_weather", "content": "18 C, sunny"}]
     client_.chat(model="qwen", messages=messages, tools=[WEATHER_TOOL], stream=False)
     prompt = engine.generations[-1]["prompt"]
-    # the template's own layout of the call, arguments as an object (not a quoted string)
-    assert '<|im_start|>assistant\nLet me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n' \
+    # the server kept the conversation's ids (server/sessions.py): the call is in the prompt as the model wrote it
+    assert '<|im_start|>assistant\nLet me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n' \
            '</tool_call><|im_end|>' in prompt
     assert "<tool_response>\n18 C, sunny\n</tool_response>" in prompt
 

@@ -157,7 +157,8 @@ def test_function_call_round_trip_with_function_call_output(qwen_calls):
         {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "sunny"}'}])
     assert second.output_text == "It is sunny in Paris."
     prompt = engine.generations[1]["prompt"]
-    assert ('Let me check.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    # the server kept the conversation's ids (server/sessions.py): the call is in the prompt as the model wrote it
+    assert ('Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
             in prompt)
     assert '<tool_response>\n{"sky": "sunny"}\n</tool_response>' in prompt
 

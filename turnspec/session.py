@@ -621,7 +621,7 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     rb = next((b[k] for k in _REASONING_KEYS if b.get(k)), None)
     if rb is not None and (ra or "").strip() != str(rb).strip():
         return False
-    return _calls(a) == _calls(b)
+    return message_calls(a) == message_calls(b)
 
 
 def _text(content: Any) -> str:
@@ -630,7 +630,8 @@ def _text(content: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _calls(message: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+def message_calls(message: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+    """A message's tool calls as (name, arguments as an object where they parse): what a client sends back."""
     out = []
     for call in message.get("tool_calls") or []:
         fn = call.get("function", call) if isinstance(call, Mapping) else {}

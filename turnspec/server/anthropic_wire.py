@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from .protocol import bad, validation_error
+from .protocol import OpenModel, bad, validation_error
 
 TOOL_USE_PREFIX = "toolu_"
 # HTTP status -> Anthropic's error type (https://docs.anthropic.com/en/api/errors)
@@ -44,39 +44,35 @@ def template_call_id(tool_use: str) -> str:
 
 
 # --- request shape (types only; meaning is checked below) -----------------------------------------------------
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Block(_Open):
+class Block(OpenModel):
     type: str
     text: Optional[str] = None
 
 
-class MessageIn(_Open):
+class MessageIn(OpenModel):
     role: str
     content: Union[str, list[Block]]
 
 
-class ToolIn(_Open):
+class ToolIn(OpenModel):
     name: str
     description: Optional[str] = None
     input_schema: Optional[dict[str, Any]] = None
     type: Optional[str] = None
 
 
-class ToolChoice(_Open):
+class ToolChoice(OpenModel):
     type: str
     name: Optional[str] = None
     disable_parallel_tool_use: Optional[bool] = None
 
 
-class Thinking(_Open):
+class Thinking(OpenModel):
     type: str
     budget_tokens: Optional[int] = Field(None, ge=0)
 
 
-class MessagesRequest(_Open):
+class MessagesRequest(OpenModel):
     model: str
     messages: list[MessageIn]
     max_tokens: int = Field(..., ge=1)

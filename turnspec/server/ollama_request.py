@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from ..errors import TurnspecError
-from .protocol import bad, validation_error
+from .protocol import OpenModel, bad, validation_error
 
 # Template variables that switch reasoning on or off (the analysis probes the same names), and the effort one.
 ON_OFF_SWITCHES = ("enable_thinking", "thinking", "enable_reasoning")
@@ -24,11 +24,7 @@ THINK_LEVELS = ("low", "medium", "high")
 APPLIED_OPTIONS = ("temperature", "top_p", "seed", "num_predict", "stop")
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class OllamaOptions(_Open):
+class OllamaOptions(OpenModel):
     temperature: Optional[float] = Field(None, ge=0, le=2)
     top_p: Optional[float] = Field(None, gt=0, le=1)
     top_k: Optional[int] = None
@@ -38,17 +34,17 @@ class OllamaOptions(_Open):
     stop: Union[str, list[str], None] = None
 
 
-class OllamaFunction(_Open):
+class OllamaFunction(OpenModel):
     name: str
     arguments: Union[dict[str, Any], str] = Field(default_factory=dict)
 
 
-class OllamaToolCall(_Open):
+class OllamaToolCall(OpenModel):
     id: Optional[str] = None
     function: OllamaFunction
 
 
-class OllamaMessage(_Open):
+class OllamaMessage(OpenModel):
     role: str
     content: Optional[str] = None
     thinking: Optional[str] = None
@@ -58,7 +54,7 @@ class OllamaMessage(_Open):
     tool_call_id: Optional[str] = None
 
 
-class _Generation(_Open):
+class _Generation(OpenModel):
     model: Optional[str] = None
     format: Union[str, dict[str, Any], None] = None
     options: Optional[OllamaOptions] = None

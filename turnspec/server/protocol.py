@@ -106,27 +106,28 @@ def check_prompt_chars(chars: int, max_chars: int | None, context_length: int, p
 
 
 # --- request shape (pydantic: types only; meaning is checked below) -------------------------------------------
-class _Open(BaseModel):
+class OpenModel(BaseModel):
+    """A request object that keeps fields it does not name (types only; each API checks meaning itself)."""
     model_config = ConfigDict(extra="allow")
 
 
-class ContentPart(_Open):
+class ContentPart(OpenModel):
     type: str
     text: Optional[str] = None
 
 
-class FunctionCallIn(_Open):
+class FunctionCallIn(OpenModel):
     name: str
     arguments: Union[str, dict[str, Any]] = "{}"
 
 
-class ToolCallIn(_Open):
+class ToolCallIn(OpenModel):
     id: Optional[str] = None
     type: str = "function"
     function: FunctionCallIn
 
 
-class MessageIn(_Open):
+class MessageIn(OpenModel):
     role: str
     content: Union[str, list[ContentPart], None] = None
     name: Optional[str] = None
@@ -134,22 +135,22 @@ class MessageIn(_Open):
     tool_call_id: Optional[str] = None
 
 
-class FunctionDef(_Open):
+class FunctionDef(OpenModel):
     name: str
     description: Optional[str] = None
     parameters: Optional[dict[str, Any]] = None
 
 
-class ToolDef(_Open):
+class ToolDef(OpenModel):
     type: str = "function"
     function: FunctionDef
 
 
-class StreamOptions(_Open):
+class StreamOptions(OpenModel):
     include_usage: bool = False
 
 
-class GenerationRequest(_Open):
+class GenerationRequest(OpenModel):
     """The fields chat and text completions share; unknown fields are accepted and ignored (as most
     OpenAI-compatible servers do)."""
 

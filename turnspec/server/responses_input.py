@@ -11,29 +11,25 @@ from __future__ import annotations
 
 from typing import Any, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from .protocol import APIError, bad, validation_error
+from .protocol import APIError, OpenModel, bad, validation_error
 
 TEXT_PARTS = ("input_text", "output_text", "text")
 INCLUDE_REASONING = "reasoning.encrypted_content"
 INCLUDE_LOGPROBS = "message.output_text.logprobs"
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class ReasoningConfig(_Open):
+class ReasoningConfig(OpenModel):
     effort: Optional[str] = None
     summary: Optional[str] = None
 
 
-class TextConfig(_Open):
+class TextConfig(OpenModel):
     format: Optional[dict[str, Any]] = None
 
 
-class ResponsesRequest(_Open):
+class ResponsesRequest(OpenModel):
     """The fields turnspec reads; unknown fields are accepted and ignored, as for Chat Completions."""
 
     model: Optional[str] = None

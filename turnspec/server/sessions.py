@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..encoding import Encoding
-from .worker import Finished, Job
+from ..session import message_calls
+from .jobs import Finished, Job
 
 log = logging.getLogger("turnspec.server")
 DEFAULT_MAX_SESSIONS = 128
@@ -175,16 +176,7 @@ def _canonical(m: dict[str, Any]) -> Any:
     object; the call ids and the reasoning, which clients often leave out, do not count), others whole."""
     if m.get("role") != "assistant":
         return m
-    calls = []
-    for call in m.get("tool_calls") or []:
-        fn = call.get("function", call) if isinstance(call, dict) else {}
-        args = fn.get("arguments")
-        if isinstance(args, str):
-            try:
-                args = json.loads(args)
-            except ValueError:
-                pass
-        calls.append([fn.get("name"), args])
+    calls = [list(c) for c in message_calls(m)]
     content = m.get("content")
     text = content if isinstance(content, str) else "" if content is None else json.dumps(content, default=str)
     return {"role": "assistant", "content": text.strip(), "tool_calls": calls}
