@@ -23,8 +23,9 @@ pytest.importorskip("transformers.utils.chat_parsing", reason="transformers >= 5
 NOT_EXPRESSIBLE = {
     "Apertus-8B-Instruct": "the call's name is a JSON key",
     "meetkai-functionary-medium-v3.2": "answers start with the plain text",
-    "openai-gpt-oss-120b": "Harmony writes each channel as its own message",
+    "openai-gpt-oss-120b": "a channel format .Harmony and its kin. writes each channel as its own message",
     "MiniMax-M1": "answers start with the plain text",
+    "muse-glimmer": "a channel format .Harmony and its kin. writes each channel as its own message",
 }
 
 LLAMACPP = sorted((Path(__file__).parent / "data" / "llamacpp_templates").glob("*.jinja"))

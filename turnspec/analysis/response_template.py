@@ -26,9 +26,9 @@ def response_template(analysis: TemplateAnalysis) -> dict[str, Any]:
     """The `response_template` dict for `analysis`; raises TurnspecError when the syntax has no equivalent."""
     if analysis.error:
         raise TurnspecError(f"no response_template: the template could not be analyzed ({analysis.error})")
-    if analysis.harmony:
-        raise TurnspecError("no response_template: Harmony writes each channel as its own message, which a "
-                            "response_template (regions of one message) cannot express")
+    if analysis.channels is not None:
+        raise TurnspecError("no response_template: a channel format (Harmony and its kin) writes each channel as its "
+                            "own message, which a response_template (regions of one message) cannot express")
     if analysis.content_prefix:
         raise TurnspecError(f"no response_template: answers start with the plain text {analysis.content_prefix!r}, "
                             "which the format cannot tell from content")
