@@ -33,7 +33,7 @@ def render_count(monkeypatch):
 
 def _analysis_with_the_facts_onboarding_shows(spec: ModelSpec):
     analysis = spec.analysis
-    analysis.tool_use, analysis.reasoning_switches, analysis.universal_mask, analysis.exposed  # noqa: B018
+    analysis.tool_use, analysis.reasoning_switches, analysis.universal_mask, analysis.exposed, analysis.prefix  # noqa: B018
     return analysis
 
 
