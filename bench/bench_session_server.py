@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     runs: dict[str, list[list[dict[str, Any]]]] = {"sessions": [], "whole render": []}
     if binary is not None:
         runs["llama-server"] = []
-    for _ in range(args.runs):
+    for run in range(args.runs):
         runs["sessions"].append(_turnspec_replay(spec, gguf, 128))
         runs["whole render"].append(_turnspec_replay(spec, gguf, 0))
         if binary is not None:
@@ -155,6 +155,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 runs["llama-server"].append(_replay(server.port))
             finally:
                 server.stop()
+        print(f"replay {run + 1}: evaluated per turn", {k: [r["evaluated"] for r in v[-1]] for k, v in runs.items()},
+              flush=True)
     results = {label: _median_rows(rs) for label, rs in runs.items()}
     labels = list(results)
     rows = [[t, results["sessions"][t]["ends_with"]]
