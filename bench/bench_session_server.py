@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [[t, results["sessions"][t]["ends_with"]]
             + [v for label in labels for v in (results[label][t]["prompt"], results[label][t]["evaluated"])]
             for t in range(TURNS)]
-    print(table(rows, ["turn", "ends with"] + [f"{c} ({label})" for label in labels for c in ("prompt", "eval")]))
+    print(table(rows, ["turn", "ends with (turnspec)"] + [f"{c} ({label})" for label in labels for c in ("prompt", "eval")]))
     later = slice(1, None)  # the first turn has nothing to reuse
     summary = {label: {"evaluated_total": sum(r["evaluated"] for r in rs[later]),
                        "evaluated_median": statistics.median(r["evaluated"] for r in rs[later]),
