@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = [[t, results["sessions"][t]["ends_with"]]
             + [v for label in labels for v in (results[label][t]["prompt"], results[label][t]["evaluated"])]
             for t in range(TURNS)]
-    print(table(rows, ["turn", "ends with (turnspec)"] + [f"{c} ({label})" for label in labels for c in ("prompt", "eval")]))
+    header = ["turn", "ends with (turnspec)"] + [f"{c} ({label})" for label in labels for c in ("prompt", "eval")]
+    print(table(rows, header))
     later = slice(1, None)  # the first turn has nothing to reuse
     summary = {label: {"evaluated_total": sum(r["evaluated"] for r in rs[later]),
                        "evaluated_median": statistics.median(r["evaluated"] for r in rs[later]),
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                for label, rs in results.items()}
     print(json.dumps(summary, indent=2))
     path = write_result("session_server", {
-        "turns": TURNS, "runs": args.runs, "llama_server": anchor_note if binary is not None else None,
+        "turns": TURNS, "runs": args.runs, "llama_server": str(binary) if binary is not None else None,
         "llama_server_note": anchor_note, "per_turn": results, "per_run": runs, "summary": summary})
     print(f"written to {path}")
     return summary
