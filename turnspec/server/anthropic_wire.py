@@ -10,12 +10,12 @@ named function (forced by the template-syntax grammar); `thinking` -> the templa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Optional, Union
 
 from pydantic import Field, ValidationError
 
 from .protocol import OpenModel, bad, validation_error
+from .switches import ON_OFF_SWITCHES, template_switches
 
 TOOL_USE_PREFIX = "toolu_"
 # HTTP status -> Anthropic's error type (https://docs.anthropic.com/en/api/errors)
@@ -23,7 +23,6 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 405: "invalid_request_error", 413: "request_too_large",
                415: "invalid_request_error", 429: "rate_limit_error", 503: "overloaded_error"}
 # Template variables that turn reasoning on or off (analysis/probes.py tries the same names), and their values.
-_ON_OFF = ("enable_thinking", "thinking", "enable_reasoning")
 
 
 def anthropic_error(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -264,27 +263,9 @@ def thinking_switch(thinking: Thinking, spec: Any) -> dict[str, Any]:
         raise bad(f"thinking.type: {thinking.type!r} is not 'enabled' or 'disabled'", param="thinking.type")
     on = thinking.type != "disabled"
     out: dict[str, Any] = {}
-    for name in switches(spec):
-        if name in _ON_OFF:
+    for name in template_switches(spec):
+        if name in ON_OFF_SWITCHES:
             out[name] = on
         elif name == "thinking_budget":
             out[name] = (thinking.budget_tokens or 1024) if on else 0
     return out
-
-
-def switches(spec: Any) -> tuple[str, ...]:
-    """The reasoning switches `spec`'s template reads (analysis/probes.py's list)."""
-    try:
-        source = spec.select_template()
-    except Exception:  # a spec without a template: nothing to switch
-        return ()
-    return _switches(source)
-
-
-@lru_cache(maxsize=32)
-def _switches(source: str) -> tuple[str, ...]:
-    from ..analysis.probes import REASONING_SWITCHES
-    from ..template import template_variables
-
-    variables = set(template_variables(source))
-    return tuple(name for name in REASONING_SWITCHES if name in variables)

@@ -13,12 +13,10 @@ from typing import Any, Optional, Union
 
 from pydantic import Field, ValidationError
 
-from ..errors import TurnspecError
 from .protocol import OpenModel, bad, validation_error
+from .switches import EFFORT_SWITCH, ON_OFF_SWITCHES, template_switches
 
-# Template variables that switch reasoning on or off (the analysis probes the same names), and the effort one.
-ON_OFF_SWITCHES = ("enable_thinking", "thinking", "enable_reasoning")
-EFFORT_SWITCH = "reasoning_effort"
+# the levels Ollama's `think` takes besides true/false (a template's reasoning_effort)
 THINK_LEVELS = ("low", "medium", "high")
 # Ollama's options that turnspec applies; any other option Ollama knows is accepted and ignored with a note.
 APPLIED_OPTIONS = ("temperature", "top_p", "seed", "num_predict", "stop")
@@ -202,34 +200,25 @@ def think_kwargs(spec: Any, think: Any, notes: list[str], tools: Any = None) -> 
         return {}
     if isinstance(think, str) and think not in THINK_LEVELS:
         raise bad(f"think: {think!r} is not true, false or one of {', '.join(THINK_LEVELS)}", param="think")
-    variables = _template_variables(spec, tools)
-    on_off = next((name for name in ON_OFF_SWITCHES if name in variables), None)
+    switches = template_switches(spec, tools)
+    on_off = next((name for name in ON_OFF_SWITCHES if name in switches), None)
     if isinstance(think, bool):
         if on_off is not None:
             return {on_off: think}
-        if EFFORT_SWITCH in variables:
+        if EFFORT_SWITCH in switches:
             notes.append(f"think={str(think).lower()}: the template sets only a reasoning effort "
                          f"({EFFORT_SWITCH}), it has no switch to turn reasoning {'on' if think else 'off'}; "
                          "send think as low, medium or high")
         else:
             notes.append(f"think={str(think).lower()}: ignored, the template reads no reasoning switch")
         return {}
-    if EFFORT_SWITCH in variables:
+    if EFFORT_SWITCH in switches:
         return {EFFORT_SWITCH: think}
     if on_off is not None:
         notes.append(f"think={think!r}: the template has no effort level, only {on_off}; reasoning switched on")
         return {on_off: True}
     notes.append(f"think={think!r}: ignored, the template reads no reasoning switch")
     return {}
-
-
-def _template_variables(spec: Any, tools: Any) -> set[str]:
-    from ..template import template_variables
-
-    try:
-        return set(template_variables(spec.select_template(tools=tools or None)))
-    except TurnspecError:
-        return set()
 
 
 def _messages(messages: list[OllamaMessage]) -> list[dict[str, Any]]:
