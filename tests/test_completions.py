@@ -16,6 +16,7 @@ import turnspec  # noqa: E402
 from turnspec.server import create_app  # noqa: E402
 
 from helpers.paths import CORPUS, SMOLLM2_DIR, need  # noqa: E402
+from helpers.servers import real_model_server  # noqa: E402
 from test_server import ScriptedEngine, client, raw_request, running, user  # noqa: E402
 
 CONTROL = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>")
@@ -24,16 +25,8 @@ FRANCE = user("What is the capital of France?")
 
 @pytest.fixture(scope="module")
 def real(smollm2_gguf):
-    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python")
-    from turnspec.engines import load_engine
-
-    spec = turnspec.load(smollm2_gguf)
-    engine = load_engine("llamacpp", smollm2_gguf)
-    try:
-        with running(create_app(spec, engine)) as url:
-            yield client(url), spec, url
-    finally:
-        engine.close()
+    with real_model_server(smollm2_gguf) as (url, spec, _engine):
+        yield client(url), spec, url
 
 
 @pytest.mark.slow

@@ -33,6 +33,7 @@ from turnspec.server import create_app  # noqa: E402
 from turnspec.server.protocol import ServeDefaults  # noqa: E402
 
 from helpers.paths import CORPUS, RECORDINGS, need  # noqa: E402
+from helpers.servers import running  # noqa: E402  (the other server tests import it from here too)
 
 CONTROL = re.compile(r"<\|(im_start|im_end|endoftext|start|end|message|channel|return|call|constrain)\|>")
 WEATHER_TOOL = {"type": "function", "function": {
@@ -87,27 +88,6 @@ class ScriptedEngine(EngineBase):
 
         return stop_rules(steps(), max_tokens=self.budget(list(prompt_ids), max_tokens), stop_ids=stop_ids,
                           cancel=cancel, current=self.claim())
-
-
-@contextmanager
-def running(app: Any) -> Iterator[str]:
-    """Serve `app` with uvicorn on a free loopback port in a thread; yield its base URL; shut it down."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def client(url: str, **kw: Any) -> Any:

@@ -19,6 +19,7 @@ from turnspec.server import create_app  # noqa: E402
 from turnspec.server.models import ModelManager, ServedModel  # noqa: E402
 
 from helpers.paths import CORPUS, need  # noqa: E402
+from helpers.servers import real_model_server  # noqa: E402
 from test_server import ScriptedEngine, answer_for, raw_request, running, smol_server  # noqa: E402,F401
 from test_server import smol_spec, smol_tokenizer  # noqa: E402,F401  (module fixtures)
 
@@ -382,16 +383,8 @@ def test_an_engine_failure_is_an_api_error_whole_and_streamed(smol):
 # ------------------------------------------------------------------------------------------------ the real model
 @pytest.fixture(scope="module")
 def real(smollm2_gguf):
-    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
-    from turnspec.engines import load_engine
-
-    spec = turnspec.load(smollm2_gguf)
-    engine = load_engine("llamacpp", smollm2_gguf)
-    try:
-        with running(create_app(spec, engine)) as url:
-            yield url, spec
-    finally:
-        engine.close()
+    with real_model_server(smollm2_gguf) as (url, spec, _engine):
+        yield url, spec
 
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]

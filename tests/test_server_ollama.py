@@ -20,8 +20,10 @@ from turnspec.server import create_app  # noqa: E402
 from turnspec.server.models import ModelManager, ServedModel  # noqa: E402
 
 from helpers.paths import CORPUS, need  # noqa: E402
+from helpers.servers import real_model_server  # noqa: E402
 from test_server import (TOOL_OUTPUT, WEATHER_TOOL, ScriptedEngine, answer_for, client, raw_request,  # noqa: E402,F401
-                         recorded_parts, recording, harmony_tokenizer, running, smol_server, smol_spec, smol_tokenizer)
+                         qwen, recorded_parts, recording, harmony_tokenizer, running, smol_server, smol_spec,
+                         smol_tokenizer)
 
 FRANCE = [{"role": "system", "content": "You are a helpful assistant."},
           {"role": "user", "content": "What is the capital of France?"}]
@@ -50,16 +52,6 @@ def ndjson(url: str, path: str, body: dict[str, Any]) -> tuple[int, str, list[di
 def smol(smol_spec, smol_tokenizer):
     with smol_server(smol_spec, smol_tokenizer) as served:
         yield served
-
-
-@pytest.fixture
-def qwen(smol_tokenizer):
-    template = need(CORPUS / "templates" / "Qwen-Qwen2.5-7B-Instruct.jinja").read_text(encoding="utf-8")
-    spec = turnspec.from_template(template, name="qwen-template", tokenizer=smol_tokenizer,
-                                  special_tokens={"eos_token": "<|im_end|>"})
-    engine = ScriptedEngine(smol_tokenizer, lambda prompt: TOOL_OUTPUT)
-    with running(create_app(spec, engine)) as url:
-        yield url, engine
 
 
 # ------------------------------------------------------------------------------------------------ chat
@@ -510,16 +502,8 @@ def test_queue_depth_is_seen_while_requests_wait(smol_spec, smol_tokenizer):
 # ------------------------------------------------------------------------------------------------ the real model
 @pytest.fixture(scope="module")
 def real(smollm2_gguf):
-    pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-python: pip install 'turnspec[llamacpp]'")
-    from turnspec.engines import load_engine
-
-    spec = turnspec.load(smollm2_gguf)
-    engine = load_engine("llamacpp", smollm2_gguf)
-    try:
-        with running(create_app(spec, engine)) as url:
-            yield url, spec
-    finally:
-        engine.close()
+    with real_model_server(smollm2_gguf) as (url, spec, _engine):
+        yield url, spec
 
 
 @pytest.mark.slow

@@ -23,10 +23,8 @@ pytest.importorskip("llama_cpp", reason="the llamacpp engine needs llama-cpp-pyt
 pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'turnspec[serve]'")
 openai = pytest.importorskip("openai", reason="these tests use the official client: pip install openai")
 
-import turnspec  # noqa: E402
-from turnspec.server import create_app  # noqa: E402
-
-from test_server import client, hang_up, open_stream, raw_request, running, user, wait_for  # noqa: E402
+from helpers.servers import real_model_server  # noqa: E402
+from test_server import client, hang_up, open_stream, raw_request, user, wait_for  # noqa: E402
 
 CONTROL = re.compile(r"<\|im_start\|>|<\|im_end\|>|<\|endoftext\|>|<repo_name>|<file_sep>")
 FRANCE = user("What is the capital of France?")
@@ -34,15 +32,8 @@ FRANCE = user("What is the capital of France?")
 
 @pytest.fixture(scope="module")
 def real(smollm2_gguf):
-    from turnspec.engines import load_engine
-
-    spec = turnspec.load(smollm2_gguf)
-    engine = load_engine("llamacpp", smollm2_gguf)
-    try:
-        with running(create_app(spec, engine)) as url:
-            yield url, spec
-    finally:
-        engine.close()
+    with real_model_server(smollm2_gguf) as (url, spec, _engine):
+        yield url, spec
 
 
 @pytest.fixture(scope="module")

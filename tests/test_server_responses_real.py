@@ -15,10 +15,9 @@ pytest.importorskip("fastapi", reason="the server needs fastapi: pip install 'tu
 openai = pytest.importorskip("openai", reason="these tests use the official client: pip install openai")
 jsonschema = pytest.importorskip("jsonschema", reason="answers are validated with jsonschema: pip install jsonschema")
 
-import turnspec  # noqa: E402
-from turnspec.server import create_app  # noqa: E402
 
-from test_server import client, running, user  # noqa: E402
+from helpers.servers import real_model_server  # noqa: E402
+from test_server import client, user  # noqa: E402
 
 SYSTEM = "You are a helpful assistant."
 CAPITAL = {"type": "object", "properties": {
@@ -30,15 +29,8 @@ CAPITAL = {"type": "object", "properties": {
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-at-a-time", "batched"])
 def real(request, smollm2_gguf):
     """The default model, decoding one sequence at a time and in the batch scheduler (both report logprobs)."""
-    from turnspec.engines import load_engine
-
-    spec = turnspec.load(smollm2_gguf)
-    engine = load_engine("llamacpp", smollm2_gguf, parallel=request.param)
-    try:
-        with running(create_app(spec, engine)) as url:
-            yield url, spec, engine
-    finally:
-        engine.close()
+    with real_model_server(smollm2_gguf, parallel=request.param) as served:
+        yield served
 
 
 def test_responses_create_and_stream_agree(real):
