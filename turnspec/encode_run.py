@@ -15,6 +15,7 @@ import os
 import pickle
 import signal
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -93,11 +94,35 @@ def _encoded(chunks: Iterable[tuple[int, list[Any]]], encoder: ChatEncoder, proc
         for start, rows in chunks:
             yield start, encode_chunk(encoder, rows)
         return
-    ctx = multiprocessing.get_context("spawn")  # never fork a process whose tokenizer threads may be running
-    with ctx.Pool(procs, initializer=_init_worker, initargs=(encoder,)) as pool:
-        shipped = ((start, _pickled(rows)) for start, rows in chunks)
-        for start, encoded in pool.imap(_work, shipped, chunksize=1):
-            yield start, encoded
+    # concurrent.futures, not multiprocessing.Pool: a Pool whose worker was killed (SIGTERM to the process group)
+    # can hang its parent forever in terminate() on a queue lock the dead worker held; the executor notices a dead
+    # worker and breaks instead
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"),  # never fork: tokenizer threads
+                               initializer=_init_worker, initargs=(encoder,))
+    in_flight: deque[Any] = deque()  # a few chunks per worker: in order, and never the whole file in memory
+    try:
+        for start, rows in chunks:
+            in_flight.append(pool.submit(_work, (start, _pickled(rows))))
+            if len(in_flight) >= 2 * procs:
+                yield in_flight.popleft().result()
+        while in_flight:
+            yield in_flight.popleft().result()
+    except BaseException:  # Ctrl-C, SIGTERM, a failed write: the workers stop now, not after their chunk
+        _stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_workers(pool: Any) -> None:
+    """Cancel what is queued and kill the workers, so an interrupted run exits at once and leaves no process."""
+    workers = multiprocessing.active_children()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in workers:
+        worker.kill()
+    for worker in workers:
+        worker.join(timeout=5)
 
 
 class TooDeep:
