@@ -126,3 +126,21 @@ def test_minicpm5_text_is_read_as_written(minicpm5):
     out = 'Il-Ġermanja.\n<functionname="get_weather"><paramname="city">Rome</param></function>'
     content, _, calls = read(minicpm5, out, [WEATHER])
     assert calls == [] and content.startswith("Il-Ġermanja.") and "Rome" in content
+
+
+PHONE = tool("get_customer_by_phone", phone_number="string", limit="integer")
+
+
+@pytest.mark.parametrize("wrapped", ["{'phone_number': '555-123-2002', 'limit': '2'}",
+                                     '{"phone_number": "555-123-2002", "limit": 2}'])
+def test_minicpm5_every_argument_in_one_undeclared_parameter_is_unwrapped(minicpm5, wrapped):
+    """The model put the whole object into one parameter the tool does not declare: the schema declares each of
+    its keys, so those are the arguments (typed by the schema)."""
+    out = f'<function name="get_customer_by_phone"><param name="properties">{wrapped}</param></function>'
+    assert read(minicpm5, out, [PHONE])[2] == [("get_customer_by_phone", {"phone_number": "555-123-2002", "limit": 2})]
+
+
+@pytest.mark.parametrize("param, value", [("properties", '{"unknown": "x"}'), ("phone_number", '{"limit": 2}')])
+def test_minicpm5_a_parameter_is_not_unwrapped_when_the_schema_does_not_fit(minicpm5, param, value):
+    out = f'<function name="get_customer_by_phone"><param name="{param}">{value}</param></function>'
+    assert read(minicpm5, out, [PHONE])[2] == [("get_customer_by_phone", {param: value})]

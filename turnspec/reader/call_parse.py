@@ -186,6 +186,24 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
     return text
 
 
+def _unwrapped(args: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """Every argument put into one parameter the tool does not declare (`<param name="arguments">{"city": …}`):
+    the object it holds, when the tool's schema declares each of that object's keys; otherwise `args` as read."""
+    if len(args) != 1 or not schema:
+        return args
+    ((key, value),) = args.items()
+    if key in schema:
+        return args
+    if isinstance(value, str):
+        try:
+            value = _json_or_python(value.strip())
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            return args
+    if not isinstance(value, dict) or not value or not all(isinstance(k, str) and k in schema for k in value):
+        return args
+    return {k: type_value(v, schema[k]) if isinstance(v, str) else v for k, v in value.items()}
+
+
 def _json_or_python(text: str) -> Any:
     """JSON, or a Python literal (`{'a': True}`, `['x']`): models write both for object and array parameters."""
     try:
@@ -351,6 +369,7 @@ class CallParser:
         pos = m.end()
         if s.args == "params" and s.params is not None:
             args, pos = self._params(body, pos, name)
+            args = _unwrapped(args, self.schemas.get(name) or {})
         else:
             pos = _skip(body, pos)
             try:
