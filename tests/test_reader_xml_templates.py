@@ -144,3 +144,22 @@ def test_minicpm5_every_argument_in_one_undeclared_parameter_is_unwrapped(minicp
 def test_minicpm5_a_parameter_is_not_unwrapped_when_the_schema_does_not_fit(minicpm5, param, value):
     out = f'<function name="get_customer_by_phone"><param name="{param}">{value}</param></function>'
     assert read(minicpm5, out, [PHONE])[2] == [("get_customer_by_phone", {param: value})]
+
+
+@pytest.mark.parametrize("body", ['<param>北京</param><param name="days">2</param>',
+                                  '<param name="days">2</param>and the city is 北京'])
+def test_minicpm5_text_in_a_call_that_is_not_a_parameter_makes_it_malformed(minicpm5, body):
+    """Never a call that lost an argument (get_weather without its city) with the rest shown as broken text: the
+    call is reported as malformed, like any call that does not parse."""
+    spec, _ = minicpm5
+    out = f'<function name="get_weather">{body}</function>\n'
+    content, _, calls = read(minicpm5, out, [WEATHER])
+    assert calls == [] and content.strip() == ""
+    result = spec.reader("", tools=[WEATHER]).read_all(out)
+    assert len(result.errors) == 1 and "is not a parameter" in result.errors[0].message
+
+
+def test_step35_text_in_a_call_that_is_not_a_parameter_makes_it_malformed(step35):
+    out = ("</think>\n<tool_call>\n<function=get_weather>\n<parameter=days>\n2\n</parameter>\nDallas, I think\n"
+           "</function>\n</tool_call>")
+    assert read(step35, out, [WEATHER])[2] == []

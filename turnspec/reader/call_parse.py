@@ -381,8 +381,26 @@ class CallParser:
                 pos = len(body)  # the output ended inside the arguments: they are what the model wrote
             args = _arguments(name, value)
         m = _match(s.call_close, body, pos) if s.call_close else None
+        if m is None and s.args == "params":
+            self._no_junk_before_close(body, pos, name)
         end = m.end() if m is not None else pos
         return ParsedCall(name, args, body[name_at:pos].strip(), call_id), end
+
+    def _no_junk_before_close(self, body: str, pos: int, name: str) -> None:
+        """Text the parameters do not read, before the call's own closing literal (`<param>北京</param>`, a
+        parameter without its name): the call is malformed, never salvaged as a call missing that argument."""
+        close = _first_literal(self.syntax.call_close)
+        at = body.find(close, pos) if close else -1
+        junk = body[pos:at].strip() if at >= 0 else ""
+        if not junk:
+            return
+        pos = _skip(body, pos)
+        if body[pos] in ",;":  # as between calls in a sequence
+            pos = _skip(body, pos + 1)
+        try:  # another call of the same group (Gemma 4's `call:a{…}call:b{…}` in one `<|tool_call>`)
+            self._one_tagged(body, pos)
+        except ToolParseError:
+            raise ToolParseError(f"in the call {name!r}: {junk[:40]!r} is not a parameter") from None
 
     def _short_opener(self, body: str, start: int) -> re.Match[str] | None:
         """The trigger, then the rest of the opener with its start dropped (Gemma 4 models write `<|tool_call>:name`
