@@ -80,6 +80,8 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
         stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != fmt.message_end)
     stop_texts = tuple(stop_text_of[i] for i in sorted(stop_ids) if stop_text_of[i])
     stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and t != fmt.message_end)
+    if fmt.message_end and fmt.kind == "template":  # a turn end unless the reasoning's close goes on after it
+        stop_texts += (fmt.message_end,)
     control = {s for s, i in added.items() if i in special_ids}
     control.update(v for v in (getattr(spec, "special_tokens", None) or {}).values() if isinstance(v, str) and v)
     control.update(fmt.control_tokens)
