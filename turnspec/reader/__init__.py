@@ -3,7 +3,7 @@
     reader = reader_for(spec, prompt_text)        # or StreamReader(ReaderConfig(...), tokenizer=...)
     for token_id in engine.generate(...):
         for event in reader.feed_token(token_id):
-            ...                                    # Reasoning / Content / ToolCall / ToolCallError / Done
+            ...                                    # Reasoning / Content / ToolCall / ToolCallError / BuiltinCall / Done
         if reader.done:
             break
     reader.finish("length")                        # when the engine stopped without a stop token
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .events import (
+    BuiltinCall,
     Content,
     Done,
     Event,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ..speclike import SpecLike
 
 __all__ = [
+    "BuiltinCall",
     "Content",
     "Done",
     "Event",

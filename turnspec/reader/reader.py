@@ -222,6 +222,7 @@ class StreamReader:
             reasoning="".join(e.reasoning_parts),
             tool_calls=list(e.tool_calls),
             errors=list(e.errors),
+            builtin_calls=list(e.builtin_calls),
             finish_reason=self._finish_reason,
             stopped_by=self._stopped_by,
             stop_kind=self._stop_kind,
