@@ -58,6 +58,7 @@ class ChannelParser:
         self._json = False
         self._saw_message = False
         self._fallback: list[str] = []  # header text after priming, in case the model never writes a message
+        self._after_end = False  # the header being read follows a message end, not a message start
         if prefix:
             self._prime(prefix)
 
@@ -82,9 +83,13 @@ class ChannelParser:
             if self._state == _HEADER:
                 self._open("".join(self._header))
             return  # a stray message token inside a body is dropped
+        if s == syntax.message_end and self._state == _HEADER:  # no message is open: never shown, said
+            self._emit.note(f"a message end {s!r} with no message open was dropped; any text after it is read as "
+                            "the answer")
         if s == syntax.start or s == syntax.message_end:
             self._close_message()
             self._header = []
+            self._after_end = s == syntax.message_end
         elif s == syntax.channel:
             self._close_message()
             self._header.append(s)
@@ -96,6 +101,12 @@ class ChannelParser:
 
     def close(self) -> None:
         self._close_message()
+        stray = "".join(t for t in self._header if isinstance(t, str) and t not in self.markers)
+        if self._after_end and self._saw_message and stray.strip():
+            # text after a message end with no new header: not a header, so the answer the model went on writing
+            self._emit.content(stray)
+            self._emit.note(f"text after the message end {self._s.message_end!r} with no new message header was "
+                            "read as the answer")
         if not self._saw_message and self._fallback:
             # no message structure at all: better to show the text than to lose it
             self._emit.content("".join(self._fallback))
