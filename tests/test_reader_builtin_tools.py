@@ -122,3 +122,24 @@ def test_servers_never_hand_back_a_builtin_as_a_tool_call(gpt_oss):
     message = turn.message()
     assert "tool_calls" not in message and turn.finish_reason == "stop"
     assert not any(isinstance(e, Content) for e in events)  # the reader itself never calls it content
+
+
+def test_responses_and_anthropic_apis_never_hand_back_a_builtin_as_a_call(gpt_oss):
+    """The Responses API gets a message item with the built-in's text (no function_call item), Anthropic's Messages
+    API a text block (no tool_use block): the same choice as Chat Completions."""
+    from turnspec.server.anthropic_api import BlockAssembler
+    from turnspec.server.responses_output import OutputFold
+
+    reader = gpt_oss.reader(_prompt(gpt_oss), tools=WEATHER)
+    events = reader.feed_text(PYTHON) + reader.finish()
+    fold = OutputFold(tools_enabled=True)
+    for e in events:
+        fold.add(e)
+    assert [i["type"] for i in fold.items] == ["reasoning", "message"]
+    assert fold.items[-1]["content"][0]["text"] == "print(2 ** 10)"
+    blocks = BlockAssembler(tools_enabled=True, stop_sequences=())
+    for e in events:
+        blocks.add(e)
+    blocks.finish()
+    assert [b["type"] for b in blocks.content] == ["thinking", "text"]
+    assert blocks.content[-1]["text"] == "print(2 ** 10)"
