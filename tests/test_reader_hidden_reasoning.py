@@ -187,3 +187,33 @@ def test_solar_open_end_token_does_not_halt_generation():
     stops = spec.stops
     assert "<|end|>" not in stops.tokens and stops.message_end == "<|end|>"
     assert any("also writes it to end the reasoning message" in w for w in stops.warnings)
+
+
+def test_solar_open_token_by_token_with_its_control_tokens():
+    """Token ids (SmolLM2's BPE with Solar's control tokens added as special tokens): `<|end|>` is no halting id,
+    the reader stops on it after the answer, and goes on through it when the next header follows."""
+    from helpers.paths import SMOLLM2_DIR
+    from helpers.roundtrip import spec_for
+
+    template = _solar().template
+    spec = spec_for(template, {"bos_token": "<s>", "eos_token": "</s>"}, need_file(SMOLLM2_DIR / "tokenizer.json"))
+    end_id = spec.token_id("<|end|>")
+    assert end_id is not None and end_id not in spec.stops.halt_ids
+    prompt = spec.render([{"role": "user", "content": "Is 17 prime?"}], add_generation_prompt=True)
+    output = "<|think|>No divisor up to 4.<|end|><|begin|>assistant<|content|>Yes.<|end|><|begin|>user<|content|>"
+    reader = spec.reader(prompt)
+    ids = spec.vocab.encode(output)
+    for i, tid in enumerate(ids):
+        reader.feed_token(tid)
+        if reader.done:
+            break
+    # it read on after `<|end|>` only as long as the text could still be the close (`<|end|><|begin|>`, then `user`)
+    assert ids[i - 2:i + 1] == spec.vocab.encode("<|end|><|begin|>user") and i < len(ids) - 1
+    result = reader.result
+    assert (result.reasoning, result.content, result.stopped_by) == ("No divisor up to 4.", "Yes.", "<|end|>")
+
+
+def need_file(path):
+    from helpers.paths import need
+
+    return need(path)
