@@ -12,6 +12,7 @@ only if the template's own text contains it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..affixes import common_prefix
@@ -99,7 +100,7 @@ def _hidden_markers(prober: Prober, markup: Markup, turn: TurnProbe, finished: s
     return _switch_pair(prober, markup)
 
 
-def _other_shapes(prober: Prober, u: list[dict[str, Any]]) -> Any:
+def _other_shapes(prober: Prober, u: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, str]]:
     """(message, rendering, source) for the other ways a template may read an assistant's reasoning, each told by the
     template's own text: the field `reasoning` (which transformers does not copy into `reasoning_content`), and
     content blocks whose type the template compares with a reasoning word (`block.type == 'thoughts'`), inside the
