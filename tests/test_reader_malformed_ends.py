@@ -169,7 +169,8 @@ def test_malformed_ends_read_alike_on_every_template(path):
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-PROSE_TEMPLATES = [*sorted(SYNTAXES), "Kimi-K2-Thinking.jinja", "HuggingFaceTB-SmolLM3-3B.jinja"]
+PROSE_TEMPLATES = [*sorted(SYNTAXES), "Kimi-K2-Thinking.jinja", "HuggingFaceTB-SmolLM3-3B.jinja", "Apertus-8B-Instruct.jinja",
+                   "upstage-Solar-Open-100B.jinja"]
 
 
 def _fragments(open_: str, close: str) -> list[str]:
