@@ -143,3 +143,25 @@ def test_responses_and_anthropic_apis_never_hand_back_a_builtin_as_a_call(gpt_os
     blocks.finish()
     assert [b["type"] for b in blocks.content] == ["thinking", "text"]
     assert blocks.content[-1]["text"] == "print(2 ** 10)"
+
+
+def test_a_chat_turn_lists_the_builtin_apart(gpt_oss):
+    """`turnspec run --json` and the library's TurnResult: `builtin_calls` beside `tool_calls`, the warning in the
+    notices, no history tool call for a function nobody declared."""
+    from types import SimpleNamespace
+
+    from turnspec.chat import GenerationOptions, TurnFeed, TurnResult
+
+    prompt = _prompt(gpt_oss)
+    enc = SimpleNamespace(ids=gpt_oss.vocab.encode(prompt), text=prompt)
+    result = TurnResult()
+    turn = TurnFeed(gpt_oss, enc, GenerationOptions(tools=WEATHER), result)
+    for tid in gpt_oss.vocab.encode(EXEC):
+        turn.feed(tid)
+        if turn.done:
+            break
+    turn.finish()
+    assert result.tool_calls == [] and "tool_calls" not in result.assistant_message()
+    assert result.as_dict()["builtin_calls"] == [{"recipient": "container.exec", "body": '{"cmd": ["ls", "-la"]}',
+                                                  "arguments": {"cmd": ["ls", "-la"]}}]
+    assert any("built-in tool" in n for n in result.notices)
