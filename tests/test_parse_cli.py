@@ -78,3 +78,16 @@ def test_bad_input_is_one_line(tmp_path, problem):
     assert code != 0 and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("turnspec: error: ") and "Traceback" not in err
+
+
+def test_a_builtin_tool_message_is_listed_apart_from_tool_calls(tmp_path):
+    """gpt-oss's `to=container.exec` is no declared function: `builtin_calls`, not `tool_calls`, with a warning."""
+    output = tmp_path / "out.txt"
+    output.write_text('<|channel|>analysis<|message|>List files.<|end|><|start|>assistant to=container.exec'
+                      '<|channel|>commentary json<|message|>{"cmd": ["ls"]}<|call|>', encoding="utf-8")
+    code, out, _ = parse(str(need(GPT_OSS)), str(output))
+    split = json.loads(out)
+    assert code == 0 and split["tool_calls"] == [] and split["reasoning"] == "List files."
+    assert split["builtin_calls"] == [{"recipient": "container.exec", "body": '{"cmd": ["ls"]}',
+                                       "arguments": {"cmd": ["ls"]}}]
+    assert any("built-in tool" in w for w in split["warnings"])

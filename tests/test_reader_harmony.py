@@ -129,7 +129,9 @@ def test_recipient_before_the_channel_and_a_builtin_tool():
         "<|start|>assistant<|channel|>analysis to=python<|message|>print(1+1)<|call|>"
     )
     res = StreamReader(reasoning="harmony").read_all(out)
-    assert [(c.name, c.arguments) for c in res.tool_calls] == [("lookup", {"q": 1}), ("python", {"code": "print(1+1)"})]
+    assert [(c.name, c.arguments) for c in res.tool_calls] == [("lookup", {"q": 1})]  # `python` is no declared function
+    assert [(b.recipient, b.body, b.arguments) for b in res.builtin_calls] == [("python", "print(1+1)", None)]
+    assert res.finish_reason == "tool_calls"
 
 
 def test_malformed_tool_arguments_are_an_error_event_not_a_crash():

@@ -6,7 +6,10 @@
 - a finished output that ends inside a marker (`answer</thi`, `<|tool_c` cut by a length limit): that start of
   markup is never shown, with a warning; prose that merely ends in `<` or `</` stays as written.
 
-Read whole and in 2-character chunks: both give the same. Templates are official ones (../shared and llama.cpp's).
+Read whole and in 2-character chunks: both give the same. Templates are official ones (../shared and llama.cpp's);
+`test_malformed_ends_read_alike_on_every_template` checks both rules on every real template whose analysis reads
+reasoning tags, a channel format (a message end with no message open; text after a message end with no new header
+is the answer) or call triggers, on the turn ends, the reasoning close and each call trigger cut short.
 """
 
 from __future__ import annotations
@@ -77,11 +80,97 @@ def test_prose_ending_in_a_bracket_stays(prose):
     assert result.content == prose and result.warnings == []
 
 
+# -- every syntax of every real template: the same two rules -----------------------------------------------------
+
+def _every_template():
+    from helpers.corpus_models import template_files
+
+    try:
+        files = template_files()
+    except OSError:
+        files = []
+    return [*files, *sorted(LLAMACPP.glob("*.jinja"))]
+
+
+def _spec_of(path: Path):
+    from helpers.corpus_models import special_tokens_for
+
+    return turnspec.from_template(need(path).read_text(encoding="utf-8"), name=path.stem,
+                                  special_tokens=special_tokens_for(path))
+
+
+def _symbolic_partial(marker: str) -> str:
+    """The marker cut before its last character, when the rule applies to it (a start of markup: three characters
+    or more, starting with a bracket or symbol, with a letter in it); else ''."""
+    cut = marker[:-1]
+    return cut if len(cut) >= 3 and not cut[0].isalnum() and not cut[0].isspace() and any(
+        c.isalpha() for c in cut) else ""
+
+
+def _read_on(spec, prompt: str, output: str):
+    whole = spec.reader(prompt).read_all(output)
+    chunked = spec.reader(prompt)
+    for i in range(0, len(output), 2):
+        chunked.feed_text(output[i:i + 2])
+    chunked.finish()
+    assert (chunked.result, chunked.result.warnings) == (whole, whole.warnings)
+    return whole
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", _every_template(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_malformed_ends_read_alike_on_every_template(path):
+    """Whatever the syntax (reasoning tags, a channel format, call triggers): a closing marker with nothing open is
+    never shown and the text around it stays the answer, with a warning; an output that ends inside a marker never
+    shows that start of markup, with a warning. Templates the analysis cannot read are skipped, named."""
+    spec = _spec_of(path)
+    a = spec.analysis
+    if a.error:
+        pytest.skip(f"the analysis of {path.name} failed: {a.error}")
+    extra = {k: "" for k in a.requires if k != "tools"}
+    if "tools" in a.requires:  # tool_use templates render nothing without tools: the analysis probed with these
+        from turnspec.analysis.probes import TOOLS
+
+        extra["tools"] = TOOLS
+    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, **extra)
+    r, checked = a.reasoning, 0
+    answer = "The answer is 4."
+    if r.kind == "tags" and not r.prompt_opens:
+        result = _read_on(spec, prompt, f"Let me see.{r.close}{answer}")
+        assert (result.content, result.reasoning) == ("Let me see." + answer, "")
+        assert any("closing reasoning marker" in w for w in result.warnings), result.warnings
+        checked += 1
+    lead = (f"Two plus two.{r.close}" if r.prompt_opens else f"{r.open}Two plus two.{r.close}") \
+        if r.kind == "tags" else ""
+    if a.channels is not None:
+        ch = a.channels
+        result = _read_on(spec, prompt, f"Let me see.{ch.message_end}{answer}")
+        assert (result.content, result.reasoning) == ("Let me see." + answer, "")
+        assert any(ch.message_end in w for w in result.warnings), result.warnings
+        lead = f"{ch.header(ch.reasoning)}{ch.message}Two plus two.{ch.message_end}{ch.head}{ch.header(ch.content)}" \
+               f"{ch.message}"
+        checked += 1
+    ends = [m for m in (r.close if r.kind == "tags" else "", *a.turn_ends) if m]
+    ends += [t for c in a.tools.calls for t in c.triggers]
+    for marker in dict.fromkeys(ends):
+        cut = _symbolic_partial(marker)
+        if not cut or cut in answer:
+            continue
+        result = _read_on(spec, prompt, f"{lead}{answer}{cut}")
+        assert result.content == answer and not result.tool_calls, (marker, result)
+        assert result.reasoning == ("Two plus two." if lead else "")
+        assert result.warnings == [f"the output ended inside a marker ({cut!r}): not shown"], (marker, result.warnings)
+        checked += 1
+    if not checked:
+        pytest.skip(f"{path.name}: no reasoning markers, channel format or call trigger to cut")
+
+
 # -- Hypothesis: prose with marker-like text is never reasoning or calls; streamed == whole ----------------------
 from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-PROSE_TEMPLATES = [*sorted(SYNTAXES), "Kimi-K2-Thinking.jinja", "HuggingFaceTB-SmolLM3-3B.jinja"]
+PROSE_TEMPLATES = [*sorted(SYNTAXES), "Kimi-K2-Thinking.jinja", "HuggingFaceTB-SmolLM3-3B.jinja", "Apertus-8B-Instruct.jinja",
+                   "upstage-Solar-Open-100B.jinja"]
 
 
 def _fragments(open_: str, close: str) -> list[str]:

@@ -40,6 +40,8 @@ class TurnResult:
     content: str = ""
     reasoning: str = ""
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    # messages to built-in tools the caller did not declare (gpt-oss's `to=python`): never tool calls
+    builtin_calls: list[dict[str, Any]] = field(default_factory=list)
     finish_reason: str | None = None
     stopped_by: str | None = None
     prompt_tokens: int = 0
@@ -71,6 +73,7 @@ class TurnResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "content": self.content, "reasoning": self.reasoning, "tool_calls": self.tool_calls,
+            **({"builtin_calls": self.builtin_calls} if self.builtin_calls else {}),
             "finish_reason": self.finish_reason, "stopped_by": self.stopped_by,
             "usage": {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                       "total_tokens": self.prompt_tokens + self.completion_tokens,
@@ -141,6 +144,8 @@ class TurnFeed:
         result.finish_reason, result.stopped_by = final.finish_reason, final.stopped_by
         result.tool_calls = [{"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
                              for c in final.tool_calls]
+        result.builtin_calls = [{"recipient": b.recipient, "body": b.body, "arguments": b.arguments}
+                                for b in final.builtin_calls]
         return events
 
 

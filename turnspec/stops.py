@@ -158,6 +158,13 @@ def derive_stops(spec: SpecLike) -> StopSet:
     stops: list[Stop] = []
     for tok, sources in merged.items():
         if message_end and tok == message_end:
+            if fmt.kind == "template":
+                warnings.append(
+                    f"{'/'.join(sources)} lists {tok} as a stop, but this template also writes it to end the reasoning "
+                    f"message (its closing marker is {spec.analysis.reasoning.close!r}): generation does not halt on "
+                    "it; the reader ends the turn there unless the next header follows"
+                )
+                continue
             warnings.append(
                 f"{'/'.join(sources)} lists {tok} as a stop, but in this template's channel format it ends a message, "
                 "not the turn: stopping there would cut the answer after the reasoning message; turnspec does not "

@@ -47,8 +47,9 @@ def message(case: str, as_string: bool = False) -> dict[str, Any]:
 
     if case == "content":
         return {"role": "assistant", "content": CONTENT}
-    if case == "reasoning":
-        return {"role": "assistant", "content": CONTENT, "reasoning_content": REASONING}
+    if case == "reasoning":  # `reasoning`: rendering aliases it to `reasoning_content` and `thinking` (transformers
+        # does), and templates that read `message.reasoning` itself (Solar Open) see it too
+        return {"role": "assistant", "content": CONTENT, "reasoning": REASONING}
     calls = [call(1, *CALL_1)] + ([call(2, *CALL_2)] if case == "two calls" else [])
     return {"role": "assistant", "content": "", "tool_calls": calls}
 

@@ -2,7 +2,8 @@
 past turns keep it.
 
 Sources, best first: a rendering of an assistant message with `reasoning_content`, or with a `thinking` content
-chunk (the tags are what surrounds the sentinel); the generation prompt (DeepSeek-R1 opens `<think>\\n`, V3.1 writes an empty `<think></think>`);
+chunk, or in another shape the template's text reads (a `reasoning` field, a `thoughts` block) (the tags are what
+surrounds the sentinel); the generation prompt (DeepSeek-R1 opens `<think>\\n`, V3.1 writes an empty `<think></think>`);
 the generation prompt under each reasoning switch the template reads (`enable_thinking=False` writes an empty
 block). When only an opening tag is seen, the closing tag is inferred from it (`<think>` → `</think>`) and kept
 only if the template's own text contains it.
@@ -11,6 +12,7 @@ only if the template's own text contains it.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ..affixes import common_prefix
@@ -22,13 +24,19 @@ from .turn import TurnProbe, pairs
 
 def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> ReasoningSyntax:
     u = [user()]
-    finished, _ = prober.attempt([*u, assistant(CONTENT, reasoning=REASONING)])
+    message = assistant(CONTENT, reasoning=REASONING)
+    finished, _ = prober.attempt([*u, message])
+    how = "rendering"
     if finished is None or REASONING not in finished:  # Mistral's reasoning models take it as a content chunk
         chunked, _ = prober.attempt([*u, {"role": "assistant", "content": [
             {"type": "thinking", "thinking": REASONING}, {"type": "text", "text": CONTENT}]}])
         if chunked is not None and "'type'" not in chunked and '"type"' not in chunked:  # not printed as data
             finished = chunked
-    history = _history(prober, u)
+    if finished is None or REASONING not in finished:
+        for other, text, source in _other_shapes(prober, u):
+            message, finished, how = other, text, source
+            break
+    history = _history(prober, u, message)
     if finished is not None and REASONING in finished:
         body = turn.body_of(finished, REASONING)
         r = body.find(REASONING)
@@ -37,13 +45,18 @@ def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> Reasonin
             lead, mid = body[:r], body[r + len(REASONING):c]
             restart = markup.first(markup.leading(turn.header)) if turn.header.strip() else None
             if restart is not None and restart.text in mid:  # the turn restarts: reasoning is its own message
+                kind = _kind_token_message(lead, mid, turn.header, markup)
+                if kind is not None:
+                    return ReasoningSyntax("tags", *kind, "", False, history=history,
+                                           source=how + " (reasoning is a message of its own, named by its "
+                                                        "first token)")
                 return ReasoningSyntax(history=history, reason="reasoning is written as a separate message, "
                                                                "and no channel format was found around it")
             open_, label = _tag_before(turn.body_prefix + lead, markup)
             close = _tag_after(mid, markup)
             if open_ and close:
                 return ReasoningSyntax("tags", open_, close, label, _opens(turn.body_prefix, open_, close),
-                                       history=history, source="rendering")
+                                       history=history, source=how)
     for source, prefix in [("generation prompt", turn.body_prefix), *_switch_prefixes(prober, turn, markup)]:
         found = _tags_in_prefix(prefix, markup, prober)
         if found is not None:
@@ -87,6 +100,57 @@ def _hidden_markers(prober: Prober, markup: Markup, turn: TurnProbe, finished: s
     return _switch_pair(prober, markup)
 
 
+def _other_shapes(prober: Prober, u: list[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], str, str]]:
+    """(message, rendering, source) for the other ways a template may read an assistant's reasoning, each told by the
+    template's own text: the field `reasoning` (which transformers does not copy into `reasoning_content`), and
+    content blocks whose type the template compares with a reasoning word (`block.type == 'thoughts'`), inside the
+    list or the mapping key (`"blocks" in message.content`) the template reads."""
+    template = prober.spec.select_template()
+    if re.search(r"\.reasoning\b|\[['\"]reasoning['\"]\]", template):
+        message = {"role": "assistant", "content": CONTENT, "reasoning": REASONING}
+        text, _ = prober.attempt([*u, message])
+        if text is not None and REASONING in text:
+            yield message, text, "rendering of the message's `reasoning` field"
+    types = list(dict.fromkeys(_BLOCK_TYPE.findall(template)))
+    answers = [t for t in types if _ANSWER_WORD.fullmatch(t)] or ["text"]
+    keys = list(dict.fromkeys(_CONTENT_KEY.findall(template)))
+    for kind in (t for t in types if _REASONING_WORD.search(t)):
+        shapes = [[{"type": kind, "text": REASONING, kind: REASONING}, {"type": a, "text": CONTENT}] for a in answers]
+        for content in (*shapes, *({key: blocks} for key in keys for blocks in shapes)):
+            message = {"role": "assistant", "content": content}
+            text, _ = prober.attempt([*u, message])
+            if text is not None and REASONING in text and "'type'" not in text and '"type"' not in text:
+                yield message, text, f"rendering of a {kind!r} content block (a block type the template reads)"
+
+
+#: `block.type == 'thoughts'`: a content block type the template compares with.
+_BLOCK_TYPE = re.compile(r"""\.type\s*==\s*['"]([A-Za-z][\w\-]*)['"]""")
+_REASONING_WORD = re.compile(r"think|thought|reason", re.IGNORECASE)
+_ANSWER_WORD = re.compile(r"text|response|answer|output")
+#: `"blocks" in message.content`: the key of a mapping content that holds the blocks.
+_CONTENT_KEY = re.compile(r"""['"](\w+)['"]\s+in\s+message\.content\b""")
+
+
+def _kind_token_message(lead: str, mid: str, header: str, markup: Markup) -> tuple[str, str] | None:
+    """(open, close) when reasoning is a message of its own whose kind is the one token right after the header, and
+    the answer's message is named by another (`<|begin|>assistant<|think|>…<|end|><|begin|>assistant<|content|>…`):
+    the reasoning opens with its token and closes with the message end and the next header. None for headers that
+    name the message with words (a channel format, learned by analysis.channels)."""
+    head = header.strip()
+    lead_spans = markup.spans(lead)
+    if len(lead_spans) != 1 or lead.strip() != lead_spans[0].text:
+        return None
+    at = mid.find(head)
+    end = mid[:at].strip()
+    after = mid[at + len(head):].strip()
+    after_spans = markup.spans(after)
+    end_span = markup.first(end)
+    if at <= 0 or end_span is None or end_span.text != end or len(after_spans) != 1 or \
+            after != after_spans[0].text or after == lead_spans[0].text:
+        return None
+    return lead_spans[0].text, mid[:at + len(head)].lstrip()
+
+
 def _opener_of(close: str) -> str:
     """The opening partner of a closing tag (`</think>` → `<think>`, `[/THINK]` → `[THINK]`), or ''."""
     m = re.fullmatch(r"</([A-Za-z_][\w:.\-]*)>|\[/([A-Z][A-Z_]*)\]", close)
@@ -118,10 +182,10 @@ def _switch_pair(prober: Prober, markup: Markup) -> tuple[str, str, str] | None:
     return None
 
 
-def _history(prober: Prober, u: list[dict[str, Any]]) -> str:
-    past = [*u, assistant(CONTENT, reasoning=REASONING), user(USER_2)]
+def _history(prober: Prober, u: list[dict[str, Any]], message: dict[str, Any]) -> str:
+    past = [*u, message, user(USER_2)]
     text, _ = prober.attempt(past, add_generation_prompt=True)
-    last, _ = prober.attempt([*u, assistant(CONTENT, reasoning=REASONING)])
+    last, _ = prober.attempt([*u, message])
     if text is None or last is None:
         return "not rendered"
     if REASONING in text:

@@ -41,7 +41,7 @@ def parse(
 
 def parse_output(model: str, output: Path, tools: Optional[Path], prompt: Optional[Path],
                  template: Optional[Path]) -> dict[str, Any]:
-    """The split of one saved output: {content, reasoning, tool_calls, errors, finish, warnings}."""
+    """The split of one saved output: {content, reasoning, tool_calls, errors, builtin_calls, finish, warnings}."""
     raw = _read_text(output, "output")
     tool_list = read_json_file(tools, "tools") if tools else None
     if tool_list is not None and not isinstance(tool_list, list):
@@ -54,6 +54,8 @@ def parse_output(model: str, output: Path, tools: Optional[Path], prompt: Option
         "reasoning": result.reasoning,
         "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in result.tool_calls],
         "errors": [{"raw": e.raw, "message": e.message} for e in result.errors],
+        "builtin_calls": [{"recipient": b.recipient, "body": b.body, "arguments": b.arguments}
+                          for b in result.builtin_calls],
         "finish": {"reason": result.finish_reason, "stopped_by": result.stopped_by, "stop_kind": result.stop_kind},
         "warnings": list(result.warnings),
     }

@@ -186,7 +186,7 @@ class _Terminal:
         self.out.print()
 
     def answer(self, session: Any, text: str) -> None:
-        from ..reader.events import Content, Reasoning, ToolCall, ToolCallError
+        from ..reader.events import BuiltinCall, Content, Reasoning, ToolCall, ToolCallError
 
         cancel = threading.Event()
         in_reasoning = False
@@ -211,6 +211,8 @@ class _Terminal:
                     self._write(f"\n[tool call] {event.name}({json.dumps(event.arguments, ensure_ascii=False)})")
                 elif isinstance(event, ToolCallError):
                     self.err.print(f"[yellow]unparsable tool call: {event.message}[/yellow]", markup=True)
+                elif isinstance(event, BuiltinCall):
+                    self._write(f"\n[built-in tool {event.recipient}, not declared] {event.body}")
         finally:
             signal.signal(signal.SIGINT, previous)
         if cancel.is_set():

@@ -103,4 +103,8 @@ class ChannelFormat:
     def reads(self) -> list[str] | str:
         if not self.calls_readable:
             return "not readable: the template renders no tool-call message"
-        return [self.syntax.describe()]
+        s = self.syntax
+        if not s.call_prefix:
+            return [s.describe()]
+        return [s.describe(), f"a message {s.recipient}… outside {s.call_prefix}*: a built-in tool's call "
+                              "(Result.builtin_calls), not a tool call"]

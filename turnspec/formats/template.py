@@ -27,12 +27,21 @@ class TemplateFormat:
     """Tags and call syntaxes as the template analysis found them."""
 
     kind = "template"
-    message_end = ""
     turn_end_tokens: tuple[str, ...] = ()
     control_tokens: tuple[str, ...] = ()
 
     def __init__(self, analysis: Any):
         self.analysis = analysis
+
+    @property
+    def message_end(self) -> str:
+        """A turn end the reasoning's closing marker starts with (Solar Open closes reasoning with
+        `<|end|><|begin|>assistant`, its turn end and the next header): it ends a message, and the turn only when
+        no header follows, so it must not halt generation; the reader decides once it sees what follows."""
+        r = self.analysis.reasoning
+        if r.kind != "tags":
+            return ""
+        return next((t for t in self.analysis.turn_ends if t and r.close.startswith(t) and r.close != t), "")
 
     @property
     def _tags(self) -> tuple[str, str]:

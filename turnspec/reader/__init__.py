@@ -3,7 +3,7 @@
     reader = reader_for(spec, prompt_text)        # or StreamReader(ReaderConfig(...), tokenizer=...)
     for token_id in engine.generate(...):
         for event in reader.feed_token(token_id):
-            ...                                    # Reasoning / Content / ToolCall / ToolCallError / Done
+            ...                                    # Reasoning / Content / ToolCall / ToolCallError / BuiltinCall / Done
         if reader.done:
             break
     reader.finish("length")                        # when the engine stopped without a stop token
@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .events import (
+    BuiltinCall,
     Content,
     Done,
     Event,
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from ..speclike import SpecLike
 
 __all__ = [
+    "BuiltinCall",
     "Content",
     "Done",
     "Event",
@@ -80,6 +82,8 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
         stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != fmt.message_end)
     stop_texts = tuple(stop_text_of[i] for i in sorted(stop_ids) if stop_text_of[i])
     stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and t != fmt.message_end)
+    if fmt.message_end and fmt.kind == "template":  # a turn end unless the reasoning's close goes on after it
+        stop_texts += (fmt.message_end,)
     control = {s for s, i in added.items() if i in special_ids}
     control.update(v for v in (getattr(spec, "special_tokens", None) or {}).values() if isinstance(v, str) and v)
     control.update(fmt.control_tokens)

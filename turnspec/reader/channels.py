@@ -8,7 +8,10 @@
 The header (everything between the message start and the message token) is never shown. A header on the
 reasoning channel (or to the reasoning recipient) → reasoning; a recipient that is a function (neither the
 reasoning nor the answer's recipient, nor the role itself) → one tool call made of the message body, read as JSON
-arguments or in the format's body call syntax; anything else (the answer's channel, a preamble) → content. The
+arguments or in the format's body call syntax. Where the template renders the caller's tools under a namespace
+(`call_prefix`, Harmony's `functions.`), a recipient outside it (`python`, `browser.search`, `container.exec`) is a
+built-in tool the caller did not declare: a `BuiltinCall` event with the body as written, never a `ToolCall`.
+Anything else (the answer's channel, a preamble) → content. The
 message end ends a message, not the turn; the turn ends are stop tokens. A model that skips the message end and
 writes a channel token directly still gets a new message. Reasoning and content are the bodies byte for byte.
 """
@@ -55,6 +58,7 @@ class ChannelParser:
         self._json = False
         self._saw_message = False
         self._fallback: list[str] = []  # header text after priming, in case the model never writes a message
+        self._after_end = False  # the header being read follows a message end, not a message start
         if prefix:
             self._prime(prefix)
 
@@ -79,9 +83,13 @@ class ChannelParser:
             if self._state == _HEADER:
                 self._open("".join(self._header))
             return  # a stray message token inside a body is dropped
+        if s == syntax.message_end and self._state == _HEADER:  # no message is open: never shown, said
+            self._emit.note(f"a message end {s!r} with no message open was dropped; any text after it is read as "
+                            "the answer")
         if s == syntax.start or s == syntax.message_end:
             self._close_message()
             self._header = []
+            self._after_end = s == syntax.message_end
         elif s == syntax.channel:
             self._close_message()
             self._header.append(s)
@@ -93,6 +101,12 @@ class ChannelParser:
 
     def close(self) -> None:
         self._close_message()
+        stray = "".join(t for t in self._header if isinstance(t, str) and t not in self.markers)
+        if self._after_end and self._saw_message and stray.strip():
+            # text after a message end with no new header: not a header, so the answer the model went on writing
+            self._emit.content(stray)
+            self._emit.note(f"text after the message end {self._s.message_end!r} with no new message header was "
+                            "read as the answer")
         if not self._saw_message and self._fallback:
             # no message structure at all: better to show the text than to lose it
             self._emit.content("".join(self._fallback))
@@ -137,6 +151,16 @@ class ChannelParser:
             self._emit.call_delta(self._call_id, self._recipient[len(prefix):], "")
         self._emit.call_delta(self._call_id, "", t)
 
+    def _emit_builtin(self, recipient: str, raw: str) -> None:
+        """A message to a recipient outside the declared functions' namespace: a built-in tool, never a ToolCall."""
+        try:
+            args = json.loads(raw) if raw.strip() else None
+        except json.JSONDecodeError:
+            args = None
+        self._emit.builtin_call(recipient, raw, args if isinstance(args, dict) else None)
+        self._emit.note(f"the model addressed {recipient!r}, a built-in tool outside the template's namespace of "
+                        f"declared functions ({self._s.call_prefix}*): read as a built-in call, not a tool call")
+
     def _close_message(self) -> None:
         if self._state == _TOOL:
             self._emit_tool_call("".join(self._body))
@@ -145,6 +169,9 @@ class ChannelParser:
 
     def _emit_tool_call(self, raw: str) -> None:
         recipient, prefix = self._recipient, self._s.call_prefix
+        if prefix and not recipient.startswith(prefix):
+            self._emit_builtin(recipient, raw)
+            return
         name = recipient[len(prefix):] if prefix and recipient.startswith(prefix) else recipient
         if not name:
             self._emit.error(raw, f"tool call to={recipient}: no function name")
@@ -164,10 +191,10 @@ class ChannelParser:
         try:
             args = json.loads(body) if body else {}
         except json.JSONDecodeError as exc:
-            if (prefix and recipient.startswith(prefix)) or self._json:
+            if prefix or self._json:
                 self._emit.error(raw, f"tool call to={recipient}: invalid JSON: {exc.msg} at character {exc.pos}")
                 return
-            args = {"code": raw} if name == "python" else {"input": raw}  # built-in tools take free text
+            args = {"input": raw}  # a format without a functions namespace: free text to the recipient
         if not isinstance(args, dict):
             self._emit.error(raw, f"tool call to={recipient}: the arguments are not a JSON object")
             return

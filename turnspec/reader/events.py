@@ -70,6 +70,18 @@ class ToolCallError:
 
 
 @dataclass(frozen=True, slots=True)
+class BuiltinCall:
+    """A message the model addressed to a tool outside the template's namespace of declared functions (gpt-oss's
+    `to=python`, `to=browser.search`, `to=container.exec`, where the template renders the caller's tools as
+    `functions.*`): a built-in tool the model was trained with, which the caller did not declare and which is
+    therefore never a `ToolCall`. `body` is the message as written; `arguments` its JSON object, or None."""
+
+    recipient: str
+    body: str
+    arguments: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Done:
     """The turn ended. `stop` is the stop token / stop string / turn header that fired (None otherwise)."""
 
@@ -83,7 +95,7 @@ class Done:
         return self.stop_kind == TURN_HEADER
 
 
-Event = Union[Reasoning, Content, ToolCall, ToolCallDelta, ToolCallError, Done]
+Event = Union[Reasoning, Content, ToolCall, ToolCallDelta, ToolCallError, BuiltinCall, Done]
 
 
 @dataclass(slots=True)
@@ -94,6 +106,7 @@ class Result:
     reasoning: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
     errors: list[ToolCallError] = field(default_factory=list)
+    builtin_calls: list[BuiltinCall] = field(default_factory=list)
     finish_reason: str | None = None
     stopped_by: str | None = None
     stop_kind: str | None = None
@@ -118,6 +131,8 @@ def collect(events: list[Event]) -> Result:
             result.tool_calls.append(ev)
         elif isinstance(ev, ToolCallError):
             result.errors.append(ev)
+        elif isinstance(ev, BuiltinCall):
+            result.builtin_calls.append(ev)
         elif isinstance(ev, Done):
             result.finish_reason, result.stopped_by, result.stop_kind = ev.finish_reason, ev.stop, ev.stop_kind
     result.content = "".join(content)
@@ -136,7 +151,7 @@ class Emitter:
     """
 
     __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced",
-                 "notes")
+                 "notes", "builtin_calls")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -148,6 +163,7 @@ class Emitter:
         self.muted = False  # while the prompt's own tail is read: nothing it holds is the model's output
         self.announced: list[str] = []  # ids of the calls whose arguments streamed (call_stream.py), in order
         self.notes: list[str] = []  # what the reader dropped or decided about malformed output (Result.warnings)
+        self.builtin_calls: list[BuiltinCall] = []
 
     def note(self, text: str) -> None:
         if not self.muted and text not in self.notes:
@@ -178,6 +194,13 @@ class Emitter:
         call = ToolCall(name, arguments, raw, self.announced.pop(0) if self.announced else call_id or self.new_id())
         self.events.append(call)
         self.tool_calls.append(call)
+
+    def builtin_call(self, recipient: str, body: str, arguments: dict[str, Any] | None) -> None:
+        if self.muted:
+            return
+        call = BuiltinCall(recipient, body, arguments)
+        self.events.append(call)
+        self.builtin_calls.append(call)
 
     def error(self, raw: str, message: str) -> None:
         self.announced.clear()

@@ -6,6 +6,19 @@
 
 The core takes explicit parameters (`ReaderConfig`) so it can be used and tested without a model spec;
 `turnspec.reader.reader_for(spec, prompt_text)` derives them from the spec's template analysis. One reader per turn.
+
+Malformed ends, decided once for every syntax (tags, channel formats, call syntaxes; tests/test_reader_malformed_ends.py
+checks them on every real template):
+- A closing marker with nothing open (`answer</think>more` where reasoning never opened; a channel format's message
+  end with no message open) is never shown. The text around it stays the answer: a streaming reader cannot take
+  back what it already showed as the answer, and guessing that it was reasoning would hide the answer the model may
+  have meant. Text after a channel format's message end with no new header is the answer too. `Result.warnings`
+  says what was dropped.
+- A finished output that ends inside a marker (`answer</thi`, `<|tool_c`, cut by a length limit or a stop) never
+  shows that start of markup, and `Result.warnings` says so. Only tails that can be nothing else count: three
+  characters or more, starting with a bracket or symbol, holding a letter, the start of one of the syntax's own
+  markers (not of a caller's stop string). Prose ending in `<`, `</` or a word stays as written. A whole marker
+  held only because a longer one starts with it (`<|end|>` before `<|end|><|begin|>assistant`) is that marker.
 """
 
 from __future__ import annotations
@@ -222,6 +235,7 @@ class StreamReader:
             reasoning="".join(e.reasoning_parts),
             tool_calls=list(e.tool_calls),
             errors=list(e.errors),
+            builtin_calls=list(e.builtin_calls),
             finish_reason=self._finish_reason,
             stopped_by=self._stopped_by,
             stop_kind=self._stop_kind,

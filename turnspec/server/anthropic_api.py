@@ -18,7 +18,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from ..reader.events import STOP_STRING, Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
+from ..reader.events import STOP_STRING, BuiltinCall, Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
 from .anthropic_wire import anthropic_error, tool_use_id, translate
 from .core import SSEResponse, ServerCore, failure_body
 from .protocol import encode_prompt
@@ -57,6 +57,8 @@ class BlockAssembler:
             return self._call(event) if self.tools_enabled else self._text("text", event.raw)
         if isinstance(event, ToolCallError):
             return self._close_streamed() + self._text("text", event.raw)
+        if isinstance(event, BuiltinCall):  # a tool the caller did not declare: its text, never a tool_use block
+            return self._text("text", event.body)
         if isinstance(event, Done):
             self.done = event
         return []

@@ -7,15 +7,16 @@ import time
 import uuid
 from typing import Any
 
-from ..reader.events import Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
+from ..reader.events import BuiltinCall, Content, Done, Reasoning, ToolCall, ToolCallDelta, ToolCallError
 
 
 class TurnAssembler:
     """Turns reader events into OpenAI deltas and the final message; the same fold serves stream and non-stream,
     so a reassembled stream always equals the whole response.
 
-    With tools disabled (`tool_choice: "none"`), or for a tool call that did not parse, the model's raw call text
-    is returned as content: nothing the model wrote is dropped silently.
+    With tools disabled (`tool_choice: "none"`), for a tool call that did not parse, or for a call to a built-in tool
+    the caller did not declare (gpt-oss's `to=python`), the model's raw call text is returned as content: nothing
+    the model wrote is dropped silently, and no undeclared function reaches `tool_calls`.
     """
 
     def __init__(self, tools_enabled: bool, stream_arguments: bool = False):
@@ -52,6 +53,8 @@ class TurnAssembler:
         if isinstance(event, ToolCallError):
             self._streaming.clear()  # a call cut short keeps the arguments it streamed (as OpenAI's streams do)
             return self._content(event.raw)
+        if isinstance(event, BuiltinCall):  # a tool the caller did not declare: no tool call to hand back
+            return self._content(event.body)
         if isinstance(event, Done):
             self.done_reason = event.finish_reason
         return None

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from ..reader.events import Content, Done, Reasoning, ToolCall, ToolCallError
+from ..reader.events import BuiltinCall, Content, Done, Reasoning, ToolCall, ToolCallError
 
 Event = dict[str, Any]
 
@@ -47,6 +47,8 @@ class OutputFold:
             return self._call(event) if self.tools_enabled else self._text(event.raw)
         if isinstance(event, ToolCallError):
             return self._text(event.raw)
+        if isinstance(event, BuiltinCall):  # a tool the caller did not declare: its text, never a function_call
+            return self._text(event.body)
         if isinstance(event, Done):
             self.done_reason = event.finish_reason
             return self.close()
