@@ -136,7 +136,7 @@ class Emitter:
     """
 
     __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced",
-                 "notes")
+                 "notes", "declared")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -148,6 +148,7 @@ class Emitter:
         self.muted = False  # while the prompt's own tail is read: nothing it holds is the model's output
         self.announced: list[str] = []  # ids of the calls whose arguments streamed (call_stream.py), in order
         self.notes: list[str] = []  # what the reader dropped or decided about malformed output (Result.warnings)
+        self.declared: frozenset[str] | None = None  # the request's tool names, when it told them
 
     def note(self, text: str) -> None:
         if not self.muted and text not in self.notes:
@@ -176,6 +177,8 @@ class Emitter:
             return
         # a call whose arguments streamed keeps the id its deltas carried (the client has it already)
         call = ToolCall(name, arguments, raw, self.announced.pop(0) if self.announced else call_id or self.new_id())
+        if self.declared is not None and name not in self.declared:  # read all the same: the syntax says it is a call
+            self.note(f"the model called {name!r}, a tool the request did not declare")
         self.events.append(call)
         self.tool_calls.append(call)
 
