@@ -198,3 +198,12 @@ def test_what_is_not_a_call_list_still_fails(text):
 def test_a_hard_value_between_the_call_tokens_reads_whole_and_streamed(instruct):
     out = f"{START}[bash(command='sed -n '360,450p' /testbed/common.py')]{END}"
     assert calls(read(instruct, out)) == [("bash", {"command": "sed -n '360,450p' /testbed/common.py"})]
+
+
+def test_readiness_says_calls_are_read_between_the_vocabulary_call_tokens(instruct, smollm2_dir):
+    from turnspec.readiness import output_syntax
+
+    _, tools = output_syntax(instruct[0])
+    assert tools["readable"] and tools["format"] == START and "vocabulary" in tools["reason"]
+    _, without = output_syntax(lfm2("LFM2.5-Instruct.jinja", smollm2_dir, call_tokens=False)[0])
+    assert not without["readable"] and "does not render" in without["reason"]

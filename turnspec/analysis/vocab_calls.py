@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 from .syntax import CallSyntax
 from .turn import pairs
@@ -35,3 +36,19 @@ def vocab_call_syntaxes(special_tokens: Iterable[str]) -> tuple[CallSyntax, ...]
         frame = dict(section_open=open_, section_close=close, triggers=(open_,))
         out += [CallSyntax("pythonic", list_wrapped=True, **frame), CallSyntax("json", **frame)]
     return tuple(out)
+
+
+def spec_vocab_calls(spec: Any) -> tuple[CallSyntax, ...]:
+    """The vocabulary's call syntaxes for `spec`, when its template's format reads no call and it has a tokenizer."""
+    from ..formats import format_of
+
+    vocab = getattr(spec, "vocab", None)
+    if vocab is None or format_of(spec.analysis).calls_readable:
+        return ()
+    special = vocab.special_ids
+    return vocab_call_syntaxes(t for t, i in vocab.added_tokens.items() if i in special)
+
+
+def describe(syntaxes: Iterable[CallSyntax]) -> str:
+    """`<|tool_call_start|>…<|tool_call_end|>`, for reports."""
+    return ", ".join(dict.fromkeys(f"{s.section_open}…{s.section_close}" for s in syntaxes))

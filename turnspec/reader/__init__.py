@@ -62,7 +62,7 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
     `overrides` replace any derived field (`stop_strings=(...)` replaces the spec's; `extra_stop_strings=(...)`
     adds to them).
     """
-    from ..analysis.vocab_calls import vocab_call_syntaxes
+    from ..analysis.vocab_calls import describe, spec_vocab_calls
     from ..formats import format_of
     from ..render import tool_schemas
     from .call_parse import parameter_schemas
@@ -87,14 +87,13 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
 
     schemas = parameter_schemas(tool_schemas(list(declared_tools))) if declared_tools else None
     options = fmt.reader_options(prompt_text)
-    vocab_calls = vocab_call_syntaxes(s for s, i in added.items() if i in special_ids)
-    if options.get("call_format") == "none" and vocab_calls:  # the template renders no call; the vocabulary tells
+    vocab_calls = spec_vocab_calls(spec) if options.get("call_format") == "none" else ()
+    if vocab_calls:  # the template renders no call; the vocabulary tells
         options.update(call_format="template", call_syntaxes=vocab_calls)
     warnings: tuple[str, ...] = ()
-    if declared_tools and options.get("call_format") == "template" and not fmt.calls_readable:
-        frames = ", ".join(dict.fromkeys(f"{s.section_open}…{s.section_close}" for s in vocab_calls))
+    if declared_tools and vocab_calls:
         warnings = (f"the template of {spec.name} renders no tool call ({analysis.tools.reason}): calls are read "
-                    f"between the vocabulary's call tokens {frames}, written pythonic or as JSON",)
+                    f"between the vocabulary's call tokens {describe(vocab_calls)}, written pythonic or as JSON",)
     elif declared_tools and not fmt.calls_readable:
         warnings = (f"tool calls are not readable for {spec.name} ({analysis.tools.reason}): "
                     "the output is passed through as content",)
