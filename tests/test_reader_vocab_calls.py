@@ -14,6 +14,8 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tokenizers import AddedToken, Tokenizer
 
 import turnspec
@@ -207,3 +209,16 @@ def test_readiness_says_calls_are_read_between_the_vocabulary_call_tokens(instru
     assert tools["readable"] and tools["format"] == START and "vocabulary" in tools["reason"]
     _, without = output_syntax(lfm2("LFM2.5-Instruct.jinja", smollm2_dir, call_tokens=False)[0])
     assert not without["readable"] and "does not render" in without["reason"]
+
+
+PROSE = ["[", "]", "(", ")", "get_weather", "f", "=", "'", '"', ", ", "city", "Paris", " ", "\n", "{", "}", ":",
+         "x=1", "[link](url)", "</", "<", ">", "07", "True"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.sampled_from(PROSE), max_size=30))
+def test_prose_with_call_like_text_never_becomes_a_call_outside_the_call_tokens(instruct, parts):
+    """No tool is declared and no call token is written: whatever the brackets and quotes, it is all content."""
+    text = "".join(parts)
+    res = read(instruct, text)
+    assert res.tool_calls == [] and res.content.strip() == text.strip()
