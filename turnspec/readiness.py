@@ -43,9 +43,16 @@ def no_template() -> dict[str, Any]:
 def output_syntax(spec: SpecLike) -> tuple[dict[str, Any], dict[str, Any]]:
     """({"readable", "format"}, {"readable", "format", "reason"}) for reasoning and tool calls (also the server's
     `capabilities`), from the template analysis."""
+    from .analysis.vocab_calls import describe, spec_vocab_calls
     from .formats import format_of
 
-    return format_of(spec.analysis).output_syntax()
+    reasoning, tools = format_of(spec.analysis).output_syntax()
+    vocab_calls = spec_vocab_calls(spec)
+    if vocab_calls:
+        tools = {"readable": True, "format": vocab_calls[0].section_open,
+                 "reason": f"the template renders no call; read between the vocabulary's call tokens "
+                           f"{describe(vocab_calls)}"}
+    return reasoning, tools
 
 
 def readiness_summary(verdict: dict[str, Any]) -> str:

@@ -299,8 +299,12 @@ class _Onboarding:
 
     def _reads(self) -> list[str] | str:
         """The call syntaxes the reader will read (from the template analysis), or why calls are not readable."""
+        from ..analysis.vocab_calls import spec_vocab_calls
         from ..formats import format_of
 
+        vocab_calls = spec_vocab_calls(self.spec)
+        if vocab_calls:  # the template renders none: say where they come from
+            return [f"{c.describe()} (the vocabulary's call tokens; the template renders no call)" for c in vocab_calls]
         return format_of(self.analysis).reads()
 
     # --- reasoning -------------------------------------------------------------------------------------------

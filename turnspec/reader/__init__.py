@@ -64,6 +64,7 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
     `overrides` replace any derived field (`stop_strings=(...)` replaces the spec's; `extra_stop_strings=(...)`
     adds to them).
     """
+    from ..analysis.vocab_calls import describe, spec_vocab_calls
     from ..formats import format_of
     from ..render import tool_schemas
     from .call_parse import parameter_schemas
@@ -89,8 +90,15 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
     control.update(fmt.control_tokens)
 
     schemas = parameter_schemas(tool_schemas(list(declared_tools))) if declared_tools else None
+    options = fmt.reader_options(prompt_text)
+    vocab_calls = spec_vocab_calls(spec) if options.get("call_format") == "none" else ()
+    if vocab_calls:  # the template renders no call; the vocabulary tells
+        options.update(call_format="template", call_syntaxes=vocab_calls)
     warnings: tuple[str, ...] = ()
-    if declared_tools and not fmt.calls_readable:
+    if declared_tools and vocab_calls:
+        warnings = (f"the template of {spec.name} renders no tool call ({analysis.tools.reason}): calls are read "
+                    f"between the vocabulary's call tokens {describe(vocab_calls)}, written pythonic or as JSON",)
+    elif declared_tools and not fmt.calls_readable:
         warnings = (f"tool calls are not readable for {spec.name} ({analysis.tools.reason}): "
                     "the output is passed through as content",)
     extra = tuple(overrides.pop("extra_stop_strings", ()))
@@ -104,7 +112,7 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
         content_prefix=analysis.content_prefix,
         tool_schemas=schemas,
         warnings=warnings,
-        **fmt.reader_options(prompt_text),
+        **options,
     )
     if overrides:
         config = ReaderConfig(**{**config.__dict__, **overrides})

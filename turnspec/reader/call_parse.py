@@ -20,6 +20,7 @@ from functools import lru_cache
 from typing import Any, Mapping
 
 from ..analysis.syntax import ANY, HOLES, ID, INDEX, NAME, CallSyntax, Pattern, literal_text
+from .py_calls import NotCalls, lenient_calls
 
 _DECODER = json.JSONDecoder()
 #: Function names: identifiers with dots, dashes, slashes (MCP-style `server.tool`, `brave-search`).
@@ -720,16 +721,20 @@ def pythonic_calls(text: str, suffix: str = "") -> list[ParsedCall]:
     src = text.strip()
     try:
         node = ast.parse(src, mode="eval").body
-    except SyntaxError:
-        raise ToolParseError(f"not a Python call list: {src[:60]!r}") from None
+    except (SyntaxError, ValueError):  # not Python: what models write beyond it (reader/py_calls.py)
+        try:
+            lenient = lenient_calls(src)
+        except NotCalls:
+            raise ToolParseError(f"not a Python call list: {src[:60]!r}") from None
+        return [ParsedCall(_strip_suffix(name, suffix), args, raw) for name, args, raw in lenient]
     calls = node.elts if isinstance(node, (ast.List, ast.Tuple)) else [node]
     out = []
     for c in calls:
         if not isinstance(c, ast.Call):
             raise ToolParseError("a pythonic tool call must be name(key=value, ...)")
         name = _dotted(c.func)
-        if name is not None and suffix and name.endswith(suffix.strip()):
-            name = name[: -len(suffix.strip())]
+        if name is not None:
+            name = _strip_suffix(name, suffix)
         if name is None:
             raise ToolParseError("a pythonic tool call must start with a function name")
         if c.args:
@@ -740,6 +745,10 @@ def pythonic_calls(text: str, suffix: str = "") -> list[ParsedCall]:
             raise ToolParseError(f"{name}: arguments must be literals") from None
         out.append(ParsedCall(name, args, ast.get_source_segment(src, c) or src))
     return out
+
+
+def _strip_suffix(name: str, suffix: str) -> str:
+    return name[: -len(suffix.strip())] if suffix.strip() and name.endswith(suffix.strip()) else name
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -757,7 +766,7 @@ def _literal_value(node: ast.AST) -> Any:
         return node.value
     if isinstance(node, ast.Name) and node.id in _NAMED:
         return _NAMED[node.id]
-    if isinstance(node, (ast.List, ast.Tuple)):
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):  # a set as a list in the order written: JSON has no set
         return [_literal_value(e) for e in node.elts]
     if isinstance(node, ast.Dict):
         return {_literal_value(k): _literal_value(v) for k, v in zip(node.keys, node.values) if k is not None}

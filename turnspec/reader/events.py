@@ -151,7 +151,7 @@ class Emitter:
     """
 
     __slots__ = ("events", "content_parts", "reasoning_parts", "tool_calls", "errors", "new_id", "muted", "announced",
-                 "notes", "builtin_calls")
+                 "notes", "builtin_calls", "declared")
 
     def __init__(self, new_id: Callable[[], str] | None = None):
         self.events: list[Event] = []
@@ -164,6 +164,7 @@ class Emitter:
         self.announced: list[str] = []  # ids of the calls whose arguments streamed (call_stream.py), in order
         self.notes: list[str] = []  # what the reader dropped or decided about malformed output (Result.warnings)
         self.builtin_calls: list[BuiltinCall] = []
+        self.declared: frozenset[str] | None = None  # the request's tool names, when it told them
 
     def note(self, text: str) -> None:
         if not self.muted and text not in self.notes:
@@ -192,6 +193,8 @@ class Emitter:
             return
         # a call whose arguments streamed keeps the id its deltas carried (the client has it already)
         call = ToolCall(name, arguments, raw, self.announced.pop(0) if self.announced else call_id or self.new_id())
+        if self.declared is not None and name not in self.declared:  # read all the same: the syntax says it is a call
+            self.note(f"the model called {name!r}, a tool the request did not declare")
         self.events.append(call)
         self.tool_calls.append(call)
 

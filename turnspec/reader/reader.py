@@ -135,6 +135,8 @@ class StreamReader:
         self._detok = IncrementalDetokenizer(tokenizer) if tokenizer is not None else None
         self._stop_ids = frozenset(config.stop_ids)
         self._emit = Emitter(new_call_id)
+        if config.tool_schemas is not None:
+            self._emit.declared = frozenset(config.tool_schemas)
 
         stop_texts = tuple(config.stop_token_texts)
         if config.channels is not None and config.reasoning in ("channels", *CHANNEL_FORMATS):

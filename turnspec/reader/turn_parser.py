@@ -126,7 +126,7 @@ class TurnParser:
                 self._ws = ""
                 self._state = _CONTENT
                 self._out.skip_leading_ws()
-            elif s in self._by_trigger:  # a call ends the block even unclosed, if it parses; else it was musing
+            elif s in self._by_trigger:  # a call ends a block left unclosed, if it parses; else it was musing
                 self._in_reasoning = True
                 self._to_calls(m)
             elif s != self._open:  # a nested opener is dropped
@@ -326,13 +326,19 @@ class TurnParser:
             pos = end
 
     def _finish_calls(self, final: bool) -> None:
+        if self._in_reasoning and not final:
+            return  # a call written while thinking counts only if the block never closes (then it ended it)
         pieces = self._buf
-        text = _joined(pieces)
+        text, at_end = _joined(pieces), final
+        if self._in_reasoning:  # held to the end: read as it would have been when its call closed
+            cut = next((i for i, p in enumerate(pieces) if isinstance(p, Mark) and p.text in self._enders), None)
+            if cut is not None:
+                text, at_end = _joined(pieces[:cut + 1]), False
         syntaxes = self._by_trigger.get(self._trigger, [])
         error: ToolParseError | None = None
         for syntax in syntaxes:
             try:
-                calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
+                calls, end = CallParser(syntax, self._schemas, at_end=at_end).parse_prefix(text)
             except ToolParseError as exc:
                 error = error or exc
                 continue
