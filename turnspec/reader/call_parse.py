@@ -243,7 +243,25 @@ class CallParser:
             m = _compiled(lenient(s.section_close)).match(text, pos)
             if m:
                 pos = m.end()
-        return calls, pos
+        return [self._unwrapped(c) for c in calls], pos
+
+    def _unwrapped(self, call: ParsedCall) -> ParsedCall:
+        """A call whose arguments a model wrapped in one parameter the tool does not have (`arguments`, `input`)
+        holding a JSON object of the tool's own parameters: that object is the arguments."""
+        schema = self.schemas.get(call.name)
+        if not schema or len(call.arguments) != 1:
+            return call
+        (key, value), = call.arguments.items()
+        if key in schema:
+            return call
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return call
+        if isinstance(value, dict) and value and all(k in schema for k in value):
+            return ParsedCall(call.name, value, call.raw, call.call_id)
+        return call
 
     # -- a list of calls: [ {...}, {...} ] or [f(a=1), g(b=2)] --
     def _list(self, text: str, pos: int) -> tuple[list[ParsedCall], int]:
@@ -464,6 +482,7 @@ class CallParser:
             if m is None:
                 break
             key, pos = m.group("key"), m.end()
+            as_json = bool(p.json_suffix) and _same_literal(body[m.end("key"):pos], p.json_suffix)
             if p.string_quote and body.startswith(p.string_quote, pos):
                 end = body.find(p.string_quote, pos + len(p.string_quote))
                 if end < 0 and not self.at_end:
@@ -497,6 +516,8 @@ class CallParser:
                     value = value[:-1]
                 if p.string_quote and not schema.get(key):  # strings are quoted, so this is a number, bool or null
                     args[key] = _bare_scalar(value.strip())
+                elif as_json and not schema.get(key):  # the template marks this value as JSON (`string="false"`)
+                    args[key] = _json_value(value)
                 else:
                     args[key] = type_value(value, schema.get(key))
                 pos = end
@@ -616,6 +637,19 @@ def _relaxed_value(text: str, quote: str, name: str, key: str) -> Any:
         return json.loads("".join(out))
     except json.JSONDecodeError as exc:
         raise ToolParseError(f"the value of {name}.{key}: {exc.msg}") from None
+
+
+def _same_literal(text: str, literal: str) -> bool:
+    """Whether `text` is `literal`, whitespace aside."""
+    return "".join(text.split()) == "".join(literal.split())
+
+
+def _json_value(text: str) -> Any:
+    """A value the template writes as JSON, decoded (a Python literal is accepted too); the text if it is neither."""
+    try:
+        return _json_or_python(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def _bare_scalar(text: str) -> Any:
