@@ -4,6 +4,7 @@
       │  ──content open / text──► CONTENT ──call trigger──► CALLS ──call or section close──► AFTER
       │  ──call trigger──► CALLS
       └─ text that may start a call with no trigger (Llama 3's bare JSON, functionary's `name\\n{…}`) ──► HOLD
+    REASONING ──call──► MUSING: held until the block closes (it was reasoning) or the output ends (it was a call)
 
 Marks (the syntax's tokens) come from the marker scanner, so they are found across any chunking. Calls are
 buffered from their trigger and parsed when a closing mark arrives or the turn ends; a call is emitted whole.
@@ -24,7 +25,7 @@ from .events import Emitter
 from .markers import Mark
 from .habits import CODE_AFTER
 
-_START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
+_START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER, _MUSING = range(7)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
 
 
@@ -79,6 +80,8 @@ class TurnParser:
         self._trigger = ""
         self._reasoning_started = False
         self._ws = ""  # trailing whitespace of the reasoning, held until we know it is not the end
+        self._musing: tuple[list[ParsedCall], list[Any], int] | None = None  # MUSING: calls, their section, its end
+        self._after_musing: list[Any] = []  # MUSING: what followed the calls
 
     # -- priming --
     def end_priming(self) -> None:
@@ -100,15 +103,23 @@ class TurnParser:
             if self._stream is not None:
                 self._stream.feed(t)
             self._hold_check(final=False)
-        elif state == _AFTER:  # text after calls is answer text (its leading whitespace kept only if text follows)
+        elif state == _AFTER:  # text after calls (reader/content.py drops it)
             self._state = _CONTENT
             self._content.text(t)
+        elif state == _MUSING:
+            self._after_musing.append(t)
         else:
             self._start.append(t)
             self._decide_start(final=False)
 
     def mark(self, m: Mark) -> None:
         s, state = m.text, self._state
+        if state == _MUSING:
+            if s != self._close:
+                self._after_musing.append(m)
+                return
+            self._musing_was_reasoning()
+            state = self._state
         if state == _REASONING:
             if s != self._open:  # a repeated opener still comes before the label
                 if self._lead:
@@ -171,6 +182,8 @@ class TurnParser:
             self._state = _CONTENT  # another token of the syntax outside a call: never shown
 
     def close(self) -> None:
+        if self._state == _MUSING:
+            self._musing_was_call()
         state = self._state
         if state == _REASONING and self._lead:
             self._settle_label(final=True)
@@ -336,6 +349,11 @@ class TurnParser:
             except ToolParseError as exc:
                 error = error or exc
                 continue
+            if calls and self._in_reasoning and not final:  # the block may yet go on: then it was musing
+                self._stream, self._buf = None, []
+                self._musing, self._after_musing = (calls, pieces, end), []
+                self._state = _MUSING
+                return
             if calls:
                 self._stream = None
                 self._emit_calls(calls)
@@ -379,6 +397,25 @@ class TurnParser:
         self._state = _REASONING
         self._reason(pieces[0].text if isinstance(pieces[0], Mark) else pieces[0])
         self._replay(pieces[1:], 0)
+
+    def _musing_was_reasoning(self) -> None:
+        """A call written inside a reasoning block that then closed: the model was thinking about it."""
+        assert self._musing is not None
+        pieces = self._musing[1] + self._after_musing
+        self._musing, self._after_musing, self._in_reasoning = None, [], False
+        self._state = _REASONING
+        self._reason(_joined(pieces))
+
+    def _musing_was_call(self) -> None:
+        """The output ended inside the reasoning block after a call: the call ended the block."""
+        assert self._musing is not None
+        calls, pieces, end = self._musing
+        rest = self._after_musing
+        self._musing, self._after_musing = None, []
+        self._emit_calls(calls)
+        self._state = _AFTER
+        self._replay(pieces, end)
+        self._replay(rest, 0)
 
     def _emit_calls(self, calls: list[ParsedCall]) -> None:
         self._in_reasoning, self._ws = False, ""
