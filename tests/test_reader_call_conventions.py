@@ -148,3 +148,12 @@ def test_arguments_wrapped_in_one_undeclared_parameter_are_unwrapped(v32, key, s
 def test_a_declared_wrapper_parameter_is_kept(v32):
     out = dsml("run", ("input", "false", '{"location": "Beijing"}'))
     assert calls(read(v32, out, [tool("run", input="object")])) == [("run", {"input": {"location": "Beijing"}})]
+
+
+# --- a list-form syntax written without its brackets -------------------------------------------------------------
+
+def test_objects_joined_by_commas_without_the_lists_brackets_are_all_read():
+    out = ('[TOOL_CALLS] {"name": "add", "arguments": {"a": 1}}, {"name": "sub", "arguments": {"b": 2}}')
+    res = read(corpus_spec("mistralai-Mistral-Nemo-Instruct-2407.jinja"), out,
+               [tool("add", a="integer"), tool("sub", b="integer")])
+    assert (calls(res), res.content) == ([("add", {"a": 1}), ("sub", {"b": 2})], "")

@@ -276,6 +276,15 @@ class CallParser:
         except json.JSONDecodeError as exc:
             raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
         items = value if isinstance(value, list) else [value]
+        while not isinstance(value, list):  # objects without the list's brackets, joined by `,` (`{…}, {…}`)
+            nxt = _skip(text, end)
+            if text[nxt:nxt + 1] not in (",", ";") or text[_skip(text, nxt + 1):_skip(text, nxt + 1) + 1] != "{":
+                break
+            try:
+                value, end = _DECODER.raw_decode(text, _skip(text, nxt + 1))
+            except json.JSONDecodeError:
+                break
+            items.append(value)
         raw = text[pos:end]
         calls = []
         for item in items:
