@@ -274,7 +274,10 @@ class CallParser:
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+            value = _truncated_json(text[pos:], (list, dict)) if self.at_end else None
+            if value is None:
+                raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+            end = len(text)  # the output ended inside the list: the calls are what the model wrote
         items = value if isinstance(value, list) else [value]
         while not isinstance(value, list):  # objects without the list's brackets, joined by `,` (`{…}, {…}`)
             nxt = _skip(text, end)
@@ -563,9 +566,10 @@ class CallParser:
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
 
 
-def _truncated_json(text: str) -> dict[str, Any] | None:
-    """A JSON object the output ended inside (`{"city": "Bei`), closed where it stopped; None if it is not one."""
-    if not text.startswith("{") or len(text) > 65536:
+def _truncated_json(text: str, kinds: tuple[type, ...] = (dict,)) -> Any:
+    """A JSON object (or another of `kinds`) the output ended inside (`{"city": "Bei`), closed where it stopped;
+    None if it is not one."""
+    if not text.startswith(("{", "[")) or len(text) > 65536:
         return None
     stack: list[str] = []
     quote = False
@@ -595,7 +599,7 @@ def _truncated_json(text: str) -> dict[str, Any] | None:
         value = json.loads(closed + "".join(reversed(stack)))
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, kinds) else None
 
 
 def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:
