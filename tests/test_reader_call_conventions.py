@@ -166,3 +166,17 @@ def test_a_call_list_the_output_ends_inside_is_what_the_model_wrote():
     weather = tool("get_weather", location="string")  # (the template wants flat tools: not rendered here)
     res = read(corpus_spec("Apertus-8B-Instruct.jinja"), out, [weather], render_tools=False)
     assert (calls(res), res.content, res.errors) == ([("get_weather", {"location": "London"})], "", [])
+
+
+# --- another template's syntax behind the same trigger (reader/habits.py SAME_TRIGGER_FORMS) ------------------------
+
+BASH = tool("bash", command="string")
+CODER_CALL = "<tool_call>\n<function=bash>\n<parameter=command>\ncat /etc/hosts\n</parameter>\n</function>\n</tool_call>"
+
+
+def test_qwen3_coder_parameters_inside_qwen3s_tool_call_are_read_for_a_declared_tool():
+    spec = corpus_spec("Qwen-Qwen3-0.6B.jinja")
+    res = read(spec, "<think>I need to read the file.\n\n" + CODER_CALL, [BASH])
+    assert (res.reasoning, calls(res)) == ("I need to read the file.", [("bash", {"command": "cat /etc/hosts"})])
+    res = read(spec, CODER_CALL, [tool("other", x="string")])
+    assert calls(res) == [] and res.errors  # an undeclared name: not read as a call in a foreign syntax

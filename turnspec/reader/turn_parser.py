@@ -23,7 +23,7 @@ from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
-from .habits import CODE_AFTER
+from .habits import CODE_AFTER, SAME_TRIGGER_FORMS
 
 _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER, _MUSING = range(7)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
@@ -63,6 +63,10 @@ class TurnParser:
             for trigger in syntax.triggers:
                 self._by_trigger.setdefault(trigger, []).append(syntax)
         self._anchored = [s for s in self._calls if s.start_anchored]
+        # another template's syntax behind one of this template's triggers, read for declared tools only
+        self._also: dict[str, list[CallSyntax]] = {t: [s for s in SAME_TRIGGER_FORMS if t in s.triggers
+                                                       and s not in syntaxes]
+                                                   for t, syntaxes in self._by_trigger.items()} if lenient else {}
         self._enders = self._ender_marks(markup)
         markers = [m for m in (self._open, self._close, self._c_open, self._c_close) if m]
         markers += list(self._by_trigger) + sorted(self._enders)
@@ -342,12 +346,15 @@ class TurnParser:
         pieces = self._buf
         text = _joined(pieces)
         syntaxes = self._by_trigger.get(self._trigger, [])
+        also = self._also.get(self._trigger, []) if self._schemas else []
         error: ToolParseError | None = None
-        for syntax in syntaxes:
+        for syntax in [*syntaxes, *also]:
             try:
                 calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
             except ToolParseError as exc:
                 error = error or exc
+                continue
+            if syntax in also and not all(c.name in self._schemas for c in calls):
                 continue
             if calls and self._in_reasoning and not final:  # the block may yet go on: then it was musing
                 self._stream, self._buf = None, []
