@@ -168,6 +168,12 @@ def test_a_call_list_the_output_ends_inside_is_what_the_model_wrote():
     assert (calls(res), res.content, res.errors) == ([("get_weather", {"location": "London"})], "", [])
 
 
+def test_a_call_list_the_output_ends_inside_a_name_of_is_no_call():
+    out = '[TOOL_CALLS][{"name": "get_current_wea'
+    res = read(corpus_spec("mistralai-Mistral-Nemo-Instruct-2407.jinja"), out, [WEATHER])
+    assert calls(res) == [] and res.errors
+
+
 # --- another template's syntax behind the same trigger (reader/habits.py SAME_TRIGGER_FORMS) ------------------------
 
 BASH = tool("bash", command="string")

@@ -279,6 +279,7 @@ class CallParser:
                 raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
             end = len(text)  # the output ended inside the list: the calls are what the model wrote
         items = value if isinstance(value, list) else [value]
+        cut = end == len(text) and text[pos:].rstrip()[-1:] not in ("]", "}")
         while not isinstance(value, list):  # objects without the list's brackets, joined by `,` (`{…}, {…}`)
             nxt = _skip(text, end)
             if text[nxt:nxt + 1] not in (",", ";") or text[_skip(text, nxt + 1):_skip(text, nxt + 1) + 1] != "{":
@@ -292,6 +293,8 @@ class CallParser:
         calls = []
         for item in items:
             name, args, call_id = call_from_object(item, self.syntax, self.names)
+            if cut and json.dumps(name, ensure_ascii=False) not in raw:  # (`[{"name": "get_wea`)
+                raise ToolParseError(f"the output ended inside the name {name!r}")
             calls.append(ParsedCall(name, args, raw if len(items) == 1 else json.dumps(item, ensure_ascii=False),
                                     call_id))
         return calls, end
