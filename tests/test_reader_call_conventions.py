@@ -186,3 +186,10 @@ def test_qwen3_coder_parameters_inside_qwen3s_tool_call_are_read_for_a_declared_
     assert (res.reasoning, calls(res)) == ("I need to read the file.", [("bash", {"command": "cat /etc/hosts"})])
     res = read(spec, CODER_CALL, [tool("other", x="string")])
     assert calls(res) == [] and res.errors  # an undeclared name: not read as a call in a foreign syntax
+
+
+def test_an_entry_of_a_call_list_that_is_not_a_call_is_dropped_with_a_warning():
+    out = '[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1}}, "junk"]'
+    res = read(corpus_spec("mistralai-Mistral-Nemo-Instruct-2407.jinja"), out, [tool("add", a="integer")])
+    assert (calls(res), res.content, res.errors) == ([("add", {"a": 1})], "", [])
+    assert any("not a call was dropped" in w for w in res.warnings)

@@ -219,6 +219,7 @@ class CallParser:
         self.schemas = dict(schemas or {})
         self.names = frozenset(self.schemas)
         self.at_end = at_end  # the text ends the output: a value left open runs to its end
+        self.notes: list[str] = []  # what was dropped from calls that parsed (Result.warnings)
 
     def parse(self, text: str) -> list[ParsedCall]:
         """Every call in `text`, which must hold nothing else; raises ToolParseError otherwise."""
@@ -292,6 +293,10 @@ class CallParser:
         raw = text[pos:end]
         calls = []
         for item in items:
+            if not isinstance(item, dict) and len(items) > 1:  # `[{…call…}, "junk"]`: the calls are read
+                self.notes.append(f"an entry of the call list that is not a call was dropped: "
+                                  f"{json.dumps(item, ensure_ascii=False)[:60]}")
+                continue
             name, args, call_id = call_from_object(item, self.syntax, self.names)
             if cut and json.dumps(name, ensure_ascii=False) not in raw:  # (`[{"name": "get_wea`)
                 raise ToolParseError(f"the output ended inside the name {name!r}")

@@ -349,13 +349,16 @@ class TurnParser:
         also = self._also.get(self._trigger, []) if self._schemas else []
         error: ToolParseError | None = None
         for syntax in [*syntaxes, *also]:
+            parser = CallParser(syntax, self._schemas, at_end=final)
             try:
-                calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
+                calls, end = parser.parse_prefix(text)
             except ToolParseError as exc:
                 error = error or exc
                 continue
             if syntax in also and not all(c.name in self._schemas for c in calls):
                 continue
+            for note in parser.notes if calls else ():
+                self._emit.note(note)
             if calls and self._in_reasoning and not final:  # the block may yet go on: then it was musing
                 self._stream, self._buf = None, []
                 self._musing, self._after_musing = (calls, pieces, end), []
