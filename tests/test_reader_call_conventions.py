@@ -193,3 +193,21 @@ def test_an_entry_of_a_call_list_that_is_not_a_call_is_dropped_with_a_warning():
     res = read(corpus_spec("mistralai-Mistral-Nemo-Instruct-2407.jinja"), out, [tool("add", a="integer")])
     assert (calls(res), res.content, res.errors) == ([("add", {"a": 1})], "", [])
     assert any("not a call was dropped" in w for w in res.warnings)
+
+
+# --- a JSON answer where calls have no trigger (Llama 3.1: a call is a bare JSON object opening the turn) ----------
+
+LLAMA31 = "meta-llama-Llama-3.1-8B-Instruct.jinja"
+
+
+@pytest.mark.parametrize("output, tools, n_calls", [
+    ('{"name": "Alice", "age": 3}', None, 0),  # a user asked for JSON: never a call named Alice
+    ('{"name": "Alice", "age": 3}', [WEATHER], 0),
+    ('{"name": "toolWithoutParams"}', None, 0),
+    ('{"name": "get_current_weather"}', [WEATHER], 1),  # a declared tool, its arguments left out
+    ('{"name": "search", "parameters": {"q": "x"}}', None, 1),  # the template's own shape
+])
+def test_a_json_answer_is_not_a_call(output, tools, n_calls):
+    res = read(corpus_spec(LLAMA31), output, tools, render_tools=bool(tools))
+    assert len(res.tool_calls) == n_calls and not res.errors
+    assert res.content == ("" if n_calls else output)

@@ -14,6 +14,7 @@ so the output is read from the state the prompt left.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping, Sequence
 
@@ -265,7 +266,8 @@ class TurnParser:
             elif len(text) < 4096:
                 if not any(self._anchored_prefix_fails(s, text) for s in self._anchored):
                     return
-        for syntax in self._anchored:
+        answer = self._json_answer(text)
+        for syntax in () if answer else self._anchored:
             try:
                 calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
             except ToolParseError:
@@ -276,7 +278,7 @@ class TurnParser:
                 self._state = _AFTER
                 self._replay(pieces, lead + end)
                 return
-        if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
+        if final and not answer and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
             self._start, self._primed, self._stream = [], 0, None
             self._emit.error(text, "a JSON tool call that does not parse")
             self._state = _AFTER
@@ -286,6 +288,27 @@ class TurnParser:
             self._emit.announced.clear()
             self._state = _START
             self._flush_start(final=final)
+
+    def _json_answer(self, text: str) -> bool:
+        """A JSON object opening the turn with no arguments key that names no declared tool (`{"name": "Alice"}`):
+        with no trigger to say it is a call, it is the answer (a user asked for JSON), never a call named Alice."""
+        if text[:1] not in "{[":
+            return False
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text)
+        except ValueError:
+            return False
+        arg_keys = {"arguments", "parameters", "args"} | {s.json_args[0] for s in self._anchored
+                                                           if s.shape == "json" and s.json_args}
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, dict) or "function" in item or set(item) & arg_keys:
+                continue
+            if len(item) == 1 and isinstance(next(iter(item.values())), dict):
+                continue  # `{"get_weather": {…}}`: the name as the only key, judged by the parser
+            name = item.get("name", item.get("tool_name"))
+            if not (isinstance(name, str) and name in self._schemas):
+                return True
+        return False
 
     def _anchored_prefix_fails(self, syntax: CallSyntax, text: str) -> bool:
         """A name-first call (functionary `name\\n{…}`): give up once the text cannot be `name` + `between`."""
