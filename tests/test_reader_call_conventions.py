@@ -14,11 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-import turnspec
-
 from helpers.corpus_models import corpus_spec
 from helpers.paths import need
+
+import turnspec
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 DEEPSEEK_TOKENS = {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}
@@ -63,11 +62,11 @@ def llamacpp_spec(name: str, **special: str):
     ("mistralai-Mistral-Nemo-Instruct-2407.jinja",
      '[TOOL_CALLS][{"name": "get_current_weather", "arguments": {"city": "San Francisco"}}]\nIt is 30 degrees.'),
     ("deepseek-ai-DeepSeek-V3.1.jinja",
-     "Let me look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_current_weather<｜tool▁sep｜>"
-     '{"city": "San Francisco"}<｜tool▁call▁end｜><｜tool▁calls▁end｜> It is 30 degrees.'),
+     ("Let me look.<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_current_weather<｜tool▁sep｜>"
+      '{"city": "San Francisco"}<｜tool▁call▁end｜><｜tool▁calls▁end｜> It is 30 degrees.')),
     ("Qwen-Qwen3-0.6B.jinja",
-     'Let me look.\n<tool_call>\n{"name": "get_current_weather", "arguments": {"city": "San Francisco"}}\n'
-     "</tool_call>\nThe weather in San Francisco is 30 degrees."),
+     ('Let me look.\n<tool_call>\n{"name": "get_current_weather", "arguments": {"city": "San Francisco"}}\n'
+      "</tool_call>\nThe weather in San Francisco is 30 degrees.")),
 ])
 def test_text_after_the_calls_is_dropped_with_a_warning(template, output):
     res = read(corpus_spec(template), output, [WEATHER])
