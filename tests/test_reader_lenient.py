@@ -61,7 +61,8 @@ def test_a_call_in_a_json_fence(template, tok):
     out = 'Sure.\n```json\n{"name": "get_weather", "arguments": {"city": "Paris", "days": 2}}\n```\nDone.'
     res = read(template, out, tok)
     assert calls(res) == [("get_weather", {"city": "Paris", "days": 2})]
-    assert res.content == "Sure.\nDone."  # the separation before the call is dropped, the one after kept
+    assert res.content == "Sure."  # a message is its answer, then its calls: what follows the call is dropped
+    assert any("after the tool calls" in w for w in res.warnings)
 
 
 def test_a_json_call_after_some_prose_on_llama3(tok):

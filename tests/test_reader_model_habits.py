@@ -214,7 +214,8 @@ NEMOTRON = "NVIDIA-Nemotron-Nano-v2.jinja"
     # the call ends the block the prompt opened, as llama.cpp reads Qwen 3.5 and Ling 3 ...
     ('Let me check.\n<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>',
      "Let me check.", "", 1),
-    ('<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>\nDone.', "", "Done.", 1),
+    ('<TOOLCALL>[{"name": "get_weather", "arguments": {"city": "Oslo"}}]</TOOLCALL>\nDone.', "", "", 1),  # text after
+    # the calls is dropped (reader/content.py)
     # ... but a trigger that leads to no call was the model musing: reasoning, and the answer after </think>
     ("I could use <TOOLCALL> here.</think>It is sunny.", "I could use <TOOLCALL> here.", "It is sunny.", 0),
     ('Maybe <TOOLCALL>[{"name": "get_weather"</think>Sunny.', 'Maybe <TOOLCALL>[{"name": "get_weather"', "Sunny.", 0),

@@ -428,8 +428,17 @@ def _learn_params(text: str, after: int, args: dict[str, Any], markup: Markup
                                    for s, (_, _, _, _, is_str) in zip(suffixes, found)])
     params = ParamSyntax(key_prefix=_split_holes(key_prefix), key_suffix=key_suffix,
                          value_suffix=_split_holes(value_suffix), separator=separator, open=open_, close=close,
-                         string_quote=quote)
+                         string_quote=quote, json_suffix=_json_suffix(suffixes, found, quote))
     return between, params, end
+
+
+def _json_suffix(suffixes: list[str], found: list[tuple[int, str, int, str, bool]], quote: str) -> str:
+    """The key suffix written only before non-string values (`" string="false">`), when it tells them apart."""
+    if quote:
+        return ""
+    strs = {s for s, f in zip(suffixes, found) if f[4]}
+    others = {s for s, f in zip(suffixes, found) if not f[4]}
+    return next(iter(others)) if len(strs) == 1 and len(others) == 1 and strs != others else ""
 
 
 def _params_end(text: str, after: int, args: dict[str, Any], params: ParamSyntax) -> int | None:

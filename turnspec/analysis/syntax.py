@@ -46,6 +46,8 @@ class ParamSyntax:
     Values are text; readers type them back with the tool's JSON schema. `string_quote` wraps string values where
     the template quotes them (Gemma 4 writes `city:<|"|>Paris<|"|>`); `value_wrap` is what it writes around a value
     that holds markup characters (MiniCPM's CDATA), read as the value's bounds when a model writes it.
+    `json_suffix`: where the key suffix differs between string and other values (`string="true"` / `"false"`), the
+    one written before values the template writes as JSON: such a value is JSON even when no schema types it.
     """
 
     key_prefix: Pattern
@@ -56,6 +58,7 @@ class ParamSyntax:
     close: str = ""  # after the last argument (`}`)
     string_quote: str = ""
     value_wrap: tuple[str, str] = ("", "")  # around values with `<`, `&` or line breaks (`<![CDATA[`, `]]>`)
+    json_suffix: str = ""  # the key suffix the template writes only before JSON values (DSML's `" string="false">`)
 
 
 @dataclass(frozen=True)

@@ -238,6 +238,7 @@ class CallParser:
         self.schemas = dict(schemas or {})
         self.names = frozenset(self.schemas)
         self.at_end = at_end  # the text ends the output: a value left open runs to its end
+        self.notes: list[str] = []  # what was dropped from calls that parsed (Result.warnings)
 
     def parse(self, text: str) -> list[ParsedCall]:
         """Every call in `text`, which must hold nothing else; raises ToolParseError otherwise."""
@@ -262,7 +263,25 @@ class CallParser:
             m = _compiled(lenient(s.section_close)).match(text, pos)
             if m:
                 pos = m.end()
-        return calls, pos
+        return [self._unwrapped(c) for c in calls], pos
+
+    def _unwrapped(self, call: ParsedCall) -> ParsedCall:
+        """A call whose arguments a model wrapped in one parameter the tool does not have (`arguments`, `input`)
+        holding a JSON object of the tool's own parameters: that object is the arguments."""
+        schema = self.schemas.get(call.name)
+        if not schema or len(call.arguments) != 1:
+            return call
+        (key, value), = call.arguments.items()
+        if key in schema:
+            return call
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return call
+        if isinstance(value, dict) and value and all(k in schema for k in value):
+            return ParsedCall(call.name, value, call.raw, call.call_id)
+        return call
 
     # -- a list of calls: [ {...}, {...} ] or [f(a=1), g(b=2)] --
     def _list(self, text: str, pos: int) -> tuple[list[ParsedCall], int]:
@@ -275,12 +294,31 @@ class CallParser:
         try:
             value, end = _DECODER.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+            value = _truncated_json(text[pos:], (list, dict)) if self.at_end else None
+            if value is None:
+                raise ToolParseError(f"invalid JSON: {exc.msg} at character {exc.pos}") from None
+            end = len(text)  # the output ended inside the list: the calls are what the model wrote
         items = value if isinstance(value, list) else [value]
+        cut = end == len(text) and text[pos:].rstrip()[-1:] not in ("]", "}")
+        while not isinstance(value, list):  # objects without the list's brackets, joined by `,` (`{…}, {…}`)
+            nxt = _skip(text, end)
+            if text[nxt:nxt + 1] not in (",", ";") or text[_skip(text, nxt + 1):_skip(text, nxt + 1) + 1] != "{":
+                break
+            try:
+                value, end = _DECODER.raw_decode(text, _skip(text, nxt + 1))
+            except json.JSONDecodeError:
+                break
+            items.append(value)
         raw = text[pos:end]
         calls = []
         for item in items:
+            if not isinstance(item, dict) and len(items) > 1:  # `[{…call…}, "junk"]`: the calls are read
+                self.notes.append(f"an entry of the call list that is not a call was dropped: "
+                                  f"{json.dumps(item, ensure_ascii=False)[:60]}")
+                continue
             name, args, call_id = call_from_object(item, self.syntax, self.names)
+            if cut and json.dumps(name, ensure_ascii=False) not in raw:  # (`[{"name": "get_wea`)
+                raise ToolParseError(f"the output ended inside the name {name!r}")
             calls.append(ParsedCall(name, args, raw if len(items) == 1 else json.dumps(item, ensure_ascii=False),
                                     call_id))
         return calls, end
@@ -502,6 +540,7 @@ class CallParser:
             if m is None:
                 break
             key, pos = m.group("key"), m.end()
+            as_json = bool(p.json_suffix) and _same_literal(body[m.end("key"):pos], p.json_suffix)
             if p.string_quote and body.startswith(p.string_quote, pos):
                 end = body.find(p.string_quote, pos + len(p.string_quote))
                 if end < 0 and not self.at_end:
@@ -535,6 +574,8 @@ class CallParser:
                     value = value[:-1]
                 if p.string_quote and not schema.get(key):  # strings are quoted, so this is a number, bool or null
                     args[key] = _bare_scalar(value.strip())
+                elif as_json and not schema.get(key):  # the template marks this value as JSON (`string="false"`)
+                    args[key] = _json_value(value)
                 else:
                     args[key] = type_value(value, schema.get(key))
                 pos = end
@@ -571,9 +612,10 @@ class CallParser:
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
 
 
-def _truncated_json(text: str) -> dict[str, Any] | None:
-    """A JSON object the output ended inside (`{"city": "Bei`), closed where it stopped; None if it is not one."""
-    if not text.startswith("{") or len(text) > 65536:
+def _truncated_json(text: str, kinds: tuple[type, ...] = (dict,)) -> Any:
+    """A JSON object (or another of `kinds`) the output ended inside (`{"city": "Bei`), closed where it stopped;
+    None if it is not one."""
+    if not text.startswith(("{", "[")) or len(text) > 65536:
         return None
     stack: list[str] = []
     quote = False
@@ -603,7 +645,7 @@ def _truncated_json(text: str) -> dict[str, Any] | None:
         value = json.loads(closed + "".join(reversed(stack)))
     except ValueError:
         return None
-    return value if isinstance(value, dict) else None
+    return value if isinstance(value, kinds) else None
 
 
 def _quoted_bracket_end(text: str, i: int, quote: str) -> int | None:
@@ -654,6 +696,19 @@ def _relaxed_value(text: str, quote: str, name: str, key: str) -> Any:
         return json.loads("".join(out))
     except json.JSONDecodeError as exc:
         raise ToolParseError(f"the value of {name}.{key}: {exc.msg}") from None
+
+
+def _same_literal(text: str, literal: str) -> bool:
+    """Whether `text` is `literal`, whitespace aside."""
+    return "".join(text.split()) == "".join(literal.split())
+
+
+def _json_value(text: str) -> Any:
+    """A value the template writes as JSON, decoded (a Python literal is accepted too); the text if it is neither."""
+    try:
+        return _json_or_python(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
 
 
 def _bare_scalar(text: str) -> Any:

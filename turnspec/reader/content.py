@@ -3,6 +3,12 @@
 Whitespace: text that only separates tool calls (the newline between two calls, the blank line before one) is not
 content; any other content is kept verbatim.
 
+Text after a tool call is dropped, for every syntax (with a note in `Result.warnings`): a message is its answer
+followed by its calls, templates render it in that order and end the turn with the calls, so text the model writes
+after them has no place in the message (rendered back it would move before the calls). It is typically the model
+running on past its turn, often inventing the tool's result ("It is 30 degrees."): shown as the answer before the
+tool ran, that misleads. Calls written after it are still read.
+
 Lenient calls (only when the request declared tools, and only for a declared tool's name): a JSON call object in
 the answer (bare or in a ```json fence), `<function=name>{…}</function>`, a pythonic `[name(key=value)]`, or a
 `<tool_call>{…}</tool_call>` on a template that writes calls another way. Text is held back only while it can still
@@ -27,29 +33,34 @@ _OPENERS = tuple(form.opener for form in LOOSE_FORMS)
 _MAX_HOLD = 65536
 
 
+TEXT_AFTER_CALLS = ("text written after the tool calls was dropped: the template ends an assistant turn with its "
+                    "calls, so what follows them is not part of the message")
+
+
 class ContentText:
     """Content with the whitespace rule: holds a trailing whitespace run until it is known not to precede a tool
-    call; after a call, whitespace is kept only if more answer text follows it."""
+    call; after a call, nothing is content any more (see the module doc)."""
 
-    __slots__ = ("_emit", "_pending_ws", "_skip_ws", "_after_call", "_emitted")
+    __slots__ = ("_emit", "_pending_ws", "_skip_ws", "_called")
 
     def __init__(self, emit: Emitter):
         self._emit = emit
         self._pending_ws = ""
         self._skip_ws = False
-        self._after_call = False
-        self._emitted = False
+        self._called = False  # a tool call was read: the answer is over
 
     def text(self, t: str) -> None:
-        if self._skip_ws or (self._after_call and not self._emitted):
+        if self._called:
+            if t.strip():
+                self._emit.note(TEXT_AFTER_CALLS)
+            return
+        if self._skip_ws:
             t = t.lstrip()  # nothing to separate from yet
             if not t:
                 return
             self._skip_ws = False
         body = t.rstrip()
         if body:
-            self._after_call = False
-            self._emitted = True
             self._emit.content(self._pending_ws + body if self._pending_ws else body)
             self._pending_ws = t[len(body):]
         else:
@@ -60,9 +71,9 @@ class ContentText:
         self._pending_ws = ""
 
     def after_call(self) -> None:
-        """A tool call ended: the whitespace that follows is content only if answer text comes after it."""
+        """A tool call ended: the answer is over."""
         self._pending_ws = ""
-        self._after_call = True
+        self._called = True
 
     def skip_leading_ws(self) -> None:
         """Drop whitespace until the next visible character (after a reasoning block)."""
@@ -70,7 +81,7 @@ class ContentText:
         self._skip_ws = True
 
     def close(self) -> None:
-        if self._pending_ws and not self._after_call:
+        if self._pending_ws and not self._called:
             self._emit.content(self._pending_ws)
         self._pending_ws = ""
 

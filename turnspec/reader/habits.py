@@ -10,6 +10,9 @@ or observed to write beyond it, each entry saying what it attaches to:
   trigger, whatever the model's name.
 - `LOOSE_FORMS`: call forms small models write inside their answer whatever their template says; read only for a
   declared tool's name (reader/content.py), and never where the template's own syntax starts with the same opener.
+- `SAME_TRIGGER_FORMS`: call syntaxes models write behind another template's trigger (Qwen3.5 and Qwen3-Coder's
+  XML-style parameters inside Qwen3's `<tool_call>`): tried after the template's own syntax for that trigger, and
+  read only when every call names a declared tool.
 - `CHANNEL_FORMATS`: channel formats by name (`StreamReader(reasoning="harmony")`), the same data a gpt-oss
   template's analysis learns.
 """
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.syntax import ID, CallSyntax, ChannelSyntax
+from ..analysis.syntax import ID, CallSyntax, ChannelSyntax, ParamSyntax
 from ..formats.channels import HARMONY
 
 HERMES = (CallSyntax("json", call_open=("<tool_call>\n",), call_close=("\n</tool_call>",), separator="\n",
@@ -64,5 +67,12 @@ LOOSE_FORMS: tuple[LooseForm, ...] = (
     LooseForm("<function=", "</function>", "the name in the opener, then a JSON object", "Llama 3.x, functionary"),
     LooseForm("<tool_call>", "</tool_call>", "a JSON call object", "Hermes-trained models on other templates"),
     LooseForm("```", "```", "a JSON call object in a fence (```json)", "small models of every family"),
+)
+SAME_TRIGGER_FORMS: tuple[CallSyntax, ...] = (
+    # what the Qwen3-Coder and Qwen3.5 templates' analysis learns
+    CallSyntax("tagged", call_open=("<tool_call>\n<function=",), call_close=("\n</function>\n</tool_call>",),
+               separator="\n", triggers=("<tool_call>", "<function="), between=(">",), args="params",
+               params=ParamSyntax(key_prefix=("\n<parameter=",), key_suffix=(">\n",),
+                                  value_suffix=("\n</parameter>",))),
 )
 CHANNEL_FORMATS: dict[str, ChannelSyntax] = {"harmony": HARMONY}

@@ -4,6 +4,7 @@
       │  ──content open / text──► CONTENT ──call trigger──► CALLS ──call or section close──► AFTER
       │  ──call trigger──► CALLS
       └─ text that may start a call with no trigger (Llama 3's bare JSON, functionary's `name\\n{…}`) ──► HOLD
+    REASONING ──call──► MUSING: held until the block closes (it was reasoning) or the output ends (it was a call)
 
 Marks (the syntax's tokens) come from the marker scanner, so they are found across any chunking. Calls are
 buffered from their trigger and parsed when a closing mark arrives or the turn ends; a call is emitted whole.
@@ -13,6 +14,7 @@ so the output is read from the state the prompt left.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Mapping, Sequence
 
@@ -22,9 +24,9 @@ from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
 from .events import Emitter
 from .markers import Mark
-from .habits import CODE_AFTER
+from .habits import CODE_AFTER, SAME_TRIGGER_FORMS
 
-_START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
+_START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER, _MUSING = range(7)
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
 
 
@@ -62,6 +64,10 @@ class TurnParser:
             for trigger in syntax.triggers:
                 self._by_trigger.setdefault(trigger, []).append(syntax)
         self._anchored = [s for s in self._calls if s.start_anchored]
+        # another template's syntax behind one of this template's triggers, read for declared tools only
+        self._also: dict[str, list[CallSyntax]] = {t: [s for s in SAME_TRIGGER_FORMS if t in s.triggers
+                                                       and s not in syntaxes]
+                                                   for t, syntaxes in self._by_trigger.items()} if lenient else {}
         self._enders = self._ender_marks(markup)
         markers = [m for m in (self._open, self._close, self._c_open, self._c_close) if m]
         markers += list(self._by_trigger) + sorted(self._enders)
@@ -79,6 +85,8 @@ class TurnParser:
         self._trigger = ""
         self._reasoning_started = False
         self._ws = ""  # trailing whitespace of the reasoning, held until we know it is not the end
+        self._musing: tuple[list[ParsedCall], list[Any], int] | None = None  # MUSING: calls, their section, its end
+        self._after_musing: list[Any] = []  # MUSING: what followed the calls
 
     # -- priming --
     def end_priming(self) -> None:
@@ -100,15 +108,23 @@ class TurnParser:
             if self._stream is not None:
                 self._stream.feed(t)
             self._hold_check(final=False)
-        elif state == _AFTER:  # text after calls is answer text (its leading whitespace kept only if text follows)
+        elif state == _AFTER:  # text after calls (reader/content.py drops it)
             self._state = _CONTENT
             self._content.text(t)
+        elif state == _MUSING:
+            self._after_musing.append(t)
         else:
             self._start.append(t)
             self._decide_start(final=False)
 
     def mark(self, m: Mark) -> None:
         s, state = m.text, self._state
+        if state == _MUSING:
+            if s != self._close:
+                self._after_musing.append(m)
+                return
+            self._musing_was_reasoning()
+            state = self._state
         if state == _REASONING:
             if s != self._open:  # a repeated opener still comes before the label
                 if self._lead:
@@ -126,7 +142,7 @@ class TurnParser:
                 self._ws = ""
                 self._state = _CONTENT
                 self._out.skip_leading_ws()
-            elif s in self._by_trigger:  # a call ends a block left unclosed, if it parses; else it was musing
+            elif s in self._by_trigger:  # a call ends the block even unclosed, if it parses; else it was musing
                 self._in_reasoning = True
                 self._to_calls(m)
             elif s != self._open:  # a nested opener is dropped
@@ -171,6 +187,8 @@ class TurnParser:
             self._state = _CONTENT  # another token of the syntax outside a call: never shown
 
     def close(self) -> None:
+        if self._state == _MUSING:
+            self._musing_was_call()
         state = self._state
         if state == _REASONING and self._lead:
             self._settle_label(final=True)
@@ -248,7 +266,8 @@ class TurnParser:
             elif len(text) < 4096:
                 if not any(self._anchored_prefix_fails(s, text) for s in self._anchored):
                     return
-        for syntax in self._anchored:
+        answer = self._json_answer(text)
+        for syntax in () if answer else self._anchored:
             try:
                 calls, end = CallParser(syntax, self._schemas, at_end=final).parse_prefix(text)
             except ToolParseError:
@@ -259,7 +278,7 @@ class TurnParser:
                 self._state = _AFTER
                 self._replay(pieces, lead + end)
                 return
-        if final and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
+        if final and not answer and _LOOKS_LIKE_CALL.match(text) and any(s.shape == "json" for s in self._anchored):
             self._start, self._primed, self._stream = [], 0, None
             self._emit.error(text, "a JSON tool call that does not parse")
             self._state = _AFTER
@@ -269,6 +288,27 @@ class TurnParser:
             self._emit.announced.clear()
             self._state = _START
             self._flush_start(final=final)
+
+    def _json_answer(self, text: str) -> bool:
+        """A JSON object opening the turn with no arguments key that names no declared tool (`{"name": "Alice"}`):
+        with no trigger to say it is a call, it is the answer (a user asked for JSON), never a call named Alice."""
+        if text[:1] not in "{[":
+            return False
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text)
+        except ValueError:
+            return False
+        arg_keys = {"arguments", "parameters", "args"} | {s.json_args[0] for s in self._anchored
+                                                           if s.shape == "json" and s.json_args}
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, dict) or "function" in item or set(item) & arg_keys:
+                continue
+            if len(item) == 1 and isinstance(next(iter(item.values())), dict):
+                continue  # `{"get_weather": {…}}`: the name as the only key, judged by the parser
+            name = item.get("name", item.get("tool_name"))
+            if not (isinstance(name, str) and name in self._schemas):
+                return True
+        return False
 
     def _anchored_prefix_fails(self, syntax: CallSyntax, text: str) -> bool:
         """A name-first call (functionary `name\\n{…}`): give up once the text cannot be `name` + `between`."""
@@ -326,22 +366,27 @@ class TurnParser:
             pos = end
 
     def _finish_calls(self, final: bool) -> None:
-        if self._in_reasoning and not final:
-            return  # a call written while thinking counts only if the block never closes (then it ended it)
         pieces = self._buf
-        text, at_end = _joined(pieces), final
-        if self._in_reasoning:  # held to the end: read as it would have been when its call closed
-            cut = next((i for i, p in enumerate(pieces) if isinstance(p, Mark) and p.text in self._enders), None)
-            if cut is not None:
-                text, at_end = _joined(pieces[:cut + 1]), False
+        text = _joined(pieces)
         syntaxes = self._by_trigger.get(self._trigger, [])
+        also = self._also.get(self._trigger, []) if self._schemas else []
         error: ToolParseError | None = None
-        for syntax in syntaxes:
+        for syntax in [*syntaxes, *also]:
+            parser = CallParser(syntax, self._schemas, at_end=final)
             try:
-                calls, end = CallParser(syntax, self._schemas, at_end=at_end).parse_prefix(text)
+                calls, end = parser.parse_prefix(text)
             except ToolParseError as exc:
                 error = error or exc
                 continue
+            if syntax in also and not all(c.name in self._schemas for c in calls):
+                continue
+            for note in parser.notes if calls else ():
+                self._emit.note(note)
+            if calls and self._in_reasoning and not final:  # the block may yet go on: then it was musing
+                self._stream, self._buf = None, []
+                self._musing, self._after_musing = (calls, pieces, end), []
+                self._state = _MUSING
+                return
             if calls:
                 self._stream = None
                 self._emit_calls(calls)
@@ -385,6 +430,25 @@ class TurnParser:
         self._state = _REASONING
         self._reason(pieces[0].text if isinstance(pieces[0], Mark) else pieces[0])
         self._replay(pieces[1:], 0)
+
+    def _musing_was_reasoning(self) -> None:
+        """A call written inside a reasoning block that then closed: the model was thinking about it."""
+        assert self._musing is not None
+        pieces = self._musing[1] + self._after_musing
+        self._musing, self._after_musing, self._in_reasoning = None, [], False
+        self._state = _REASONING
+        self._reason(_joined(pieces))
+
+    def _musing_was_call(self) -> None:
+        """The output ended inside the reasoning block after a call: the call ended the block."""
+        assert self._musing is not None
+        calls, pieces, end = self._musing
+        rest = self._after_musing
+        self._musing, self._after_musing = None, []
+        self._emit_calls(calls)
+        self._state = _AFTER
+        self._replay(pieces, end)
+        self._replay(rest, 0)
 
     def _emit_calls(self, calls: list[ParsedCall]) -> None:
         self._in_reasoning, self._ws = False, ""
