@@ -85,6 +85,8 @@ def analyze(spec: SpecLike) -> TemplateAnalysis:
         if end is not None:
             turn_ends[end] = source
         found = learn_tools(prober, markup, facts.turn, set(turn_ends), reasoning)
+        if found.note:
+            notes.append(found.note)
         starts = {s.text for s in markup.spans(facts.turn.header)[:1]}
         for tok, source in found.turn_ends.items():
             if tok not in starts:  # a template that writes the next turn's start right after calls (Command-R+)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..reader.call_parse import bracket_end
+from ..template import permitting_mutation, refuses_mutation
 from .markup import Markup
 from ..affixes import common_prefix, common_suffix
 from .probes import ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, user
@@ -43,6 +44,7 @@ class CallsFound:
     turn_ends: dict[str, str]  # what the template writes right after the calls
     outputs: list[str]  # the assistant's own text in the call probes (up to the calls' end)
     empty_block: tuple[str, str] | None = None  # an empty tag pair written before the calls (a reasoning block)
+    note: str | None = None  # how the syntax was learned, when not from a plain rendering
 
 
 @dataclass
@@ -68,6 +70,15 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
     rendered = ("required" if "tools" in prober.requires else
                 "ignored" if with_tools == plain else "rendered") + note
     renders = _render_calls(prober, u, tools)
+    if renders is None and _refuses_mutation(prober, u, tools):
+        with permitting_mutation():
+            found = learn_tools(Prober(prober.spec, base=dict(prober.base), requires=dict(prober.requires),
+                                       base_found=True), markup, turn, turn_ends, reasoning)
+        if found.tools.readable:
+            found.note = ("tool calls learned from a rendering that lets the template mutate a list (jinja's plain "
+                          "sandbox): transformers' sandbox refuses that, so a history with tool calls does not "
+                          "render with this template")
+        return found
     if renders is None:
         why = ("the template ignores tools and does not render assistant tool calls" if rendered == "ignored"
                else "the template does not render assistant tool calls")
@@ -133,6 +144,12 @@ def _builtin_syntax(prober: Prober, markup: Markup, turn: Any, turn_ends: set[st
     first = markup.first(one, end)
     ends = [first.text] if first is not None and not one[end:first.start].strip() else []
     return syntax, ends, one[:end]
+
+
+def _refuses_mutation(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
+    """Whether the one-call rendering fails only because the sandbox refuses a mutating method (`list.append`)."""
+    _, error = prober.attempt([*u, assistant(calls=[call(NAME_A, ARGS_A, ID_A, False)])], tools=tools)
+    return error is not None and refuses_mutation(error)
 
 
 def _render_calls(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]]
