@@ -201,12 +201,12 @@ def _strip_reasoning(text: str, markup: Markup, reasoning: ReasoningSyntax) -> t
     pair there even when reasoning was not found elsewhere (Command-R7B's `<|START_THINKING|><|END_THINKING|>`)."""
     if reasoning.kind == "tags":
         if text.lstrip().startswith(reasoning.close):  # the prompt opened reasoning; the turn closes it
-            return text.lstrip()[len(reasoning.close):].lstrip(), None
+            return _drop_empty_pair(text.lstrip()[len(reasoning.close):].lstrip(), markup), None
         i = text.find(reasoning.open)
         j = text.find(reasoning.close, i)
         name_at = text.find(NAME_A)
         if 0 <= i <= j < name_at and not text[:i].strip():
-            return text[j + len(reasoning.close):].lstrip(), None
+            return _drop_empty_pair(text[j + len(reasoning.close):].lstrip(), markup), None
     spans = markup.spans(text)
     if len(spans) >= 3 and not text[:spans[0].start].strip() and not text[spans[0].end:spans[1].start].strip():
         from .turn import pairs
@@ -214,6 +214,18 @@ def _strip_reasoning(text: str, markup: Markup, reasoning: ReasoningSyntax) -> t
         if pairs(spans[0].text, spans[1].text):
             return text[spans[1].end:].lstrip(), (spans[0].text, spans[1].text)
     return text, None
+
+
+def _drop_empty_pair(text: str, markup: Markup) -> str:
+    """`text` without an empty answer block the template writes between the reasoning and the calls (Kimi-K3's
+    `<|open|>response<|sep|><|close|>response<|sep|>`): the answer's markers, not the calls' syntax."""
+    from .turn import pairs
+
+    spans = markup.spans(text)
+    if len(spans) >= 3 and spans[0].start == 0 and not text[spans[0].end:spans[1].start].strip() \
+            and pairs(spans[0].text, spans[1].text):
+        return text[spans[1].end:].lstrip()
+    return text
 
 
 # --------------------------------------------------------------------------------------------- shapes
@@ -374,14 +386,21 @@ def _learn_tagged(one: str, two: str | None, markup: Markup, turn_ends: set[str]
     if params is None:
         raise _NotFound("the call's arguments are neither JSON nor tagged key/value pairs this analysis can read")
     between, param_syntax, a_end = params
-    calls2 = None
+    calls2, between_b = None, None
     if two is not None:
         a2, b2 = two.find(NAME_A), two.find(NAME_B)
         p_a = _learn_params(two, a2 + len(NAME_A), ARGS_A, markup)
         b_end = _params_end(two, b2 + len(NAME_B), ARGS_B, param_syntax)
         if p_a is not None and b_end is not None:
             calls2 = [_Call(a2, p_a[2]), _Call(b2, b_end)]
-    fields = {"args": "params", "params": param_syntax, "between": _split_holes(between)}
+            key_prefix = "".join(param_syntax.key_prefix)
+            lead_b = two[b2 + len(NAME_B):two.find(next(iter(ARGS_B)), b2)]
+            if not set(param_syntax.key_prefix) & set(HOLES) and lead_b.endswith(key_prefix):
+                between_b = lead_b[:len(lead_b) - len(key_prefix)]  # a call index differs (Kimi-K3's index="2")
+    generalized = _generalize(between, between_b)
+    if ANY in generalized or INDEX not in generalized:  # only a call index may differ, never the text around it
+        generalized = _split_holes(between)
+    fields = {"args": "params", "params": param_syntax, "between": generalized}
     return _frame(one, two, _Call(name_at, a_end), calls2, markup, turn_ends, "tagged", fields)
 
 

@@ -29,10 +29,16 @@ class TemplateFormat:
     kind = "template"
     message_end = ""
     turn_end_tokens: tuple[str, ...] = ()
-    control_tokens: tuple[str, ...] = ()
 
     def __init__(self, analysis: Any):
         self.analysis = analysis
+
+    @property
+    def control_tokens(self) -> tuple[str, ...]:
+        """Tags the template builds from generic tokens and a name (`<|close|>think<|sep|>`): markers as a whole."""
+        from ..analysis.compound import compound_members
+
+        return compound_members(self.analysis.control_tokens)
 
     @property
     def _tags(self) -> tuple[str, str]:
