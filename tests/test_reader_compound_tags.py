@@ -89,3 +89,13 @@ def test_tokens_that_do_not_pair_make_no_compound_tags():
                                   .read_text(encoding="utf-8"))
     text = spec.render([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}])
     assert compound_tags([text], spec.markup) == set()
+
+
+def test_the_reader_finds_compound_tags_among_control_tokens():
+    """Synthetic token lists: a tag is a token, a name and a token, all three control tokens; others are not."""
+    from turnspec.analysis.compound import compound_members
+
+    tokens = ("<|open|>", "<|close|>", "<|sep|>", "<|open|>think<|sep|>", "<|close|>think<|sep|>", "<|im_end|>",
+              *(f"<unused{i}>" for i in range(3000)))
+    assert compound_members(tokens) == ("<|close|>think<|sep|>", "<|open|>think<|sep|>")
+    assert compound_members(("<|im_start|>", "<|im_end|>", "<think>", "</think>")) == ()

@@ -54,11 +54,10 @@ def compound_members(control_tokens: tuple[str, ...]) -> tuple[str, ...]:
     tokens = set(control_tokens)
     out = []
     for tag in tokens:
-        for first in tokens:
-            if first != tag and tag.startswith(first):
-                rest = tag[len(first):]
-                word = _NAME.match(rest)
-                if word and rest[word.end():] in tokens:
+        for cut in range(2, len(tag) - 2):  # each prefix of the tag that is a token: linear in the vocabulary
+            if tag[:cut] in tokens:
+                word = _NAME.match(tag, cut)
+                if word and tag[word.end():] in tokens:
                     out.append(tag)
                     break
     return tuple(sorted(out))
