@@ -112,3 +112,12 @@ def test_permitting_mutation_is_scoped_and_names_only_mutating_methods():
     assert refuses_mutation("access to attribute 'update' of 'dict' object is unsafe.")
     assert not refuses_mutation("access to attribute '__class__' of 'list' object is unsafe.")
     assert not refuses_mutation("'foo' is undefined")
+
+
+def test_onboarding_says_how_the_calls_were_learned():
+    from turnspec.onboard import onboard_spec
+    from turnspec.onboard.report import format_report
+
+    report = onboard_spec(spec_of("Kimi-K2-Thinking.jinja"))
+    assert "transformers' sandbox refuses" in report.findings["tools"]["learned"]
+    assert "lets the template mutate a list" in format_report(report)

@@ -31,6 +31,10 @@ from .syntax import ANY, HOLES, ID, INDEX, CallSyntax, ParamSyntax, Pattern, Rea
 
 _DECODER = json.JSONDecoder()
 
+#: The analysis note for calls learned with `permitting_mutation` (onboarding repeats it next to the syntax).
+MUTATION_NOTE = ("tool calls learned from a rendering that lets the template mutate a list (jinja's plain sandbox): "
+                 "transformers' sandbox refuses that, so a history with tool calls does not render with this template")
+
 
 class _NotFound(Exception):
     """The rendering does not show a syntax of this shape."""
@@ -75,9 +79,7 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
             found = learn_tools(Prober(prober.spec, base=dict(prober.base), requires=dict(prober.requires),
                                        base_found=True), markup, turn, turn_ends, reasoning)
         if found.tools.readable:
-            found.note = ("tool calls learned from a rendering that lets the template mutate a list (jinja's plain "
-                          "sandbox): transformers' sandbox refuses that, so a history with tool calls does not "
-                          "render with this template")
+            found.note = MUTATION_NOTE
         return found
     if renders is None:
         why = ("the template ignores tools and does not render assistant tool calls" if rendered == "ignored"
