@@ -74,6 +74,16 @@ def test_kimi_k3_outputs_read_whole_and_streamed(k3, output, want):
     assert read(k3, output) == want
 
 
+def test_a_call_without_its_section_and_a_stray_generic_token(k3):
+    """The generic `<|open|>` starts a call only with the call's tag name; alone it is a control token, never shown."""
+    call = ('<|open|>call tool="python" index="1"<|sep|><|open|>argument key="code" type="string"<|sep|>x = 1'
+            "<|close|>argument<|sep|><|close|>call<|sep|>")
+    assert k3.analysis.tools.calls[0].triggers == ("<|open|>tools<|sep|>", "<|open|>call")
+    assert read(k3, "R<|close|>think<|sep|>" + call + END) == ("", "R", [("python", {"code": "x = 1"})])
+    out = "R<|close|>think<|sep|><|open|>response<|sep|>Hello <|open|> world<|close|>response<|sep|>" + END
+    assert read(k3, out) == ("Hello  world", "R", [])
+
+
 def test_prose_naming_the_tags_stays_the_answer(k3):
     out = "<|open|>response<|sep|>Use the response tag, then message the handler: think, tools, call.<|close|>response<|sep|>"
     assert read(k3, out + END) == ("Use the response tag, then message the handler: think, tools, call.", "", [])

@@ -646,7 +646,11 @@ def _triggers(literals: list[str], markup: Markup) -> tuple[str, ...]:
             continue
         first = markup.first(stripped)
         if first is not None and not stripped[:first.start].strip():
-            out.append(first.text)
+            name = re.match(r"[A-Za-z_][\w\-]*", stripped[first.end:])
+            tagged = first.text + name.group() if name else ""
+            generic = any(t.startswith(first.text) and not t.startswith(tagged) for t in markup.tokens if t != first.text)
+            # a token that opens other tags too (Kimi-K3's <|open|>think<|sep|>) triggers a call only with its name
+            out.append(tagged if name and generic else first.text)
         elif markup.is_markup(stripped) and "\n" not in stripped:
             out.append(stripped)
         elif "\n" in stripped and len(stripped) >= 6:
