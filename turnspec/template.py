@@ -10,14 +10,16 @@ and size checks on everything it can build and output (template_limits.py says w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import re
 import threading
 import time
 import types
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Iterator
 
 import jinja2
 import jinja2.compiler
@@ -114,6 +116,32 @@ def _memory_overrun(cap: int) -> type[TemplateLimitError]:
 
 
 _watchdog = _Watchdog()
+_mutation = threading.local()
+
+
+@contextlib.contextmanager
+def permitting_mutation() -> Iterator[None]:
+    """Renders in this thread may call `list.append`, `dict.update` ... (jinja's plain sandbox), which transformers'
+    immutable sandbox refuses. Only for analysis: templates adapted to other engines (llama.cpp's minja allows it)
+    build their call ids this way, and what such a template would write is still the model's syntax. The limits
+    stay; a user's own renders never run in this mode."""
+    before = getattr(_mutation, "permitted", False)
+    _mutation.permitted = True
+    try:
+        yield
+    finally:
+        _mutation.permitted = before
+
+
+_UNSAFE_ATTRIBUTE = re.compile(r"access to attribute '(\w+)' of '(list|dict|set)' object is unsafe")
+
+
+def refuses_mutation(message: str) -> bool:
+    """Whether a template error is the immutable sandbox refusing a mutating method (`list.append` ...), the one
+    refusal `permitting_mutation` lifts."""
+    found = _UNSAFE_ATTRIBUTE.search(message or "")
+    empty = {"list": [], "dict": {}, "set": set()}
+    return bool(found) and jinja2.sandbox.modifies_known_mutable(empty[found.group(2)], found.group(1))
 _DICT_ATTRIBUTES = frozenset(dir(dict))
 _BUILTIN_METHOD = type("".strip)
 
@@ -218,6 +246,8 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
             verdict = super().is_safe_attribute(obj, attr, value)
             if len(self._verdicts) < 4096:  # names come from template source: bounded, but keep it so
                 self._verdicts[key] = verdict
+        if not verdict and getattr(_mutation, "permitted", False):
+            return jinja2.sandbox.SandboxedEnvironment.is_safe_attribute(self, obj, attr, value)
         return verdict
 
     def getattr(self, obj: Any, attribute: str) -> Any:

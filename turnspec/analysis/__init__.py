@@ -74,6 +74,7 @@ def analyze(spec: SpecLike) -> TemplateAnalysis:
     try:
         prober.discover_base()
         known = _learn_facts(prober, markup)
+        markup = _with_compound_tags(prober, markup)
         facts = learn_turn(prober, markup)
         reasoning = learn_reasoning(prober, markup, facts.turn)
         content, prefix, after = learn_content(facts, reasoning, markup)
@@ -85,6 +86,8 @@ def analyze(spec: SpecLike) -> TemplateAnalysis:
         if end is not None:
             turn_ends[end] = source
         found = learn_tools(prober, markup, facts.turn, set(turn_ends), reasoning)
+        if found.note:
+            notes.append(found.note)
         starts = {s.text for s in markup.spans(facts.turn.header)[:1]}
         for tok, source in found.turn_ends.items():
             if tok not in starts:  # a template that writes the next turn's start right after calls (Command-R+)
@@ -145,6 +148,19 @@ def _learn_facts(prober: Prober, markup: Markup) -> dict[str, Any]:
     return {"generation": learn_generation_prompt(prober, markup), "bos": learn_bos(prober),
             "system": learn_system(prober, markup), "roles": learn_roles(prober),
             "continue_final_message": learn_continue_final(prober)}
+
+
+def _with_compound_tags(prober: Prober, markup: Markup) -> Markup:
+    """`markup` plus the tags the template builds from generic tokens and a name (`<|open|>think<|sep|>`), read as
+    one token each by the rest of the analysis (turnspec.analysis.compound)."""
+    from .compound import compound_tags
+    from .probes import ARGS_A, ARGS_B, ID_A, ID_B, NAME_A, NAME_B, TOOLS, call
+
+    texts = [prober.attempt([user(), assistant(CONTENT, reasoning=REASONING)])[0],
+             prober.attempt([user(), assistant(calls=[call(NAME_A, ARGS_A, ID_A, False),
+                                                      call(NAME_B, ARGS_B, ID_B, False)])], tools=TOOLS)[0]]
+    found = compound_tags([t for t in texts if t], markup)
+    return Markup(markup.tokens | found) if found else markup
 
 
 def _with_prober(analysis: TemplateAnalysis, prober: Prober) -> TemplateAnalysis:

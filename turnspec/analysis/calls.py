@@ -23,12 +23,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..reader.call_parse import bracket_end
+from ..template import permitting_mutation, refuses_mutation
 from .markup import Markup
 from ..affixes import common_prefix, common_suffix
 from .probes import ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, user
 from .syntax import ANY, HOLES, ID, INDEX, CallSyntax, ParamSyntax, Pattern, ReasoningSyntax, ToolSyntax
 
 _DECODER = json.JSONDecoder()
+
+#: The analysis note for calls learned with `permitting_mutation` (onboarding repeats it next to the syntax).
+MUTATION_NOTE = ("tool calls learned from a rendering that lets the template mutate a list (jinja's plain sandbox): "
+                 "transformers' sandbox refuses that, so a history with tool calls does not render with this template")
 
 
 class _NotFound(Exception):
@@ -43,6 +48,7 @@ class CallsFound:
     turn_ends: dict[str, str]  # what the template writes right after the calls
     outputs: list[str]  # the assistant's own text in the call probes (up to the calls' end)
     empty_block: tuple[str, str] | None = None  # an empty tag pair written before the calls (a reasoning block)
+    note: str | None = None  # how the syntax was learned, when not from a plain rendering
 
 
 @dataclass
@@ -68,6 +74,13 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
     rendered = ("required" if "tools" in prober.requires else
                 "ignored" if with_tools == plain else "rendered") + note
     renders = _render_calls(prober, u, tools)
+    if renders is None and _refuses_mutation(prober, u, tools):
+        with permitting_mutation():
+            found = learn_tools(Prober(prober.spec, base=dict(prober.base), requires=dict(prober.requires),
+                                       base_found=True), markup, turn, turn_ends, reasoning)
+        if found.tools.readable:
+            found.note = MUTATION_NOTE
+        return found
     if renders is None:
         why = ("the template ignores tools and does not render assistant tool calls" if rendered == "ignored"
                else "the template does not render assistant tool calls")
@@ -135,6 +148,12 @@ def _builtin_syntax(prober: Prober, markup: Markup, turn: Any, turn_ends: set[st
     return syntax, ends, one[:end]
 
 
+def _refuses_mutation(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]]) -> bool:
+    """Whether the one-call rendering fails only because the sandbox refuses a mutating method (`list.append`)."""
+    _, error = prober.attempt([*u, assistant(calls=[call(NAME_A, ARGS_A, ID_A, False)])], tools=tools)
+    return error is not None and refuses_mutation(error)
+
+
 def _render_calls(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]]
                   ) -> tuple[str, str | None] | None:
     """Renderings of a turn with one call and with two: arguments as objects, or as JSON strings if the template
@@ -184,12 +203,12 @@ def _strip_reasoning(text: str, markup: Markup, reasoning: ReasoningSyntax) -> t
     pair there even when reasoning was not found elsewhere (Command-R7B's `<|START_THINKING|><|END_THINKING|>`)."""
     if reasoning.kind == "tags":
         if text.lstrip().startswith(reasoning.close):  # the prompt opened reasoning; the turn closes it
-            return text.lstrip()[len(reasoning.close):].lstrip(), None
+            return _drop_empty_pair(text.lstrip()[len(reasoning.close):].lstrip(), markup), None
         i = text.find(reasoning.open)
         j = text.find(reasoning.close, i)
         name_at = text.find(NAME_A)
         if 0 <= i <= j < name_at and not text[:i].strip():
-            return text[j + len(reasoning.close):].lstrip(), None
+            return _drop_empty_pair(text[j + len(reasoning.close):].lstrip(), markup), None
     spans = markup.spans(text)
     if len(spans) >= 3 and not text[:spans[0].start].strip() and not text[spans[0].end:spans[1].start].strip():
         from .turn import pairs
@@ -197,6 +216,18 @@ def _strip_reasoning(text: str, markup: Markup, reasoning: ReasoningSyntax) -> t
         if pairs(spans[0].text, spans[1].text):
             return text[spans[1].end:].lstrip(), (spans[0].text, spans[1].text)
     return text, None
+
+
+def _drop_empty_pair(text: str, markup: Markup) -> str:
+    """`text` without an empty answer block the template writes between the reasoning and the calls (Kimi-K3's
+    `<|open|>response<|sep|><|close|>response<|sep|>`): the answer's markers, not the calls' syntax."""
+    from .turn import pairs
+
+    spans = markup.spans(text)
+    if len(spans) >= 3 and spans[0].start == 0 and not text[spans[0].end:spans[1].start].strip() \
+            and pairs(spans[0].text, spans[1].text):
+        return text[spans[1].end:].lstrip()
+    return text
 
 
 # --------------------------------------------------------------------------------------------- shapes
@@ -357,14 +388,21 @@ def _learn_tagged(one: str, two: str | None, markup: Markup, turn_ends: set[str]
     if params is None:
         raise _NotFound("the call's arguments are neither JSON nor tagged key/value pairs this analysis can read")
     between, param_syntax, a_end = params
-    calls2 = None
+    calls2, between_b = None, None
     if two is not None:
         a2, b2 = two.find(NAME_A), two.find(NAME_B)
         p_a = _learn_params(two, a2 + len(NAME_A), ARGS_A, markup)
         b_end = _params_end(two, b2 + len(NAME_B), ARGS_B, param_syntax)
         if p_a is not None and b_end is not None:
             calls2 = [_Call(a2, p_a[2]), _Call(b2, b_end)]
-    fields = {"args": "params", "params": param_syntax, "between": _split_holes(between)}
+            key_prefix = "".join(param_syntax.key_prefix)
+            lead_b = two[b2 + len(NAME_B):two.find(next(iter(ARGS_B)), b2)]
+            if not set(param_syntax.key_prefix) & set(HOLES) and lead_b.endswith(key_prefix):
+                between_b = lead_b[:len(lead_b) - len(key_prefix)]  # a call index differs (Kimi-K3's index="2")
+    generalized = _generalize(between, between_b)
+    if ANY in generalized or INDEX not in generalized:  # only a call index may differ, never the text around it
+        generalized = _split_holes(between)
+    fields = {"args": "params", "params": param_syntax, "between": generalized}
     return _frame(one, two, _Call(name_at, a_end), calls2, markup, turn_ends, "tagged", fields)
 
 
@@ -617,7 +655,11 @@ def _triggers(literals: list[str], markup: Markup) -> tuple[str, ...]:
             continue
         first = markup.first(stripped)
         if first is not None and not stripped[:first.start].strip():
-            out.append(first.text)
+            name = re.match(r"[A-Za-z_][\w\-]*", stripped[first.end:])
+            tagged = first.text + name.group() if name else ""
+            generic = any(t.startswith(first.text) and not t.startswith(tagged) for t in markup.tokens if t != first.text)
+            # a token that opens other tags too (Kimi-K3's <|open|>think<|sep|>) triggers a call only with its name
+            out.append(tagged if name and generic else first.text)
         elif markup.is_markup(stripped) and "\n" not in stripped:
             out.append(stripped)
         elif "\n" in stripped and len(stripped) >= 6:

@@ -44,7 +44,8 @@ def learn_reasoning(prober: Prober, markup: Markup, turn: TurnProbe) -> Reasonin
         if r >= 0 and c >= 0:
             lead, mid = body[:r], body[r + len(REASONING):c]
             restart = markup.first(markup.leading(turn.header)) if turn.header.strip() else None
-            if restart is not None and restart.text in mid:  # the turn restarts: reasoning is its own message
+            if restart is not None and restart.text in {s.text for s in markup.spans(mid)}:  # the turn restarts:
+                # reasoning is its own message (a token, not text inside a longer tag: Kimi-K3's <|open|>response<|sep|>)
                 kind = _kind_token_message(lead, mid, turn.header, markup)
                 if kind is not None:
                     return ReasoningSyntax("tags", *kind, "", False, history=history,

@@ -125,11 +125,19 @@ def role_header(text: str, markup: Markup, closers: frozenset[str] = frozenset()
         end = span.end
         word = re.match(r"[A-Za-z][\w.\-]{0,23}", h[end:])
         if word:
-            nxt = markup.first(h, end + word.end())
-            if end + word.end() == len(h) or (nxt is not None and nxt.start == end + word.end()) \
-                    or h[end + word.end()].isspace():
-                end += word.end()
+            stop = end + word.end()
+            attrs = _ATTRIBUTES.match(h, stop)  # `message role="assistant"` before the token (Kimi-K3)
+            nxt = markup.first(h, attrs.end())
+            if attrs.end() > stop and nxt is not None and nxt.start == attrs.end():
+                stop = attrs.end()
+            nxt = markup.first(h, stop)
+            if stop == len(h) or (nxt is not None and nxt.start == stop) or h[stop].isspace():
+                end = stop
     return h[:end]
+
+
+#: Quoted attributes after a header's word, up to the token that ends the header: ` role="assistant"`.
+_ATTRIBUTES = re.compile(r'(?: [A-Za-z_][\w\-]*="[^"<>\n]*")*')
 
 
 def guard_form(header: str, markup: Markup) -> str:
@@ -285,7 +293,7 @@ def learn_guards(prober: Prober, markup: Markup, facts: TurnFacts, ends: set[str
         g = guard_form(role_header(h, markup), markup)
         if g and g != bos and g not in guards and g not in ends and not any(g in out for out in outputs):
             guards.append(g)
-    guards = [g for g in guards if not any(o != g and g.startswith(o) for o in guards)]
+    guards = [g for g in guards if not any(o != g and o in g for o in guards)]  # the shorter one stops it already
     end_strings: tuple[str, ...] = ()
     if not ends and plain_next and "tsu_" not in plain_next:
         end_strings = (plain_next,)

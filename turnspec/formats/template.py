@@ -28,7 +28,6 @@ class TemplateFormat:
 
     kind = "template"
     turn_end_tokens: tuple[str, ...] = ()
-    control_tokens: tuple[str, ...] = ()
 
     def __init__(self, analysis: Any):
         self.analysis = analysis
@@ -42,6 +41,13 @@ class TemplateFormat:
         if r.kind != "tags":
             return ""
         return next((t for t in self.analysis.turn_ends if t and r.close.startswith(t) and r.close != t), "")
+
+    @property
+    def control_tokens(self) -> tuple[str, ...]:
+        """Tags the template builds from generic tokens and a name (`<|close|>think<|sep|>`): markers as a whole."""
+        from ..analysis.compound import compound_members
+
+        return compound_members(self.analysis.control_tokens)
 
     @property
     def _tags(self) -> tuple[str, str]:

@@ -282,8 +282,12 @@ class _Onboarding:
 
     # --- tools -----------------------------------------------------------------------------------------------
     def tools(self) -> dict[str, Any]:
+        from ..analysis.calls import MUTATION_NOTE
+
         tool_use = self.analysis.tool_use
         out: dict[str, Any] = {"reads": self._reads()}
+        if MUTATION_NOTE in self.analysis.notes:
+            out["learned"] = MUTATION_NOTE
         if tool_use.mode == "raises":
             return {"mode": "raises", "message": tool_use.message, **out}
         out["mode"] = tool_use.mode

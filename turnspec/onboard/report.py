@@ -115,6 +115,8 @@ def reads_summary(findings: dict[str, Any]) -> str:
             lines += [f"tool calls: {q(r, 200)}" for r in reads]
         elif reads:
             lines.append(f"tool calls: {reads}")
+        if tools.get("learned"):
+            lines.append(f"  ({tools['learned']})")
         lines.append("loose calls naming a declared tool: JSON object or ```json fence, <function=name>{…}, "
                      "[name(key=value)]")
     stops = findings.get("stops")
