@@ -327,7 +327,7 @@ def _learn_list(one: str, two: str | None, shape: str, fields: dict[str, Any], m
     section_open, rest = one[:l_start], one[l_end:]
     section_close = _section_close(section_open, rest, markup, turn_ends)
     syntax = CallSyntax(shape, section_open=section_open, section_close=section_close, list_wrapped=True,
-                        triggers=_triggers([section_open], markup), **fields)
+                        triggers=_triggers([section_open], markup, turn_ends), **fields)
     bounds2 = None
     if two is not None:
         b_start = two.rfind("[", 0, two.find(NAME_A))
@@ -494,7 +494,7 @@ def _frame(one: str, two: str | None, call1: _Call, calls2: list[_Call] | None, 
     section_close = _section_close(section_open, rest, markup, turn_ends)
     syntax = CallSyntax(shape, section_open=section_open, section_close=section_close,
                         call_open=_split_holes(call_open), call_close=_split_holes(call_close), separator=separator,
-                        triggers=_triggers([section_open, call_open, _value_opener(call_open)], markup),
+                        triggers=_triggers([section_open, call_open, _value_opener(call_open)], markup, turn_ends),
                         **{k: _with_id(v) if k == "between" else v for k, v in fields.items()})
     bounds1 = (0, call1.end + len(call_close) + _closing(rest, section_close))
     bounds2 = None
@@ -598,16 +598,21 @@ def _value_opener(text: str) -> str:
     return ""
 
 
-def _triggers(literals: list[str], markup: Markup) -> tuple[str, ...]:
+def _triggers(literals: list[str], markup: Markup, turn_ends: set[str] = frozenset()) -> tuple[str, ...]:
     """Distinctive literals that start calls in a model's output: the first token of each opener, a value-carrying
-    tag opener, or a multi-line plain-text opener (`Action:\\n```json`)."""
+    tag opener, or a multi-line plain-text opener (`Action:\\n```json`). An opener whose first token also ends the
+    turn (GigaChat3 writes a call as a new message, `<|message_sep|>\\n\\nfunction call<|role_sep|>`) is a trigger
+    as a whole: the token alone still ends the turn."""
     out: list[str] = []
     for lit in literals:
         stripped = lit.strip()
         if not stripped or stripped[0] in ">])}":  # never from the middle of a tag
             continue
         first = markup.first(stripped)
-        if first is not None and not stripped[:first.start].strip():
+        if first is not None and not stripped[:first.start].strip() and first.text in turn_ends:
+            if stripped != first.text:
+                out.append(stripped)
+        elif first is not None and not stripped[:first.start].strip():
             out.append(first.text)
         elif markup.is_markup(stripped) and "\n" not in stripped:
             out.append(stripped)

@@ -124,7 +124,7 @@ class MarkerScanner:
         of three characters or more that start with a bracket or symbol and hold a letter, of the syntax's own
         markers (a caller's stop string is not markup); prose ending in a word, a space, `<` or `</` stays."""
         tail = self._buf
-        if len(tail) < 3 or tail not in self._prefixes or tail[0].isalnum() or tail[0].isspace() or \
+        if len(tail) < 3 or tail not in self._prefixes or tail in self._marks or tail[0].isalnum() or tail[0].isspace() or \
                 not any(ch.isalpha() for ch in tail):
             return ""
         if not any(m.kind != STOP_STRING and s.startswith(tail) for s, m in self._marks.items()):
