@@ -19,7 +19,8 @@ NAME = "\x00name"  # the function name
 ID = "\x00id"  # a call id the template writes (`[CALL_ID]tsid00001`): optional when a model writes calls
 INDEX = "\x00index"  # a number that counts calls (`functions.get_weather:0`)
 ANY = "\x00any"  # a short run of text that differs between renderings (`string="true"` / `string="false"`)
-HOLES = (NAME, ID, INDEX, ANY)
+KEY = "\x00key"  # in a value's closing, the parameter's own key (`<city>Paris</city>`)
+HOLES = (NAME, ID, INDEX, ANY, KEY)
 
 Pattern = tuple[str, ...]
 
@@ -28,7 +29,7 @@ def show(pattern: Pattern | str) -> str:
     """A pattern as readable text: holes as {name}, {id}, {index}, {…}."""
     if isinstance(pattern, str):
         return pattern
-    names = {NAME: "{name}", ID: "{id}", INDEX: "{index}", ANY: "{…}"}
+    names = {NAME: "{name}", ID: "{id}", INDEX: "{index}", ANY: "{…}", KEY: "{key}"}
     return "".join(names.get(p, p) for p in pattern)
 
 
@@ -39,6 +40,11 @@ def literal_text(pattern: Pattern | str) -> str:
     return "".join(p for p in pattern if p not in HOLES)
 
 
+def with_key(pattern: Pattern, key: str) -> Pattern:
+    """The pattern with its KEY hole filled by one parameter's key (the closing `</{key}>` of `city` is `</city>`)."""
+    return tuple(key if p == KEY else p for p in pattern)
+
+
 @dataclass(frozen=True)
 class ParamSyntax:
     """One argument of a tagged call: `key_prefix KEY key_suffix VALUE value_suffix`, arguments joined by `separator`.
@@ -46,6 +52,9 @@ class ParamSyntax:
     Values are text; readers type them back with the tool's JSON schema. `string_quote` wraps string values where
     the template quotes them (Gemma 4 writes `city:<|"|>Paris<|"|>`); `value_wrap` is what it writes around a value
     that holds markup characters (MiniCPM's CDATA), read as the value's bounds when a model writes it.
+    A `KEY` hole in `value_suffix` closes each value with its own key (MiniMax-M3's `<city>Paris</city>`); there
+    `nested` says the template writes objects as parameters of their own inside the value, and lists as repeated
+    `list_item` parameters (`<tags><item>a</item><item>b</item></tags>`).
     """
 
     key_prefix: Pattern
@@ -56,6 +65,8 @@ class ParamSyntax:
     close: str = ""  # after the last argument (`}`)
     string_quote: str = ""
     value_wrap: tuple[str, str] = ("", "")  # around values with `<`, `&` or line breaks (`<![CDATA[`, `]]>`)
+    nested: bool = False  # objects and lists are written as nested parameters (with a KEY closing only)
+    list_item: str = ""  # the key of each element of a nested list (`item`)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping, Sequence
 
-from ..analysis.syntax import CallSyntax, literal_text
+from ..analysis.syntax import CallSyntax, literal_text, with_key
 from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
 from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
@@ -425,17 +425,25 @@ class TurnParser:
             p = syntax.params
             lits += [literal_text(p.key_prefix), literal_text(p.key_suffix), literal_text(p.value_suffix),
                      p.string_quote]
+            if p.list_item:  # a nested list's `<item>` and `</item>`: structure, even where a vocabulary marks them
+                lits += [literal_text((*p.key_prefix, p.list_item, *p.key_suffix)),
+                         literal_text(with_key(p.value_suffix, p.list_item))]
         return [lit for lit in lits if lit.strip()]
 
     def _ender_marks(self, markup: Any) -> set[str]:
         """Marks after which the buffered calls can be parsed: the last token of a call's or a section's close."""
         out: set[str] = set()
         for syntax in self._calls:
+            opener = syntax.section_open.strip()
+            first = _tokens(opener, markup)[:1]
+            lead = opener[:opener.find(first[0])] if first and not opener.startswith(first[0]) else ""
             for lit in (literal_text(syntax.call_close), syntax.section_close):
                 toks = _tokens(lit, markup) if markup is not None else []
                 stripped = lit.strip()
                 if toks:
                     out.add(toks[-1])
+                    if lead.strip() and stripped == lead + toks[-1]:
+                        out.add(stripped)  # the run the template writes before its tokens (`]<]minimax[>[</invoke>`)
                 elif len(stripped) >= 3 and not stripped.isalnum() and not any(ch.isspace() for ch in stripped):
                     out.add(stripped)  # a plain-text closer such as a code fence, never a lone ">"
         return out
