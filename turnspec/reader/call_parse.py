@@ -571,6 +571,8 @@ class CallParser:
         if end < 0 and not self.at_end:
             raise ToolParseError(f"the value of {name}.{key} is not closed by {closing_lit!r}")
         text = body[pos:end] if end >= 0 else body[pos:].rstrip()
+        if closing_lit.startswith("\n") and text.endswith("\n"):  # the template's line break before the closing
+            text = text[:-1]
         if schema:
             value = type_value(text, schema)
         else:
@@ -784,7 +786,7 @@ def _call_end(text: str, pos: int) -> int | None:
 
 def _first_literal(pattern: Pattern) -> str:
     for part in pattern:
-        if part not in (NAME, ID, INDEX, ANY) and part.strip():
+        if part not in HOLES and part.strip():
             return part.strip().split()[0]
     return ""
 
