@@ -153,3 +153,24 @@ def test_gigachat3_message_sep_alone_still_ends_the_turn(gigachat, after):
     r = read(gigachat, "Hello, world!<|message_sep|>" + after, [MEMORY])
     assert (r.content, r.tool_calls, r.stopped_by) == ("Hello, world!", [], "<|message_sep|>")
     assert not any("inside a marker" in w for w in r.warnings)
+
+
+def test_minimax_m3_leaves_no_schema_types_and_nesting_too_deep(minimax):
+    untyped = tool("log", {})
+    meta = el("n", "7") + el("flag", "true") + el("zip", "018956") + el("word", "None") + el("tag", "a") + el("tag", "b")
+    out = f"{NS}<tool_call>\n{NS}<invoke name=\"log\">" + el("meta", meta) + f"{NS}</invoke>\n{NS}</tool_call>"
+    r = read(minimax, out, [untyped])
+    assert [(c.name, c.arguments) for c in r.tool_calls] == [
+        ("log", {"meta": {"n": 7, "flag": True, "zip": "018956", "word": "None", "tag": ["a", "b"]}})]
+    deep = f"{NS}<k>" * 100 + "x" + f"{NS}</k>" * 100
+    r = read(minimax, f"{NS}<tool_call>\n{NS}<invoke name=\"log\">{deep}{NS}</invoke>\n{NS}</tool_call>", [untyped])
+    assert r.tool_calls == [] and len(r.errors) == 1 and "nest deeper" in r.errors[0].message
+
+
+# --------------------------------------------------------------------------------------------- found on the way
+def test_an_answer_with_thousands_of_angle_brackets_reads_whole(minimax):
+    """The loose-call filter released held text by recursion, one level per `<`: a whole-text read of an answer
+    with some hundreds of them raised RecursionError (streamed chunks did not)."""
+    out = "if a<b and c<d then " * 600
+    r = read(minimax, out, [ORDER])
+    assert (r.content, r.tool_calls) == (out, [])

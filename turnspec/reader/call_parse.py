@@ -452,7 +452,7 @@ class CallParser:
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
         if KEY in p.value_suffix:  # each value closed by its own key: elements, possibly nested
-            pairs, pos = self._elements(body, pos, name, {"properties": schema}, key_re, sep_re)
+            pairs, pos = self._elements(body, pos, name, {"properties": schema}, key_re, sep_re, 0)
             args = dict(_grouped(pairs))
             m = close_re.match(body, pos) if close_re is not None else None
             return args, m.end() if m else pos
@@ -521,11 +521,13 @@ class CallParser:
         return args, pos
 
     def _elements(self, body: str, pos: int, name: str, schema: Mapping[str, Any] | None, key_re: re.Pattern[str],
-                  sep_re: re.Pattern[str] | None) -> tuple[list[tuple[str, Any]], int]:
+                  sep_re: re.Pattern[str] | None, depth: int) -> tuple[list[tuple[str, Any]], int]:
         """(key, value) pairs of elements closed by their own key (`<city>Paris</city>`), up to a closing that is not
         theirs (the enclosing element's, or the call's)."""
         p = self.syntax.params
         assert p is not None
+        if depth > _MAX_DEPTH:
+            raise ToolParseError(f"the arguments of {name!r} nest deeper than {_MAX_DEPTH} elements")
         head = p.value_suffix[:p.value_suffix.index(KEY)]  # a closing starts with it (`</`): never a key
         closer = _compiled(pattern_regex(head)) if literal_text(head).strip() else None
         pairs: list[tuple[str, Any]] = []
@@ -541,12 +543,12 @@ class CallParser:
                 return pairs, pos
             key = m.group("key")
             value, pos = self._element(body, m.end(), name, key, _child_schema(schema, key, p.list_item), key_re,
-                                       sep_re, closer)
+                                       sep_re, closer, depth)
             pairs.append((key, value))
 
     def _element(self, body: str, pos: int, name: str, key: str, schema: Mapping[str, Any] | None,
-                 key_re: re.Pattern[str], sep_re: re.Pattern[str] | None, closer: re.Pattern[str] | None
-                 ) -> tuple[Any, int]:
+                 key_re: re.Pattern[str], sep_re: re.Pattern[str] | None, closer: re.Pattern[str] | None,
+                 depth: int) -> tuple[Any, int]:
         """One element's value and the end of its closing: nested elements (an object, or a list of `list_item`s)
         unless the schema wants a string, else text typed by the schema (a JSON scalar where no schema tells)."""
         p = self.syntax.params
@@ -556,7 +558,7 @@ class CallParser:
         inner = _skip(body, pos)
         if p.nested and not _string_only(schema) and key_re.match(body, inner) and \
                 not (closer is not None and closer.match(body, inner)):
-            pairs, end = self._elements(body, inner, name, schema, key_re, sep_re)
+            pairs, end = self._elements(body, inner, name, schema, key_re, sep_re, depth + 1)
             if p.list_item and pairs and all(k == p.list_item for k, _ in pairs) and not _object_only(schema):
                 value: Any = [v for _, v in pairs]
             else:
@@ -573,10 +575,7 @@ class CallParser:
         text = body[pos:end] if end >= 0 else body[pos:].rstrip()
         if closing_lit.startswith("\n") and text.endswith("\n"):  # the template's line break before the closing
             text = text[:-1]
-        if schema:
-            value = type_value(text, schema)
-        else:
-            value = _bare_scalar(text.strip()) if text.strip() else text
+        value = type_value(text, schema) if schema else _json_scalar(text)
         if end < 0:
             return value, len(body)
         m = closing.match(body, end)
@@ -598,6 +597,18 @@ class CallParser:
     def _at_call_close(self, body: str, pos: int) -> bool:
         close = literal_text(self.syntax.call_close).strip()
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
+
+
+_MAX_DEPTH = 64  # nested elements: deeper is not a call (and would exhaust the stack)
+
+
+def _json_scalar(text: str) -> Any:
+    """A value no schema types: a JSON number, `true`, `false` or `null` as such, anything else as written."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, (dict, list, str)) else value
 
 
 def _grouped(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

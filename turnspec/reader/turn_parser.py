@@ -25,6 +25,8 @@ from .markers import Mark
 from .habits import CODE_AFTER
 
 _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER = range(6)
+#: A trigger that is markup, not prose: a tag or token (`<tool_call>`, `[TOOL_CALLS]`, `]<]minimax[>[<tool_call>`).
+_TOKEN_START = re.compile(r"[<\[]|[>\])}][<\[]")
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
 
 
@@ -356,7 +358,7 @@ class TurnParser:
         code = CODE_AFTER.get(self._trigger)
         if code is not None and body and not body.startswith(("{", "[")):
             self._emit_calls([ParsedCall(code.tool, {code.argument: body}, body, None)])
-        elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
+        elif self._trigger.strip() and (_TOKEN_START.match(self._trigger) or self._trigger in self._enders):
             raw = text[len(self._trigger):]
             for ender in self._enders:
                 raw = raw[: -len(ender)] if raw.endswith(ender) else raw
