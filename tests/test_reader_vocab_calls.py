@@ -111,7 +111,7 @@ def test_call_token_pairs_are_found_by_their_names_and_pairing(special, pairs):
     (f"{START} [get_weather(), do_something_cool(steps=[])]{END}", "",
      [("get_weather", {}), ("do_something_cool", {"steps": []})]),
     (f"Let me check. {START}[grocery.orderIngredients(ingredientList=[{{'name': 'apple', 'amount': 2}}])]{END}\nDone.",
-     "Let me check.\nDone.", [("grocery.orderIngredients", {"ingredientList": [{"name": "apple", "amount": 2}]})]),
+     "Let me check.", [("grocery.orderIngredients", {"ingredientList": [{"name": "apple", "amount": 2}]})]),
     (f'{START}[{{"name": "get_candidate_status", "arguments": {{"candidate_id": "12345"}}}}]{END}', "",
      [("get_candidate_status", {"candidate_id": "12345"})]),  # JSON call objects between the same tokens
 ])

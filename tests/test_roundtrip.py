@@ -51,7 +51,7 @@ def test_the_round_trip_covers_calls_and_reasoning_somewhere():
 LLAMACPP_TEMPLATES = sorted((Path(__file__).parent / "data" / "llamacpp_templates").glob("*.jinja"))
 # Read wrongly today, each for a reason the README gives (a syntax that no probe reveals): when one starts to read
 # back, strict xfail fails and the entry must go.
-NOT_READ = {"GigaChat3-10B-A1.8B", "MiniMax-M3"}
+NOT_READ: set[str] = set()
 
 
 @pytest.mark.slow

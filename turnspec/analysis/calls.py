@@ -27,7 +27,8 @@ from ..template import permitting_mutation, refuses_mutation
 from .markup import Markup
 from ..affixes import common_prefix, common_suffix
 from .probes import ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, user
-from .syntax import ANY, HOLES, ID, INDEX, CallSyntax, ParamSyntax, Pattern, ReasoningSyntax, ToolSyntax
+from .syntax import (ANY, HOLES, ID, INDEX, KEY, CallSyntax, ParamSyntax, Pattern, ReasoningSyntax, ToolSyntax,
+                     literal_text, with_key)
 
 _DECODER = json.JSONDecoder()
 
@@ -104,6 +105,8 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
         wrap = _value_wrap(prober, u, tools, full1)
         if wrap is not None:
             syntax = replace(syntax, params=replace(syntax.params, value_wrap=wrap))
+        if KEY in syntax.params.value_suffix:
+            syntax = _nested_values(prober, u, tools, turn, with_tools, markup, reasoning, syntax)
     parallel = bounds2 is not None
     ends: dict[str, str] = {}
     first = markup.first(one, end1)
@@ -196,6 +199,33 @@ def _value_wrap(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, A
         before, after = middle[:at], middle[at + len(_AWKWARD):]
         return (before, after) if before.strip() and after.strip() else None
     return None
+
+
+#: Arguments with an object and a list, to see whether the template writes them as nested parameters.
+_NESTED_ARGS = {"tsk_one": {"tsk_inner": "tsv_inner"}, "tsk_two": ["tsv_x", "tsv_y"], "tsk_num": 4711}
+
+
+def _nested_values(prober: Prober, u: list[dict[str, Any]], tools: list[dict[str, Any]], turn: Any, with_tools: str,
+                   markup: Markup, reasoning: ReasoningSyntax, syntax: CallSyntax) -> CallSyntax:
+    """The syntax with `nested` (and the list's item key) when the template writes an object argument as parameters
+    inside the value and a list as repeated parameters (MiniMax-M3: `<tsk_two><item>tsv_x</item>…</tsk_two>`), and
+    the reader's parser reads that rendering back; the syntax unchanged otherwise."""
+    from ..reader.call_parse import CallParser, ToolParseError
+
+    p = syntax.params
+    assert p is not None
+    full, _ = prober.attempt([*u, assistant(calls=[call(NAME_A, _NESTED_ARGS, ID_A, False)])], tools=tools)
+    if full is None or "tsv_x" not in full:
+        return syntax
+    body, _ = _strip_reasoning(turn.body_of(full, NAME_A, with_tools), markup, reasoning)
+    item = re.search(re.escape(literal_text(p.key_prefix)) + r"(\w+)" + re.escape(literal_text(p.key_suffix))
+                     + "tsv_x", body)
+    candidate = replace(syntax, params=replace(p, nested=True, list_item=item.group(1) if item else ""))
+    try:
+        calls, _ = CallParser(candidate).parse_prefix(body)
+    except ToolParseError:
+        return syntax
+    return candidate if [(c.name, c.arguments) for c in calls] == [(NAME_A, _NESTED_ARGS)] else syntax
 
 
 def _strip_reasoning(text: str, markup: Markup, reasoning: ReasoningSyntax) -> tuple[str, tuple[str, str] | None]:
@@ -358,7 +388,7 @@ def _learn_list(one: str, two: str | None, shape: str, fields: dict[str, Any], m
     section_open, rest = one[:l_start], one[l_end:]
     section_close = _section_close(section_open, rest, markup, turn_ends)
     syntax = CallSyntax(shape, section_open=section_open, section_close=section_close, list_wrapped=True,
-                        triggers=_triggers([section_open], markup), **fields)
+                        triggers=_triggers([section_open], markup, turn_ends), **fields)
     bounds2 = None
     if two is not None:
         b_start = two.rfind("[", 0, two.find(NAME_A))
@@ -448,18 +478,21 @@ def _learn_params(text: str, after: int, args: dict[str, Any], markup: Markup
         gaps = [text[ends[i]:found[i + 1][0]] for i in range(len(found) - 1)]
         n = _snap_suffix(gaps[0], min(common_suffix(lead, g) for g in gaps), markup)
         key_prefix = gaps[0][len(gaps[0]) - n:] if n else ""
-        mid = gaps[0][:len(gaps[0]) - n]
+        mid = gaps[0][:len(gaps[0]) - n].replace(found[0][1], KEY, 1)  # a closing that names its key: `</{key}>`
     else:
         key_prefix, mid = "", ""
     tail = text[ends[-1]:]
+    if KEY in mid:
+        tail = tail.replace(found[-1][1], KEY, 1)
     n = common_prefix(mid, tail) if mid else 0
     value_suffix, separator = mid[:n], mid[n:]
+    written = len(value_suffix.replace(KEY, found[-1][1]))  # its length in the text, with the last key
     between = lead[: len(lead) - len(key_prefix)]
     open_ = close = ""
-    if between.rstrip().endswith("{") and tail[len(value_suffix):].lstrip().startswith("}"):
+    if between.rstrip().endswith("{") and text[ends[-1] + written:].lstrip().startswith("}"):
         open_, close = "{", "}"
         between = between.rstrip()[:-1]
-    end = ends[-1] + len(value_suffix)
+    end = ends[-1] + written
     if close:
         end = text.index("}", end) + 1
     key_suffix = _generalize_many([s[: len(s) - len(quote)] if quote and is_str else s
@@ -490,7 +523,8 @@ def _params_end(text: str, after: int, args: dict[str, Any], params: ParamSyntax
         pos = max(pos, v + len(str(value)))
     if params.string_quote and text.startswith(params.string_quote, pos):
         pos += len(params.string_quote)
-    for lit in ("".join(p for p in params.value_suffix if p not in HOLES), params.close):
+    last = list(args)[-1] if args else ""
+    for lit in (literal_text(with_key(params.value_suffix, last)), params.close):
         stripped = lit.strip()
         if stripped:
             i = text.find(stripped, pos)
@@ -541,7 +575,7 @@ def _frame(one: str, two: str | None, call1: _Call, calls2: list[_Call] | None, 
     section_close = _section_close(section_open, rest, markup, turn_ends)
     syntax = CallSyntax(shape, section_open=section_open, section_close=section_close,
                         call_open=_split_holes(call_open), call_close=_split_holes(call_close), separator=separator,
-                        triggers=_triggers([section_open, call_open, _value_opener(call_open)], markup),
+                        triggers=_triggers([section_open, call_open, _value_opener(call_open)], markup, turn_ends),
                         **{k: _with_id(v) if k == "between" else v for k, v in fields.items()})
     bounds1 = (0, call1.end + len(call_close) + _closing(rest, section_close))
     bounds2 = None
@@ -567,6 +601,10 @@ def _section_close(section_open: str, rest: str, markup: Markup, turn_ends: set[
     first = markup.first(stripped)
     if first is not None and first.start == 0:
         return "" if first.text in turn_ends else first.text
+    opener = markup.first(section_open.strip())
+    lead = section_open.strip()[:opener.start] if opener is not None else ""
+    if first is not None and lead.strip() and stripped[:first.start] == lead:  # the opener's lead before a token
+        return "" if first.text in turn_ends else stripped[:first.end]  # (`]<]minimax[>[</tool_call>`)
     word = stripped.split(None, 1)[0] if stripped else ""
     if word and not word[0].isalnum() and markup.first(word) is None:
         return word  # a plain-text closer, such as a code fence
@@ -616,15 +654,9 @@ def _generalize_many(texts: list[str]) -> Pattern:
 
 
 def _split_holes(text: str) -> Pattern:
-    """A literal as a pattern, with the probe's call ids turned into ID holes."""
+    """A literal as a pattern, with the probe's call ids turned into ID holes (and a KEY placeholder into KEY)."""
     text = text.replace(ID_A, ID).replace(ID_B, ID)
-    out: list[str] = []
-    for i, piece in enumerate(text.split(ID)):
-        if i:
-            out.append(ID)
-        if piece:
-            out.append(piece)
-    return tuple(out)
+    return tuple(piece for piece in re.split(f"({ID}|{KEY})", text) if piece)
 
 
 def _with_id(pattern: Pattern) -> Pattern:
@@ -645,16 +677,21 @@ def _value_opener(text: str) -> str:
     return ""
 
 
-def _triggers(literals: list[str], markup: Markup) -> tuple[str, ...]:
+def _triggers(literals: list[str], markup: Markup, turn_ends: set[str] = frozenset()) -> tuple[str, ...]:
     """Distinctive literals that start calls in a model's output: the first token of each opener, a value-carrying
-    tag opener, or a multi-line plain-text opener (`Action:\\n```json`)."""
+    tag opener, or a multi-line plain-text opener (`Action:\\n```json`). An opener whose first token also ends the
+    turn (GigaChat3 writes a call as a new message, `<|message_sep|>\\n\\nfunction call<|role_sep|>`) is a trigger
+    as a whole: the token alone still ends the turn."""
     out: list[str] = []
     for lit in literals:
         stripped = lit.strip()
-        if not stripped or stripped[0] in ">])}":  # never from the middle of a tag
-            continue
+        if not stripped or stripped[0] in ">])}" and not re.match(r"[>\])}][<\[]", stripped):
+            continue  # never from the middle of a tag (`]<]minimax[>[<tool_call>` is a token run of its own)
         first = markup.first(stripped)
-        if first is not None and not stripped[:first.start].strip():
+        if first is not None and not stripped[:first.start].strip() and first.text in turn_ends:
+            if stripped != first.text:
+                out.append(stripped)
+        elif first is not None and not stripped[:first.start].strip():
             name = re.match(r"[A-Za-z_][\w\-]*", stripped[first.end:])
             tagged = first.text + name.group() if name else ""
             generic = any(t.startswith(first.text) and not t.startswith(tagged) for t in markup.tokens if t != first.text)

@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from ..errors import TurnspecError
-from .syntax import ANY, ID, INDEX, NAME, CallSyntax, Pattern, TemplateAnalysis
+from .syntax import ANY, ID, INDEX, KEY, NAME, CallSyntax, Pattern, TemplateAnalysis, literal_text
 
 _CALL = {"type": "function", "function": {"name": "{name}", "arguments": "{arguments}"}}
 
@@ -125,7 +125,7 @@ def _calls(s: CallSyntax, ends: list[str]) -> dict[str, Any]:
 
 
 def _literal(pattern: Pattern) -> str:
-    return "".join(p for p in pattern if p not in (NAME, ID, INDEX, ANY))
+    return literal_text(pattern)
 
 
 def _lenient(literal: str) -> str:
@@ -149,6 +149,8 @@ def _pattern(pattern: Pattern, named: bool = False) -> str:
             out.append(r"[^\n<>]*?")
         elif part == ID:
             out.append(r"[\w\-]+")
+        elif part == KEY:  # the closing names the key it closes (`</{key}>`)
+            out.append(r"(?P=key)")
         elif i + 1 < len(parts) and parts[i + 1] == ID:  # ids are optional: models rarely write them
             out.append(rf"(?:{_lenient(part) or re.escape(part)}[\w\-]+)?")
             i += 1

@@ -19,7 +19,8 @@ NAME = "\x00name"  # the function name
 ID = "\x00id"  # a call id the template writes (`[CALL_ID]tsid00001`): optional when a model writes calls
 INDEX = "\x00index"  # a number that counts calls (`functions.get_weather:0`)
 ANY = "\x00any"  # a short run of text that differs between renderings (`string="true"` / `string="false"`)
-HOLES = (NAME, ID, INDEX, ANY)
+KEY = "\x00key"  # in a value's closing, the parameter's own key (`<city>Paris</city>`)
+HOLES = (NAME, ID, INDEX, ANY, KEY)
 
 Pattern = tuple[str, ...]
 
@@ -28,7 +29,7 @@ def show(pattern: Pattern | str) -> str:
     """A pattern as readable text: holes as {name}, {id}, {index}, {…}."""
     if isinstance(pattern, str):
         return pattern
-    names = {NAME: "{name}", ID: "{id}", INDEX: "{index}", ANY: "{…}"}
+    names = {NAME: "{name}", ID: "{id}", INDEX: "{index}", ANY: "{…}", KEY: "{key}"}
     return "".join(names.get(p, p) for p in pattern)
 
 
@@ -37,6 +38,11 @@ def literal_text(pattern: Pattern | str) -> str:
     if isinstance(pattern, str):
         return pattern
     return "".join(p for p in pattern if p not in HOLES)
+
+
+def with_key(pattern: Pattern, key: str) -> Pattern:
+    """The pattern with its KEY hole filled by one parameter's key (the closing `</{key}>` of `city` is `</city>`)."""
+    return tuple(key if p == KEY else p for p in pattern)
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,9 @@ class ParamSyntax:
     that holds markup characters (MiniCPM's CDATA), read as the value's bounds when a model writes it.
     `json_suffix`: where the key suffix differs between string and other values (`string="true"` / `"false"`), the
     one written before values the template writes as JSON: such a value is JSON even when no schema types it.
+    A `KEY` hole in `value_suffix` closes each value with its own key (MiniMax-M3's `<city>Paris</city>`); there
+    `nested` says the template writes objects as parameters of their own inside the value, and lists as repeated
+    `list_item` parameters (`<tags><item>a</item><item>b</item></tags>`).
     """
 
     key_prefix: Pattern
@@ -59,6 +68,8 @@ class ParamSyntax:
     string_quote: str = ""
     value_wrap: tuple[str, str] = ("", "")  # around values with `<`, `&` or line breaks (`<![CDATA[`, `]]>`)
     json_suffix: str = ""  # the key suffix the template writes only before JSON values (DSML's `" string="false">`)
+    nested: bool = False  # objects and lists are written as nested parameters (with a KEY closing only)
+    list_item: str = ""  # the key of each element of a nested list (`item`)
 
 
 @dataclass(frozen=True)

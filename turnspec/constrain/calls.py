@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.syntax import ANY, ID, INDEX, NAME, CallSyntax, Pattern
+from ..analysis.syntax import ANY, ID, INDEX, NAME, CallSyntax, Pattern, literal_text, with_key
 from .grammar import Alt, Chars, Json, Lit, Node, Opt, Rule, Seq, Through, alt, members, seq
 from .schema import ConstraintError
 
@@ -177,9 +177,9 @@ class CallGrammar:
         p = self.syntax.params
         assert p is not None
         props, required = _properties(tool)
-        closer = "".join(x for x in p.value_suffix if x not in (NAME, ID, INDEX, ANY))
         items = []
         for key, schema in props:
+            closer = literal_text(with_key(p.value_suffix, key))  # `</{key}>` closes with the key itself
             head = seq(pattern(p.key_prefix, tool.name), key, pattern(p.key_suffix, tool.name))
             items.append(seq(head, _param_value(tool.name, key, schema, closer, p.string_quote)))
         return seq(p.open, members(items, required, p.separator), p.close)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Mapping
 
-from ..analysis.syntax import ANY, HOLES, ID, INDEX, NAME, CallSyntax, Pattern, literal_text
+from ..analysis.syntax import ANY, HOLES, ID, INDEX, KEY, NAME, CallSyntax, Pattern, literal_text, with_key
 from .py_calls import NotCalls, lenient_calls
 
 _DECODER = json.JSONDecoder()
@@ -527,6 +527,11 @@ class CallParser:
         suffix_re = _compiled(pattern_regex(p.value_suffix)) if literal_text(p.value_suffix).strip() else None
         sep_re = _compiled(lenient(p.separator)) if p.separator.strip() else None
         close_re = _compiled(lenient(p.close)) if p.close.strip() else None
+        if KEY in p.value_suffix:  # each value closed by its own key: elements, possibly nested
+            pairs, pos = self._elements(body, pos, name, {"properties": schema}, key_re, sep_re, 0)
+            args = dict(_grouped(pairs))
+            m = close_re.match(body, pos) if close_re is not None else None
+            return args, m.end() if m else pos
         next_key = _first_literal(p.key_prefix) if suffix_re is not None else ""  # a value left unclosed
         stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
                                  _first_literal(self.syntax.call_close), next_key) if lit]
@@ -594,6 +599,67 @@ class CallParser:
                 pos = m.end()
         return args, pos
 
+    def _elements(self, body: str, pos: int, name: str, schema: Mapping[str, Any] | None, key_re: re.Pattern[str],
+                  sep_re: re.Pattern[str] | None, depth: int) -> tuple[list[tuple[str, Any]], int]:
+        """(key, value) pairs of elements closed by their own key (`<city>Paris</city>`), up to a closing that is not
+        theirs (the enclosing element's, or the call's)."""
+        p = self.syntax.params
+        assert p is not None
+        if depth > _MAX_DEPTH:
+            raise ToolParseError(f"the arguments of {name!r} nest deeper than {_MAX_DEPTH} elements")
+        head = p.value_suffix[:p.value_suffix.index(KEY)]  # a closing starts with it (`</`): never a key
+        closer = _compiled(pattern_regex(head)) if literal_text(head).strip() else None
+        pairs: list[tuple[str, Any]] = []
+        while True:
+            q = pos
+            if pairs and sep_re is not None:
+                m = sep_re.match(body, q)
+                q = m.end() if m else q
+            if closer is not None and closer.match(body, q):
+                return pairs, pos
+            m = key_re.match(body, q)
+            if m is None:
+                return pairs, pos
+            key = m.group("key")
+            value, pos = self._element(body, m.end(), name, key, _child_schema(schema, key, p.list_item), key_re,
+                                       sep_re, closer, depth)
+            pairs.append((key, value))
+
+    def _element(self, body: str, pos: int, name: str, key: str, schema: Mapping[str, Any] | None,
+                 key_re: re.Pattern[str], sep_re: re.Pattern[str] | None, closer: re.Pattern[str] | None,
+                 depth: int) -> tuple[Any, int]:
+        """One element's value and the end of its closing: nested elements (an object, or a list of `list_item`s)
+        unless the schema wants a string, else text typed by the schema (a JSON scalar where no schema tells)."""
+        p = self.syntax.params
+        assert p is not None
+        closing_lit = literal_text(with_key(p.value_suffix, key))
+        closing = _compiled(lenient(closing_lit))
+        inner = _skip(body, pos)
+        if p.nested and not _string_only(schema) and key_re.match(body, inner) and \
+                not (closer is not None and closer.match(body, inner)):
+            pairs, end = self._elements(body, inner, name, schema, key_re, sep_re, depth + 1)
+            if p.list_item and pairs and all(k == p.list_item for k, _ in pairs) and not _object_only(schema):
+                value: Any = [v for _, v in pairs]
+            else:
+                value = dict(_grouped(pairs))
+            m = closing.match(body, end)
+            if m is not None:
+                return value, m.end()
+            if self.at_end and not body[end:].strip():
+                return value, len(body)
+            raise ToolParseError(f"the value of {name}.{key} is not closed by {closing_lit!r}")
+        end = body.find(closing_lit.strip(), pos)
+        if end < 0 and not self.at_end:
+            raise ToolParseError(f"the value of {name}.{key} is not closed by {closing_lit!r}")
+        text = body[pos:end] if end >= 0 else body[pos:].rstrip()
+        if closing_lit.startswith("\n") and text.endswith("\n"):  # the template's line break before the closing
+            text = text[:-1]
+        value = type_value(text, schema) if schema else _json_scalar(text)
+        if end < 0:
+            return value, len(body)
+        m = closing.match(body, end)
+        return value, m.end() if m else end + len(closing_lit.strip())
+
     def _key_pattern(self) -> str:
         """A key: between tags (`<parameter=KEY>`, `<arg_key>KEY</arg_key>`) anything up to the key's closing
         literal (spaces, unicode, `&`, `-`, `.`; `<` and `>` where the closer is longer); in a bracketed notation
@@ -610,6 +676,68 @@ class CallParser:
     def _at_call_close(self, body: str, pos: int) -> bool:
         close = literal_text(self.syntax.call_close).strip()
         return bool(close) and _compiled(lenient(close)).match(body, pos) is not None
+
+
+_MAX_DEPTH = 64  # nested elements: deeper is not a call (and would exhaust the stack)
+
+
+def _json_scalar(text: str) -> Any:
+    """A value no schema types: a JSON number, `true`, `false` or `null` as such, anything else as written."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return text if isinstance(value, (dict, list, str)) else value
+
+
+def _grouped(pairs: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Pairs with each key once; a key written several times holds the list of its values."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in out:
+            out[key] = value
+        elif isinstance(out[key], _Repeated):
+            out[key].append(value)
+        else:
+            out[key] = _Repeated([out[key], value])
+    return [(k, list(v) if isinstance(v, _Repeated) else v) for k, v in out.items()]
+
+
+class _Repeated(list):  # type: ignore[type-arg]
+    """The values of a key written several times (told apart from a value that is itself a list)."""
+
+
+def _alternatives(schema: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+    if not isinstance(schema, Mapping):
+        return []
+    return [schema, *(a for k in ("anyOf", "oneOf") for a in (schema.get(k) or []) if isinstance(a, Mapping))]
+
+
+def _types(schema: Mapping[str, Any] | None) -> set[str]:
+    out: set[str] = set()
+    for alt in _alternatives(schema):
+        t = alt.get("type")
+        out.update([t] if isinstance(t, str) else t if isinstance(t, list) else [])
+    return out
+
+
+def _string_only(schema: Mapping[str, Any] | None) -> bool:
+    return _types(schema) == {"string"}
+
+
+def _object_only(schema: Mapping[str, Any] | None) -> bool:
+    return _types(schema) == {"object"}
+
+
+def _child_schema(schema: Mapping[str, Any] | None, key: str, item: str) -> Mapping[str, Any] | None:
+    """The schema of `key` inside a value of `schema`: a list's items for the list item, else a property."""
+    for alt in _alternatives(schema):
+        if key == item and isinstance(alt.get("items"), Mapping):
+            return alt["items"]
+        props = alt.get("properties")
+        if isinstance(props, Mapping) and isinstance(props.get(key), Mapping):
+            return props[key]
+    return None
 
 
 def _truncated_json(text: str, kinds: tuple[type, ...] = (dict,)) -> Any:
@@ -762,7 +890,7 @@ def _call_end(text: str, pos: int) -> int | None:
 
 def _first_literal(pattern: Pattern) -> str:
     for part in pattern:
-        if part not in (NAME, ID, INDEX, ANY) and part.strip():
+        if part not in HOLES and part.strip():
             return part.strip().split()[0]
     return ""
 

@@ -145,10 +145,10 @@ class LenientCalls:
             self._decide(final=False)
 
     def close(self) -> None:
-        if self._held:
+        while self._held:
             self._decide(final=True)
-        if self._held:
-            self._release(len(self._held))
+            if self._held:
+                self._release(len(self._held))
 
     # -- deciding what the held text is --
     def _decide(self, final: bool) -> None:
@@ -174,13 +174,14 @@ class LenientCalls:
             return
 
     def _release(self, n: int) -> None:
-        """Pass the first held character (and what follows up to the next candidate) through as content."""
-        held, self._held = self._held, ""
+        """Pass the first held character (and what follows up to the next candidate) through as content; the rest,
+        which starts with a candidate, stays held for the caller's loop (never a recursion: an answer may hold
+        thousands of `<`)."""
+        held = self._held
         m = _CANDIDATE.search(held, 1)
         cut = m.start() if m else len(held)
         self._out.text(held[:cut])
-        if held[cut:]:
-            self.text(held[cut:])
+        self._held = held[cut:]
 
     def _judge(self, h: str, final: bool) -> tuple[list[ParsedCall], int] | int | None:
         """(calls, end) when `h` starts with a call; 1 when it cannot; None while undecided."""

@@ -18,7 +18,7 @@ import json
 import re
 from typing import Any, Mapping, Sequence
 
-from ..analysis.syntax import CallSyntax, literal_text
+from ..analysis.syntax import CallSyntax, literal_text, with_key
 from .call_parse import CallParser, ParsedCall, ToolParseError, bracket_end
 from .call_stream import CallStream
 from .content import ContentText, LenientCalls, PlainContent
@@ -27,6 +27,8 @@ from .markers import Mark
 from .habits import CODE_AFTER, SAME_TRIGGER_FORMS
 
 _START, _REASONING, _CONTENT, _CALLS, _HOLD, _AFTER, _MUSING = range(7)
+#: A trigger that is markup, not prose: a tag or token (`<tool_call>`, `[TOOL_CALLS]`, `]<]minimax[>[<tool_call>`).
+_TOKEN_START = re.compile(r"[<\[]|[>\])}][<\[]")
 _LOOKS_LIKE_CALL = re.compile(r'^\s*[\[{]\s*(?:\{\s*)?"(?:name|type|function|tool_name)"')
 
 
@@ -407,7 +409,7 @@ class TurnParser:
         code = CODE_AFTER.get(self._trigger)
         if code is not None and body and not body.startswith(("{", "[")):
             self._emit_calls([ParsedCall(code.tool, {code.argument: body}, body, None)])
-        elif self._trigger.strip() and (self._trigger[0] in "<[" or self._trigger in self._enders):
+        elif self._trigger.strip() and (_TOKEN_START.match(self._trigger) or self._trigger in self._enders):
             raw = text[len(self._trigger):]
             for ender in self._enders:
                 raw = raw[: -len(ender)] if raw.endswith(ender) else raw
@@ -495,17 +497,25 @@ class TurnParser:
             p = syntax.params
             lits += [literal_text(p.key_prefix), literal_text(p.key_suffix), literal_text(p.value_suffix),
                      p.string_quote]
+            if p.list_item:  # a nested list's `<item>` and `</item>`: structure, even where a vocabulary marks them
+                lits += [literal_text((*p.key_prefix, p.list_item, *p.key_suffix)),
+                         literal_text(with_key(p.value_suffix, p.list_item))]
         return [lit for lit in lits if lit.strip()]
 
     def _ender_marks(self, markup: Any) -> set[str]:
         """Marks after which the buffered calls can be parsed: the last token of a call's or a section's close."""
         out: set[str] = set()
         for syntax in self._calls:
+            opener = syntax.section_open.strip()
+            first = _tokens(opener, markup)[:1]
+            lead = opener[:opener.find(first[0])] if first and not opener.startswith(first[0]) else ""
             for lit in (literal_text(syntax.call_close), syntax.section_close):
                 toks = _tokens(lit, markup) if markup is not None else []
                 stripped = lit.strip()
                 if toks:
                     out.add(toks[-1])
+                    if lead.strip() and stripped == lead + toks[-1]:
+                        out.add(stripped)  # the run the template writes before its tokens (`]<]minimax[>[</invoke>`)
                 elif len(stripped) >= 3 and not stripped.isalnum() and not any(ch.isspace() for ch in stripped):
                     out.add(stripped)  # a plain-text closer such as a code fence, never a lone ">"
         return out
