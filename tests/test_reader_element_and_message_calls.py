@@ -155,6 +155,17 @@ def test_gigachat3_message_sep_alone_still_ends_the_turn(gigachat, after):
     assert not any("inside a marker" in w for w in r.warnings)
 
 
+def test_gigachat3_engines_do_not_halt_on_the_turn_end_a_call_message_starts_with(gigachat):
+    """An engine that halted on `<|message_sep|>` would cut every call message off before its opener: the stop set
+    leaves it to the reader (which ends the turn there unless `function call<|role_sep|>` follows) and says why."""
+    from turnspec.formats import format_of
+
+    spec = gigachat[0]
+    assert format_of(spec.analysis).message_end == "<|message_sep|>"
+    assert "<|message_sep|>" not in spec.stops.tokens and spec.stops.message_end == "<|message_sep|>"
+    assert any("start a tool call's opener" in w for w in spec.stops.warnings)
+
+
 def test_minimax_m3_leaves_no_schema_types_and_nesting_too_deep(minimax):
     untyped = tool("log", {})
     meta = el("n", "7") + el("flag", "true") + el("zip", "018956") + el("word", "None") + el("tag", "a") + el("tag", "b")

@@ -186,7 +186,7 @@ def test_solar_open_end_token_does_not_halt_generation():
     assert format_of(spec.analysis).message_end == "<|end|>"
     stops = spec.stops
     assert "<|end|>" not in stops.tokens and stops.message_end == "<|end|>"
-    assert any("also writes it to end the reasoning message" in w for w in stops.warnings)
+    assert any("also writes it to start the reasoning's close" in w for w in stops.warnings)
 
 
 def test_solar_open_token_by_token_with_its_control_tokens():

@@ -159,10 +159,14 @@ def derive_stops(spec: SpecLike) -> StopSet:
     for tok, sources in merged.items():
         if message_end and tok == message_end:
             if fmt.kind == "template":
+                longer = next(m for m in (spec.analysis.reasoning.close,
+                                          *(t for c in fmt.call_syntaxes for t in c.triggers))
+                              if m and m != tok and m.startswith(tok))
+                what = "the reasoning's close" if longer == spec.analysis.reasoning.close else "a tool call's opener"
                 warnings.append(
-                    f"{'/'.join(sources)} lists {tok} as a stop, but this template also writes it to end the reasoning "
-                    f"message (its closing marker is {spec.analysis.reasoning.close!r}): generation does not halt on "
-                    "it; the reader ends the turn there unless the next header follows"
+                    f"{'/'.join(sources)} lists {tok} as a stop, but this template also writes it to start "
+                    f"{what} ({longer!r}): generation does not halt on it; the reader ends the turn there unless "
+                    "the rest of that marker follows"
                 )
                 continue
             warnings.append(

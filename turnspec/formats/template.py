@@ -34,13 +34,15 @@ class TemplateFormat:
 
     @property
     def message_end(self) -> str:
-        """A turn end the reasoning's closing marker starts with (Solar Open closes reasoning with
-        `<|end|><|begin|>assistant`, its turn end and the next header): it ends a message, and the turn only when
-        no header follows, so it must not halt generation; the reader decides once it sees what follows."""
+        """A turn end a longer marker starts with: the reasoning's close (Solar Open closes reasoning with
+        `<|end|><|begin|>assistant`, its turn end and the next header) or a call trigger (GigaChat3 writes a call as
+        a message of its own, `<|message_sep|>\n\nfunction call<|role_sep|>`). It ends a message, and the turn only
+        when the longer marker does not follow, so it must not halt generation; the reader decides once it sees
+        what follows."""
         r = self.analysis.reasoning
-        if r.kind != "tags":
-            return ""
-        return next((t for t in self.analysis.turn_ends if t and r.close.startswith(t) and r.close != t), "")
+        longer = [r.close] if r.kind == "tags" else []
+        longer += [t for syntax in self.call_syntaxes for t in syntax.triggers]
+        return next((t for t in self.analysis.turn_ends for m in longer if t and m.startswith(t) and m != t), "")
 
     @property
     def control_tokens(self) -> tuple[str, ...]:
