@@ -145,6 +145,17 @@ def test_arguments_wrapped_in_one_undeclared_parameter_are_unwrapped(v32, key, s
         ("get_weather", {"location": "Beijing"})]
 
 
+@pytest.mark.parametrize("wrapped", ['{"arguments": {"city": "Paris", "days": 3}}',
+                                     '{"input": "{\'city\': \'Paris\', \'days\': \'3\'}"}'])
+def test_wrapped_arguments_of_a_json_call_are_unwrapped_as_tagged_ones_are(wrapped):
+    """One rule for every syntax: a JSON call's arguments wrapped in one undeclared parameter, as an object or as a
+    Python literal in a string (typed by the schema), read like MiniCPM5's tagged wrapper."""
+    out = f'<tool_call>\n{{"name": "get_weather", "arguments": {wrapped}}}\n</tool_call>'
+    res = read(corpus_spec("Qwen-Qwen3-0.6B.jinja"), out, [tool("get_weather", city="string", days="integer")],
+               enable_thinking=False)
+    assert calls(res) == [("get_weather", {"city": "Paris", "days": 3})]
+
+
 def test_a_declared_wrapper_parameter_is_kept(v32):
     out = dsml("run", ("input", "false", '{"location": "Beijing"}'))
     assert calls(read(v32, out, [tool("run", input="object")])) == [("run", {"input": {"location": "Beijing"}})]
