@@ -17,6 +17,7 @@ from turnspec.errors import TemplateError
 from turnspec.template import mutation_permitted, permitting_mutation, refuses_mutation
 
 from helpers.paths import CORPUS, need
+from helpers.reading import read_reply, split
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 
@@ -35,15 +36,7 @@ def spec_of(name: str) -> turnspec.ChatSpec:
 
 def read(spec, output: str):
     """(content, reasoning, calls) read whole; the same text fed in 3-character pieces must read the same."""
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=TOOLS)
-    whole = spec.reader(prompt, tools=TOOLS).read_all(output)
-    reader = spec.reader(prompt, tools=TOOLS)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    parts = [(r.content, r.reasoning, [(c.name, c.arguments) for c in r.tool_calls]) for r in (whole, reader.result)]
-    assert parts[0] == parts[1]
-    return parts[0]
+    return split(read_reply(spec, output, TOOLS))
 
 
 @pytest.mark.parametrize("name", ["Kimi-K2-Thinking.jinja", "Kimi-K2-Instruct.jinja"])
@@ -127,12 +120,11 @@ def test_onboarding_says_how_the_calls_were_learned():
 def test_the_permission_ends_with_an_exception_and_stays_in_its_thread():
     spec = spec_of("Kimi-K2-Instruct.jinja")
     seen: list[bool] = []
-    with pytest.raises(KeyError):
-        with permitting_mutation():
-            other = threading.Thread(target=lambda: seen.append(mutation_permitted()))
-            other.start()
-            other.join()
-            raise KeyError("a probe failed")
+    with pytest.raises(KeyError), permitting_mutation():
+        other = threading.Thread(target=lambda: seen.append(mutation_permitted()))
+        other.start()
+        other.join()
+        raise KeyError("a probe failed")
     assert seen == [False] and not mutation_permitted()
     with pytest.raises(TemplateError, match="unsafe"):
         spec.render(CALL_HISTORY)

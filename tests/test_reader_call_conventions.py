@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 from helpers.corpus_models import corpus_spec
 from helpers.paths import need
+from helpers.reading import calls, read_every_way, tool
 
 import turnspec
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 DEEPSEEK_TOKENS = {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}
-
-
-def tool(name: str, **props: str) -> dict:
-    return {"type": "function", "function": {"name": name, "parameters": {
-        "type": "object", "properties": {k: {"type": t} for k, t in props.items()}}}}
 
 
 WEATHER = tool("get_current_weather", city="string")
@@ -35,19 +31,7 @@ def read(spec, output: str, tools: list[dict] | None, render_tools: bool = True,
     """The result read whole; the text read in 3-character chunks must give the same."""
     prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
                          tools=tools if render_tools else None, **switches)
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    reader = spec.reader(prompt, tools=tools)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    got = reader.result
-    assert (got.content, got.reasoning, got.tool_calls and [(c.name, c.arguments) for c in got.tool_calls]) == (
-        whole.content, whole.reasoning, whole.tool_calls and [(c.name, c.arguments) for c in whole.tool_calls])
-    return whole
-
-
-def calls(res) -> list[tuple[str, dict]]:
-    return [(c.name, c.arguments) for c in res.tool_calls]
+    return read_every_way(lambda: spec.reader(prompt, tools=tools), output)
 
 
 def llamacpp_spec(name: str, **special: str):
