@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from helpers.corpus_models import corpus_spec
 from helpers.paths import need
-from helpers.reading import calls, read_every_way, tool
+from helpers.reading import calls, everything, read_every_way, tool
 
 import turnspec
 
@@ -93,6 +93,23 @@ def test_a_call_that_ends_an_unclosed_block_is_a_call():
     out = 'Let me check.\n<tool_call>\n{"name": "special_function", "arguments": {"arg1": 2}}</tool_call>'
     res = read(spec, out, [SPECIAL], enable_thinking=True)
     assert (res.reasoning, calls(res), res.content) == ("Let me check.", [("special_function", {"arg1": 2})], "")
+
+
+@pytest.mark.parametrize("after, is_call", [(" but no.</think>It is sunny.", False), ("", True)])
+def test_a_note_about_a_call_in_reasoning_is_given_only_if_it_counts(after, is_call):
+    """Synthetic syntax (a JSON call list between `<calls>` tags): the list's non-call entry is dropped with a note
+    when the call counts (the block never closed), never when the block closes and it was all reasoning."""
+    from turnspec.analysis.syntax import CallSyntax
+    from turnspec.reader.reader import ReaderConfig, StreamReader
+
+    syntax = CallSyntax("json", section_open="<calls>", section_close="</calls>", list_wrapped=True,
+                        triggers=("<calls>",))
+    config = ReaderConfig(reasoning="tags", call_format="template", call_syntaxes=(syntax,),
+                          tool_schemas={"get_weather": {"city": {"type": "string"}}})
+    out = '<think>I could write <calls>[{"name": "get_weather", "arguments": {"city": "Paris"}}, 5]</calls>' + after
+    res = read_every_way(lambda: StreamReader(config), out, same=everything)
+    assert calls(res) == ([("get_weather", {"city": "Paris"})] if is_call else [])
+    assert any("not a call was dropped" in w for w in res.warnings) == is_call
 
 
 # --- DSML values -------------------------------------------------------------------------------------------------
