@@ -121,10 +121,11 @@ def check(kind: str, text: str, result: Any) -> None:
     elif kind == "harmony":
         ok = bool(result.reasoning) and bool(result.content) and "<|" not in result.content
     else:
-        expected = text.count("Checking the weather.") * 2 + (text.count("Checking the weather.") < 1)
-        ok = len(result.tool_calls) >= 2 and result.content.count("Checking") == text.count("Checking") and \
-            all(c.arguments == {"city": "Paris", "days": 3} for c in result.tool_calls)
-        del expected
+        # The text between the calls is read and dropped (text after a call is no part of the message, with a
+        # warning: reader/content.py); a reader from before that rule showed it, which a comparison run may use.
+        dropped = result.content.count("Checking") == 0 and bool(result.warnings)
+        ok = len(result.tool_calls) >= 2 and (dropped or result.content.count("Checking") == text.count("Checking")) \
+            and all(c.arguments == {"city": "Paris", "days": 3} for c in result.tool_calls)
         if kind == "think+calls":
             ok = ok and bool(result.reasoning)
     if not ok:

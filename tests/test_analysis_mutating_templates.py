@@ -7,15 +7,17 @@ Outputs below are written the way Kimi-K2 writes them (vLLM's and llama.cpp's pa
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
 
 import turnspec
 from turnspec.errors import TemplateError
-from turnspec.template import permitting_mutation, refuses_mutation
+from turnspec.template import mutation_permitted, permitting_mutation, refuses_mutation
 
 from helpers.paths import CORPUS, need
+from helpers.reading import read_reply, split
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 
@@ -34,15 +36,7 @@ def spec_of(name: str) -> turnspec.ChatSpec:
 
 def read(spec, output: str):
     """(content, reasoning, calls) read whole; the same text fed in 3-character pieces must read the same."""
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=TOOLS)
-    whole = spec.reader(prompt, tools=TOOLS).read_all(output)
-    reader = spec.reader(prompt, tools=TOOLS)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    parts = [(r.content, r.reasoning, [(c.name, c.arguments) for c in r.tool_calls]) for r in (whole, reader.result)]
-    assert parts[0] == parts[1]
-    return parts[0]
+    return split(read_reply(spec, output, TOOLS))
 
 
 @pytest.mark.parametrize("name", ["Kimi-K2-Thinking.jinja", "Kimi-K2-Instruct.jinja"])
@@ -121,3 +115,32 @@ def test_onboarding_says_how_the_calls_were_learned():
     report = onboard_spec(spec_of("Kimi-K2-Thinking.jinja"))
     assert "transformers' sandbox refuses" in report.findings["tools"]["learned"]
     assert "lets the template mutate a list" in format_report(report)
+
+
+def test_the_permission_ends_with_an_exception_and_stays_in_its_thread():
+    spec = spec_of("Kimi-K2-Instruct.jinja")
+    seen: list[bool] = []
+    with pytest.raises(KeyError), permitting_mutation():
+        other = threading.Thread(target=lambda: seen.append(mutation_permitted()))
+        other.start()
+        other.join()
+        raise KeyError("a probe failed")
+    assert seen == [False] and not mutation_permitted()
+    with pytest.raises(TemplateError, match="unsafe"):
+        spec.render(CALL_HISTORY)
+
+
+def test_a_template_quoting_the_refusal_is_probed_once_with_mutation(monkeypatch):
+    """Synthetic: the template's own error quotes the sandbox's refusal. Probing again with mutation permitted fails
+    the same way; the analysis must not retry that again and again (it recursed until the stack ran out)."""
+    source = ("{%- for m in messages -%}{%- if m.tool_calls -%}{{ raise_exception(\"access to attribute 'append' "
+              "of 'list' object is unsafe.\") }}{%- endif -%}<|{{ m.role }}|>{{ m.content }}<|end|>{%- endfor -%}"
+              "{%- if add_generation_prompt -%}<|assistant|>{%- endif -%}")
+    import turnspec.spec as spec_module
+
+    renders = []
+    real = spec_module.render_conversation
+    monkeypatch.setattr(spec_module, "render_conversation", lambda *a, **k: renders.append(1) or real(*a, **k))
+    analysis = turnspec.from_template(source, name="synthetic-quoted-refusal").analysis
+    assert not analysis.tools.readable and not any("sandbox refuses" in n for n in analysis.notes)
+    assert len(renders) < 200

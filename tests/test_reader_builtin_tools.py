@@ -18,6 +18,7 @@ import pytest
 
 import turnspec
 from helpers.paths import SHARED, need
+from helpers.reading import everything, read_every_way
 from turnspec.reader import BuiltinCall, Content, ToolCall
 
 WEATHER = [{"type": "function", "function": {"name": "get_weather", "description": "Weather.", "parameters": {
@@ -52,18 +53,8 @@ def _prompt(spec) -> str:
 def _three_ways(spec, output: str):
     """Whole text, 3-character chunks, and the real token ids: the same Result."""
     prompt = _prompt(spec)
-    whole = spec.reader(prompt, tools=WEATHER).read_all(output)
-    chunked = spec.reader(prompt, tools=WEATHER)
-    for i in range(0, len(output), 3):
-        chunked.feed_text(output[i:i + 3])
-    chunked.finish()
-    ids = spec.vocab.encode(output)
-    by_token = spec.reader(prompt, tools=WEATHER)
-    by_token.feed_tokens(ids)
-    by_token.finish()
-    for other in (chunked.result, by_token.result):
-        assert other == whole and other.warnings == whole.warnings
-    return whole
+    return read_every_way(lambda: spec.reader(prompt, tools=WEATHER), output, token_ids=spec.vocab.encode(output),
+                          same=everything)
 
 
 def test_the_template_names_the_namespace_of_declared_functions(gpt_oss):

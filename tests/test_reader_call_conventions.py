@@ -16,16 +16,12 @@ from pathlib import Path
 import pytest
 from helpers.corpus_models import corpus_spec
 from helpers.paths import need
+from helpers.reading import calls, everything, read_every_way, tool
 
 import turnspec
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 DEEPSEEK_TOKENS = {"bos_token": "<｜begin▁of▁sentence｜>", "eos_token": "<｜end▁of▁sentence｜>"}
-
-
-def tool(name: str, **props: str) -> dict:
-    return {"type": "function", "function": {"name": name, "parameters": {
-        "type": "object", "properties": {k: {"type": t} for k, t in props.items()}}}}
 
 
 WEATHER = tool("get_current_weather", city="string")
@@ -35,19 +31,7 @@ def read(spec, output: str, tools: list[dict] | None, render_tools: bool = True,
     """The result read whole; the text read in 3-character chunks must give the same."""
     prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
                          tools=tools if render_tools else None, **switches)
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    reader = spec.reader(prompt, tools=tools)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    got = reader.result
-    assert (got.content, got.reasoning, got.tool_calls and [(c.name, c.arguments) for c in got.tool_calls]) == (
-        whole.content, whole.reasoning, whole.tool_calls and [(c.name, c.arguments) for c in whole.tool_calls])
-    return whole
-
-
-def calls(res) -> list[tuple[str, dict]]:
-    return [(c.name, c.arguments) for c in res.tool_calls]
+    return read_every_way(lambda: spec.reader(prompt, tools=tools), output)
 
 
 def llamacpp_spec(name: str, **special: str):
@@ -111,6 +95,23 @@ def test_a_call_that_ends_an_unclosed_block_is_a_call():
     assert (res.reasoning, calls(res), res.content) == ("Let me check.", [("special_function", {"arg1": 2})], "")
 
 
+@pytest.mark.parametrize("after, is_call", [(" but no.</think>It is sunny.", False), ("", True)])
+def test_a_note_about_a_call_in_reasoning_is_given_only_if_it_counts(after, is_call):
+    """Synthetic syntax (a JSON call list between `<calls>` tags): the list's non-call entry is dropped with a note
+    when the call counts (the block never closed), never when the block closes and it was all reasoning."""
+    from turnspec.analysis.syntax import CallSyntax
+    from turnspec.reader.reader import ReaderConfig, StreamReader
+
+    syntax = CallSyntax("json", section_open="<calls>", section_close="</calls>", list_wrapped=True,
+                        triggers=("<calls>",))
+    config = ReaderConfig(reasoning="tags", call_format="template", call_syntaxes=(syntax,),
+                          tool_schemas={"get_weather": {"city": {"type": "string"}}})
+    out = '<think>I could write <calls>[{"name": "get_weather", "arguments": {"city": "Paris"}}, 5]</calls>' + after
+    res = read_every_way(lambda: StreamReader(config), out, same=everything)
+    assert calls(res) == ([("get_weather", {"city": "Paris"})] if is_call else [])
+    assert any("not a call was dropped" in w for w in res.warnings) == is_call
+
+
 # --- DSML values -------------------------------------------------------------------------------------------------
 
 def dsml(name: str, *params: tuple[str, str, str]) -> str:
@@ -143,6 +144,17 @@ def test_arguments_wrapped_in_one_undeclared_parameter_are_unwrapped(v32, key, s
     out = dsml("get_weather", (key, string, '{"location": "Beijing"}'))
     assert calls(read(v32, out, [tool("get_weather", location="string")])) == [
         ("get_weather", {"location": "Beijing"})]
+
+
+@pytest.mark.parametrize("wrapped", ['{"arguments": {"city": "Paris", "days": 3}}',
+                                     '{"input": "{\'city\': \'Paris\', \'days\': \'3\'}"}'])
+def test_wrapped_arguments_of_a_json_call_are_unwrapped_as_tagged_ones_are(wrapped):
+    """One rule for every syntax: a JSON call's arguments wrapped in one undeclared parameter, as an object or as a
+    Python literal in a string (typed by the schema), read like MiniCPM5's tagged wrapper."""
+    out = f'<tool_call>\n{{"name": "get_weather", "arguments": {wrapped}}}\n</tool_call>'
+    res = read(corpus_spec("Qwen-Qwen3-0.6B.jinja"), out, [tool("get_weather", city="string", days="integer")],
+               enable_thinking=False)
+    assert calls(res) == [("get_weather", {"city": "Paris", "days": 3})]
 
 
 def test_a_declared_wrapper_parameter_is_kept(v32):

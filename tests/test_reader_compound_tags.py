@@ -15,6 +15,7 @@ import turnspec
 from turnspec.analysis.compound import compound_tags
 
 from helpers.paths import CORPUS, need
+from helpers.reading import read_reply, split
 
 KIMI_K3 = Path(__file__).parent / "data" / "llamacpp_templates" / "Kimi-K3.jinja"
 TOOLS = [{"type": "function", "function": {"name": "special_function", "parameters": {
@@ -30,16 +31,7 @@ def k3():
 
 def read(spec, output: str, **render_kwargs):
     """(content, reasoning, calls) read whole; the same text fed in 3-character pieces must read the same."""
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=TOOLS,
-                         **render_kwargs)
-    whole = spec.reader(prompt, tools=TOOLS).read_all(output)
-    reader = spec.reader(prompt, tools=TOOLS)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    parts = [(r.content, r.reasoning, [(c.name, c.arguments) for c in r.tool_calls]) for r in (whole, reader.result)]
-    assert parts[0] == parts[1]
-    return parts[0]
+    return split(read_reply(spec, output, TOOLS, **render_kwargs))
 
 
 def test_the_analysis_learns_the_compound_tags(k3):

@@ -18,6 +18,7 @@ import pytest
 
 from helpers.parser_eval import SMOLLM2_TOKENIZER, spec_and_vocab
 from helpers.paths import need
+from helpers.reading import read_reply
 from turnspec.analysis.syntax import KEY
 
 TEMPLATES = Path(__file__).parent / "data" / "llamacpp_templates"
@@ -43,22 +44,7 @@ def gigachat():
 def read(spec_vocab, output: str, tools: list[dict] | None):
     """The result read whole, after checking that text chunks and token ids give the same split."""
     spec, tok = spec_vocab
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=tools)
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    chunks = spec.reader(prompt, tools=tools)
-    for i in range(0, len(output), 3):
-        chunks.feed_text(output[i:i + 3])
-    chunks.finish()
-    tokens = spec.reader(prompt, tools=tools)
-    for tid in tok.encode(output, add_special_tokens=False).ids:
-        tokens.feed_token(tid)
-        if tokens.done:
-            break
-    tokens.finish()
-    split = [(r.content, r.reasoning, [(c.name, c.arguments) for c in r.tool_calls])
-             for r in (whole, chunks.result, tokens.result)]
-    assert split[0] == split[1] == split[2]
-    return whole
+    return read_reply(spec, output, tools, tokenizer=tok, stop_when_done=True)
 
 
 def tool(name: str, properties: dict) -> dict:

@@ -18,26 +18,17 @@ import turnspec
 
 from helpers.paths import need
 from helpers.corpus_models import corpus_spec
+from helpers.reading import calls, read_reply, tool
 
 GEMMA4 = Path(__file__).parent / "data" / "llamacpp_templates" / "google-gemma-4-31B-it.jinja"
 
 
-def tool(name: str, **props: str) -> dict:
-    return {"type": "function", "function": {"name": name, "parameters": {
-        "type": "object", "properties": {k: {"type": t} for k, t in props.items()}}}}
-
-
-def read(spec, output: str, tools: list[dict], stream: bool = True):
+def read(spec, output: str, tools: list[dict]):
     """(content, calls) read whole; also checks that the text read in small chunks gives the same."""
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=tools)
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    reader = spec.reader(prompt, tools=tools)
-    for i in range(0, len(output), 3):
-        reader.feed_text(output[i:i + 3])
-    reader.finish()
-    got = (whole.content, [(c.name, c.arguments) for c in whole.tool_calls])
-    assert got == (reader.result.content, [(c.name, c.arguments) for c in reader.result.tool_calls])
-    return got
+    def seen(result):
+        return result.content, calls(result)
+
+    return seen(read_reply(spec, output, tools, same=seen))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 from helpers.corpus_models import corpus_spec
+from helpers.reading import read_every_way
 
 HIDDEN = {
     # template: (open, close, where the analysis found them)
@@ -90,13 +91,7 @@ def test_onboarding_says_where_the_markers_came_from():
 
 def _read_both(spec, output: str, prompt: str, tools=None):
     """The whole output, and the same output fed in 1-character chunks: both must agree."""
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    streamed = spec.reader(prompt, tools=tools)
-    for ch in output:
-        streamed.feed_text(ch)
-    streamed.finish()
-    assert streamed.result == whole
-    return whole
+    return read_every_way(lambda: spec.reader(prompt, tools=tools), output, chunk=1, same=lambda r: r)
 
 
 def test_apertus_markers_come_from_its_thoughts_blocks():

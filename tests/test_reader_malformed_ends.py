@@ -23,6 +23,7 @@ import turnspec
 
 from helpers.paths import need
 from helpers.corpus_models import corpus_spec
+from helpers.reading import everything, read_every_way
 
 LLAMACPP = Path(__file__).parent / "data" / "llamacpp_templates"
 SYNTAXES = {  # template: (open, close)
@@ -108,13 +109,7 @@ def _symbolic_partial(marker: str) -> str:
 
 
 def _read_on(spec, prompt: str, output: str):
-    whole = spec.reader(prompt).read_all(output)
-    chunked = spec.reader(prompt)
-    for i in range(0, len(output), 2):
-        chunked.feed_text(output[i:i + 2])
-    chunked.finish()
-    assert (chunked.result, chunked.result.warnings) == (whole, whole.warnings)
-    return whole
+    return read_every_way(lambda: spec.reader(prompt), output, chunk=2, same=everything)
 
 
 @pytest.mark.slow

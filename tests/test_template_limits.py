@@ -27,11 +27,14 @@ resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 import turnspec
 from turnspec.errors import TemplateError
 from turnspec.template import RenderLimits
-source, limits = json.loads(sys.argv[1])
+import contextlib
+from turnspec.template import permitting_mutation
+source, limits, permit = json.loads(sys.argv[1])
 spec = turnspec.from_template(source, name="synthetic-attack", limits=RenderLimits(**limits))
 t0 = time.monotonic()
 try:
-    spec.render([{"role": "user", "content": "hi"}])
+    with permitting_mutation() if permit else contextlib.nullcontext():
+        spec.render([{"role": "user", "content": "hi"}])
     out = {"kind": "rendered"}
 except TemplateError as exc:
     out = {"kind": "TemplateError", "limit": exc.limit, "message": str(exc), "template_message": exc.template_message}
@@ -42,12 +45,14 @@ print(json.dumps(out))
 """
 
 
-def run_attack(source: str, **limits) -> dict:
-    """Render `source` in a child process limited to 1 GB of address space; what it raised, as a dict."""
+def run_attack(source: str, permit_mutation: bool = False, **limits) -> dict:
+    """Render `source` in a child process limited to 1 GB of address space (as the analysis renders call probes when
+    `permit_mutation`); what it raised, as a dict."""
     limits.setdefault("time_limit_s", 2.0)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([source, limits])], capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, json.dumps([source, limits, permit_mutation])],
+                              capture_output=True,
                               text=True, timeout=60, env=env)
     except subprocess.TimeoutExpired:
         pytest.fail(f"the render of {source[:80]!r} was not stopped within 60 s")
@@ -159,6 +164,23 @@ def test_a_memory_error_is_a_one_line_limit_error():
     """No check can foresee everything: with the size limit lifted, the same allocation hits the 1 GB rlimit."""
     result = run_attack("{{ ('x' * 2000000000)|length }}", max_output_chars=10**12, max_memory_bytes=0)
     assert_stopped(result, "ran out of memory")
+
+
+def test_list_methods_permitted_in_the_analysis_are_sized():
+    """The analysis renders call probes with list methods permitted (Kimi-K2's templates build ids with append):
+    a list doubled by `extend` in one C call is refused by the size limit before it is built, as `+` is, instead
+    of growing past the memory limit before the watchdog looks."""
+    source = "{% set l = [0] %}{% for i in range(40) %}{% set _ = l.extend(l) %}{% endfor %}{{ l|length }}"
+    result = run_attack(source, permit_mutation=True, max_output_chars=1_000_000, max_memory_bytes=0)
+    assert_stopped(result, "size limit")
+    refused = run_attack(source)  # a user's render: the sandbox refuses the method, as transformers' does
+    assert refused["kind"] == "TemplateError" and "unsafe" in refused["message"], refused
+
+
+def test_list_methods_are_permitted_in_the_analysis_only():
+    source = "{% set ids = [] %}{% set _ = ids.append('a') %}{% set _ = ids.extend(['b']) %}{{ ids|join(',') }}"
+    assert run_attack(source, permit_mutation=True)["kind"] == "rendered"
+    assert "unsafe" in run_attack(source)["message"]
 
 
 def test_sum_of_lists_is_linear_and_sized():

@@ -133,6 +133,11 @@ def permitting_mutation() -> Iterator[None]:
         _mutation.permitted = before
 
 
+def mutation_permitted() -> bool:
+    """Whether renders in this thread run under `permitting_mutation`."""
+    return getattr(_mutation, "permitted", False)
+
+
 _UNSAFE_ATTRIBUTE = re.compile(r"access to attribute '(\w+)' of '(list|dict|set)' object is unsafe")
 
 
@@ -246,7 +251,7 @@ class _LimitedSandbox(ImmutableSandboxedEnvironment):
             verdict = super().is_safe_attribute(obj, attr, value)
             if len(self._verdicts) < 4096:  # names come from template source: bounded, but keep it so
                 self._verdicts[key] = verdict
-        if not verdict and getattr(_mutation, "permitted", False):
+        if not verdict and getattr(_mutation, "permitted", False):  # (not mutation_permitted(): a hot path)
             return jinja2.sandbox.SandboxedEnvironment.is_safe_attribute(self, obj, attr, value)
         return verdict
 

@@ -280,7 +280,15 @@ def call_builtin_method(method: Any, args: tuple, kwargs: dict) -> Any:
                     raise
                 except Exception:  # wrong arguments: the method itself says so, with Python's own message
                     pass
+    elif name in _GROWING and isinstance(owner, (list, dict, set)):
+        # reachable only where an analysis render permits mutation (template.permitting_mutation): `l.extend(l)`
+        # doubles a list in one uninterruptible C call, so the result is sized before, as `+` sizes a sum
+        check_size(len(owner) + sum(len(a) for a in args if hasattr(a, "__len__")) + len(kwargs))
     return method(*args, **kwargs)
+
+
+#: Methods that grow a list, dict or set by their arguments' sizes.
+_GROWING = frozenset(("extend", "update"))
 
 
 # -- filters and globals ---------------------------------------------------------------------------------------------

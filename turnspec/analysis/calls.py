@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..reader.call_parse import bracket_end
-from ..template import permitting_mutation, refuses_mutation
+from ..template import mutation_permitted, permitting_mutation, refuses_mutation
 from .markup import Markup
 from ..affixes import common_prefix, common_suffix
 from .probes import ARGS_A, ARGS_B, FLAT_TOOLS, ID_A, ID_B, NAME_A, NAME_B, TOOLS, Prober, assistant, call, user
@@ -75,7 +75,8 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
     rendered = ("required" if "tools" in prober.requires else
                 "ignored" if with_tools == plain else "rendered") + note
     renders = _render_calls(prober, u, tools)
-    if renders is None and _refuses_mutation(prober, u, tools):
+    # once only: a template whose own error merely quotes the refusal would otherwise recurse until the stack ends
+    if renders is None and not mutation_permitted() and _refuses_mutation(prober, u, tools):
         with permitting_mutation():
             found = learn_tools(Prober(prober.spec, base=dict(prober.base), requires=dict(prober.requires),
                                        base_found=True), markup, turn, turn_ends, reasoning)

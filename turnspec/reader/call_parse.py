@@ -188,8 +188,9 @@ def type_value(text: str, schema: Mapping[str, Any] | None) -> Any:
 
 
 def _unwrapped(args: dict[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Every argument put into one parameter the tool does not declare (`<param name="arguments">{"city": …}`):
-    the object it holds, when the tool's schema declares each of that object's keys; otherwise `args` as read."""
+    """Every argument put into one parameter the tool does not declare (`<param name="arguments">{"city": …}`,
+    `{"input": "{\\"city\\": …}"}`): the object it holds (JSON or a Python literal, strings typed by the schema),
+    when the tool's schema declares each of that object's keys; otherwise `args` itself."""
     if len(args) != 1 or not schema:
         return args
     ((key, value),) = args.items()
@@ -266,22 +267,10 @@ class CallParser:
         return [self._unwrapped(c) for c in calls], pos
 
     def _unwrapped(self, call: ParsedCall) -> ParsedCall:
-        """A call whose arguments a model wrapped in one parameter the tool does not have (`arguments`, `input`)
-        holding a JSON object of the tool's own parameters: that object is the arguments."""
-        schema = self.schemas.get(call.name)
-        if not schema or len(call.arguments) != 1:
-            return call
-        (key, value), = call.arguments.items()
-        if key in schema:
-            return call
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError:
-                return call
-        if isinstance(value, dict) and value and all(k in schema for k in value):
-            return ParsedCall(call.name, value, call.raw, call.call_id)
-        return call
+        """The call with arguments a model wrapped in one parameter the tool does not have unwrapped (`_unwrapped`):
+        one rule for every syntax."""
+        args = _unwrapped(call.arguments, self.schemas.get(call.name) or {})
+        return call if args is call.arguments else ParsedCall(call.name, args, call.raw, call.call_id)
 
     # -- a list of calls: [ {...}, {...} ] or [f(a=1), g(b=2)] --
     def _list(self, text: str, pos: int) -> tuple[list[ParsedCall], int]:
@@ -407,8 +396,7 @@ class CallParser:
         call_id = m.groupdict().get("id")
         pos = m.end()
         if s.args == "params" and s.params is not None:
-            args, pos = self._params(body, pos, name)
-            args = _unwrapped(args, self.schemas.get(name) or {})
+            args, pos = self._params(body, pos, name)  # (unwrapped with every syntax's calls: parse_prefix)
         else:
             pos = _skip(body, pos)
             try:

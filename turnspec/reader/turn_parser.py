@@ -87,7 +87,8 @@ class TurnParser:
         self._trigger = ""
         self._reasoning_started = False
         self._ws = ""  # trailing whitespace of the reasoning, held until we know it is not the end
-        self._musing: tuple[list[ParsedCall], list[Any], int] | None = None  # MUSING: calls, their section, its end
+        # MUSING: the calls, their section, its end, and what the parser dropped from them (said if they count)
+        self._musing: tuple[list[ParsedCall], list[Any], int, list[str]] | None = None
         self._after_musing: list[Any] = []  # MUSING: what followed the calls
 
     # -- priming --
@@ -382,13 +383,13 @@ class TurnParser:
                 continue
             if syntax in also and not all(c.name in self._schemas for c in calls):
                 continue
-            for note in parser.notes if calls else ():
-                self._emit.note(note)
             if calls and self._in_reasoning and not final:  # the block may yet go on: then it was musing
                 self._stream, self._buf = None, []
-                self._musing, self._after_musing = (calls, pieces, end), []
+                self._musing, self._after_musing = (calls, pieces, end, parser.notes), []
                 self._state = _MUSING
                 return
+            for note in parser.notes if calls else ():  # (a call that stays reasoning leaves no note)
+                self._emit.note(note)
             if calls:
                 self._stream = None
                 self._emit_calls(calls)
@@ -444,9 +445,11 @@ class TurnParser:
     def _musing_was_call(self) -> None:
         """The output ended inside the reasoning block after a call: the call ended the block."""
         assert self._musing is not None
-        calls, pieces, end = self._musing
+        calls, pieces, end, notes = self._musing
         rest = self._after_musing
         self._musing, self._after_musing = None, []
+        for note in notes:
+            self._emit.note(note)
         self._emit_calls(calls)
         self._state = _AFTER
         self._replay(pieces, end)
