@@ -166,8 +166,8 @@ def test_a_call_inside_a_closed_think_block_is_reasoning_and_only_the_one_after_
 def test_a_call_in_a_think_block_never_closed_ends_it(thinking):
     res = read(thinking, f"<think>I should call it {START}[special_function(arg1=1)]{END}\nDone.",
                enable_thinking=True)
-    assert (res.reasoning, res.content, calls(res)) == ("I should call it", "Done.", [("special_function",
-                                                                                       {"arg1": 1})])
+    assert (res.reasoning, res.content, calls(res)) == ("I should call it", "", [("special_function", {"arg1": 1})])
+    assert any("after the tool calls was dropped" in w for w in res.warnings)  # README: text after the calls
 
 
 # --- pythonic calls beyond Python --------------------------------------------------------------------------------
