@@ -434,7 +434,7 @@ class CallParser:
         """JSON arguments the call's closing literal cut short, closed there as at the end of an output (the model
         stopped writing them where it ended the call); None when no closing literal follows or closing fails."""
         close = literal_text(self.syntax.call_close).strip()
-        if not close:
+        if not any(ch.isalpha() for ch in close):  # a bare `}` could sit inside the arguments themselves
             return None
         m = _compiled(lenient(close)).search(body, pos)
         if m is None:
