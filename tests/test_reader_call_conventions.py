@@ -67,6 +67,25 @@ def test_a_call_after_dropped_text_is_still_read():
     assert res.content == ""
 
 
+PARIS = '{"name": "get_current_weather", "arguments": {"city": "Paris"}}'
+
+
+@pytest.mark.parametrize("echo", [PARIS + "\n</tool_call>", "```json\n" + PARIS + "\n```"])
+def test_a_loose_call_that_only_repeats_the_calls_just_read_is_read_once(echo):
+    """Models echo a call's body after its end (vLLM's LFM2 test: the body again, capped with a second end token);
+    executing it twice would repeat the action."""
+    out = "<tool_call>\n" + PARIS + "\n</tool_call>\n" + echo
+    res = read(corpus_spec("Qwen-Qwen3-0.6B.jinja"), out, [WEATHER])
+    assert (calls(res), res.content) == ([("get_current_weather", {"city": "Paris"})], "")
+    assert any("repeats the calls just read" in w for w in res.warnings)
+
+
+def test_the_same_call_written_twice_in_the_templates_own_syntax_is_two_calls():
+    out = "<tool_call>\n" + PARIS + "\n</tool_call>\n<tool_call>\n" + PARIS + "\n</tool_call>"
+    res = read(corpus_spec("Qwen-Qwen3-0.6B.jinja"), out, [WEATHER])
+    assert calls(res) == [("get_current_weather", {"city": "Paris"})] * 2
+
+
 def test_an_answer_without_calls_is_untouched():
     out = "It is sunny. Shall I check [the forecast] for {tomorrow}?"
     res = read(corpus_spec("Qwen-Qwen3-0.6B.jinja"), out, [WEATHER])
@@ -177,6 +196,27 @@ def test_a_call_list_the_output_ends_inside_is_what_the_model_wrote():
     weather = tool("get_weather", location="string")  # (the template wants flat tools: not rendered here)
     res = read(corpus_spec("Apertus-8B-Instruct.jinja"), out, [weather], render_tools=False)
     assert (calls(res), res.content, res.errors) == ([("get_weather", {"location": "London"})], "", [])
+
+
+KIMI_CALL = "<|tool_call_begin|>functions.{}:{} <|tool_call_argument_begin|>{}<|tool_call_end|>"
+
+
+def test_json_arguments_the_calls_own_end_cuts_short_are_closed_there():
+    """The same rule when the call's closing token, not the output's end, stops the arguments (Kimi-K2, as vLLM's
+    test_invalid_json_still_extracted writes it); the next call is read as usual."""
+    out = ("Help. <|tool_calls_section_begin|>" + KIMI_CALL.format("get_current_weather", 0, '{"city": "Beijing"')
+           + KIMI_CALL.format("get_current_weather", 1, '{"city": "Shanghai"}') + "<|tool_calls_section_end|>")
+    res = read(corpus_spec("moonshotai-Kimi-K2.jinja"), out, [WEATHER])
+    assert calls(res) == [("get_current_weather", {"city": "Beijing"}), ("get_current_weather", {"city": "Shanghai"})]
+    assert (res.content, res.errors) == ("Help.", [])
+    assert any("closed where its call ends" in w for w in res.warnings)
+
+
+def test_json_arguments_that_do_not_close_at_the_calls_end_stay_an_error():
+    out = ("<|tool_calls_section_begin|>" + KIMI_CALL.format("get_current_weather", 0, '{"city": Beijing')
+           + "<|tool_calls_section_end|>")
+    res = read(corpus_spec("moonshotai-Kimi-K2.jinja"), out, [WEATHER])
+    assert calls(res) == [] and res.errors
 
 
 def test_a_call_list_the_output_ends_inside_a_name_of_is_no_call():

@@ -36,6 +36,11 @@ _DECODER = json.JSONDecoder()
 MUTATION_NOTE = ("tool calls learned from a rendering that lets the template mutate a list (jinja's plain sandbox): "
                  "transformers' sandbox refuses that, so a history with tool calls does not render with this template")
 
+#: The analysis note for calls learned from renderings without tools, on a template that raises when given tools
+#: (llama.cpp's DeepSeek-R1 template pipes `map` into `tojson`, which jinja2 and transformers refuse).
+WITHOUT_TOOLS_NOTE = ("tool calls learned from a history rendered without tools: the template raises when given "
+                      "tools, so a prompt that declares them does not render; calls the model writes are still read")
+
 
 class _NotFound(Exception):
     """The rendering does not show a syntax of this shape."""
@@ -62,17 +67,21 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
                 ) -> CallsFound:
     u = [user()]
     plain, _ = prober.attempt(u, add_generation_prompt=True)
-    tools: list[dict[str, Any]] = TOOLS
+    tools: list[dict[str, Any]] | None = TOOLS
     with_tools, error = prober.attempt(u, add_generation_prompt=True, tools=tools)
     note = ""
+    raised = None
     if with_tools is None:
         flat, _ = prober.attempt(u, add_generation_prompt=True, tools=FLAT_TOOLS)
-        if flat is None:
+        if flat is None and ("tools" in prober.requires or plain is None or _render_calls(prober, u, None) is None):
             return CallsFound(ToolSyntax(rendered=f"raises: {error}",
                                          reason=f"the template raises when given tools ({error})"), {}, [])
-        tools, with_tools = FLAT_TOOLS, flat
-        note = " (it wants bare function schemas, not {type, function} objects)"
-    rendered = ("required" if "tools" in prober.requires else
+        if flat is None:  # tools raise, yet a history without them shows the calls (see WITHOUT_TOOLS_NOTE)
+            tools, with_tools, raised = None, plain, error
+        else:
+            tools, with_tools = FLAT_TOOLS, flat
+            note = " (it wants bare function schemas, not {type, function} objects)"
+    rendered = (f"raises: {raised}" if raised else "required" if "tools" in prober.requires else
                 "ignored" if with_tools == plain else "rendered") + note
     renders = _render_calls(prober, u, tools)
     # once only: a template whose own error merely quotes the refusal would otherwise recurse until the stack ends
@@ -121,7 +130,8 @@ def learn_tools(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], 
         for tok in builtin[1]:
             ends.setdefault(tok, "template:builtin_tool_call")
         outputs.append(builtin[2])
-    return CallsFound(ToolSyntax(rendered=rendered, calls=tuple(calls), parallel=parallel), ends, outputs, empty1)
+    return CallsFound(ToolSyntax(rendered=rendered, calls=tuple(calls), parallel=parallel), ends, outputs, empty1,
+                      WITHOUT_TOOLS_NOTE if raised else None)
 
 
 def _builtin_syntax(prober: Prober, markup: Markup, turn: Any, turn_ends: set[str], tools: list[dict[str, Any]],

@@ -402,16 +402,33 @@ class CallParser:
             try:
                 value, pos = _DECODER.raw_decode(body, pos)
             except json.JSONDecodeError as exc:
-                value = _truncated_json(body[pos:]) if self.at_end else None
-                if value is None:
-                    raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
-                pos = len(body)  # the output ended inside the arguments: they are what the model wrote
+                cut = self._closed_early(body, pos)
+                if cut is not None:  # the call's own closing literal ended the arguments (`{"city": "Beijing"<end>`)
+                    value, pos = cut
+                    self.notes.append(f"the arguments of {name!r} were closed where its call ends")
+                else:
+                    value = _truncated_json(body[pos:]) if self.at_end else None
+                    if value is None:
+                        raise ToolParseError(f"the arguments of {name!r}: invalid JSON: {exc.msg}") from None
+                    pos = len(body)  # the output ended inside the arguments: they are what the model wrote
             args = _arguments(name, value)
         m = _match(s.call_close, body, pos) if s.call_close else None
         if m is None and s.args == "params":
             self._no_junk_before_close(body, pos, name)
         end = m.end() if m is not None else pos
         return ParsedCall(name, args, body[name_at:pos].strip(), call_id), end
+
+    def _closed_early(self, body: str, pos: int) -> tuple[Any, int] | None:
+        """JSON arguments the call's closing literal cut short, closed there as at the end of an output (the model
+        stopped writing them where it ended the call); None when no closing literal follows or closing fails."""
+        close = literal_text(self.syntax.call_close).strip()
+        if not any(ch.isalpha() for ch in close):  # a bare `}` could sit inside the arguments themselves
+            return None
+        m = _compiled(lenient(close)).search(body, pos)
+        if m is None:
+            return None
+        value = _truncated_json(body[pos:m.start()].rstrip())
+        return (value, m.start()) if value is not None else None
 
     def _no_junk_before_close(self, body: str, pos: int, name: str) -> None:
         """Text the parameters do not read, before the call's own closing literal (`<param>北京</param>`, a

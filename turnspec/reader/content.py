@@ -7,7 +7,8 @@ Text after a tool call is dropped, for every syntax (with a note in `Result.warn
 followed by its calls, templates render it in that order and end the turn with the calls, so text the model writes
 after them has no place in the message (rendered back it would move before the calls). It is typically the model
 running on past its turn, often inventing the tool's result ("It is 30 degrees."): shown as the answer before the
-tool ran, that misleads. Calls written after it are still read.
+tool ran, that misleads. Calls written after it are still read, except a loose call that only repeats the calls just
+read (a model echoing its call body after the call's end): it is read once, with a warning.
 
 Lenient calls (only when the request declared tools, and only for a declared tool's name): a JSON call object in
 the answer (bare or in a ```json fence), `<function=name>{…}</function>`, a pythonic `[name(key=value)]`, or a
@@ -35,6 +36,16 @@ _MAX_HOLD = 65536
 
 TEXT_AFTER_CALLS = ("text written after the tool calls was dropped: the template ends an assistant turn with its "
                     "calls, so what follows them is not part of the message")
+
+
+ECHOED_CALL = ("a loose call written after the tool calls repeats the calls just read (the model echoing its call "
+               "body after the call's end): read once")
+
+
+def _repeats(calls: list[ParsedCall], read: list[Any]) -> bool:
+    """Whether `calls` are, name and arguments, the last calls already read."""
+    last = read[-len(calls):] if calls and len(read) >= len(calls) else None
+    return last is not None and all((c.name, c.arguments) == (r.name, r.arguments) for c, r in zip(calls, last))
 
 
 class ContentText:
@@ -65,6 +76,10 @@ class ContentText:
             self._pending_ws = t[len(body):]
         else:
             self._pending_ws += t
+
+    @property
+    def called(self) -> bool:
+        return self._called
 
     def drop_pending(self) -> None:
         """A tool call follows: the whitespace before it was separation, not content."""
@@ -164,8 +179,11 @@ class LenientCalls:
                 continue
             calls, end = verdict
             self._out.drop_pending()
-            for c in calls:
-                self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
+            if self._out.called and _repeats(calls, self._emit.tool_calls):
+                self._emit.note(ECHOED_CALL)
+            else:
+                for c in calls:
+                    self._emit.tool_call(c.name, c.arguments, c.raw, c.call_id)
             self._out.after_call()
             rest = self._held[end:]
             self._held = ""
