@@ -144,7 +144,8 @@ def test_sigterm_leaves_no_temporary_file_and_no_traceback(smollm2_dir, tmp_path
     out = folder / "train.parquet"
     out.write_bytes(b"previous")
     proc = subprocess.Popen(cli(str(data), "-o", str(out), "--model", str(smollm2_dir), "--num-proc", "2", "--json"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # a hang dumps every thread's stack
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -154,7 +155,11 @@ def test_sigterm_leaves_no_temporary_file_and_no_traceback(smollm2_dir, tmp_path
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before it could be interrupted"
         (os.killpg if whom == "process group" else os.kill)(proc.pid, signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
+        try:
+            stdout, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints where each thread waits
+            pytest.fail("encode did not exit within 60 s of SIGTERM:\n" + proc.communicate(timeout=30)[1][-6000:])
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -118,11 +118,11 @@ def _encoded(chunks: Iterable[tuple[int, list[Any]]], encoder: ChatEncoder, proc
 def _stop_workers(pool: Any) -> None:
     """Cancel what is queued and kill the workers, so an interrupted run exits at once and leaves no process."""
     workers = multiprocessing.active_children()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for worker in workers:
+    for worker in workers:  # first: nothing below may wait on a worker that is still running
         worker.kill()
     for worker in workers:
         worker.join(timeout=5)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class TooDeep:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -71,7 +72,11 @@ def _terminate_cleanly(as_json: bool) -> Any:
             from .envelope import emit
 
             emit("encode", None, error={"code": "terminated", "message": message, "exit_code": TERMINATED_EXIT})
-        raise SystemExit(TERMINATED_EXIT) from None
+        # The output is cleaned up and said: exit now. The interpreter's own exit joins the worker pool's threads
+        # and children, which a signal to the whole process group can leave waiting on each other (CI saw a hang).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(TERMINATED_EXIT)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
