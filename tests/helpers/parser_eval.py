@@ -32,15 +32,20 @@ def load_cases() -> list[dict[str, Any]]:
 
 def template_path(ref: str) -> Path:
     kind, name = ref.split("/", 1)
-    return (DATA / "llamacpp_templates" if kind == "llamacpp" else SHARED_TEMPLATES) / name
+    folders = {"llamacpp": DATA / "llamacpp_templates", "vllm": DATA / "vllm_templates"}
+    return folders.get(kind, SHARED_TEMPLATES) / name
 
 
 _SPECS: dict[tuple[str, str], Any] = {}
 
 # Special tokens of a model's real vocabulary that its template never writes, so the analysis cannot know them:
 # LFM2's tokenizer marks <|tool_call_start|>/<|tool_call_end|> special (the reader never shows special tokens);
-# the stand-in vocabulary must too, or they read as text.
-VOCAB_ONLY_SPECIAL = {"llamacpp/LFM2": ["<|tool_call_start|>", "<|tool_call_end|>"]}
+# the stand-in vocabulary must too, or they read as text. Llama 4's tokenizer has <|python_start|>/<|python_end|>
+# among its special tokens, which vLLM's llama4_pythonic template never writes.
+VOCAB_ONLY_SPECIAL = {
+    "llamacpp/LFM2": ["<|tool_call_start|>", "<|tool_call_end|>"],
+    "vllm/tool_chat_template_llama4_pythonic": ["<|python_start|>", "<|python_end|>"],
+}
 
 
 def spec_and_vocab(case: dict[str, Any]) -> tuple[Any, Any]:

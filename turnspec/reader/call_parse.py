@@ -540,6 +540,10 @@ class CallParser:
         next_key = _first_literal(p.key_prefix) if suffix_re is not None else ""  # a value left unclosed
         stops = [lit for lit in (_first_literal(p.value_suffix), p.separator.strip(), p.close.strip(),
                                  _first_literal(self.syntax.call_close), next_key) if lit]
+        if suffix_re is not None and literal_text(p.key_suffix).endswith(literal_text(p.value_suffix)):
+            # the key's suffix opens the value with the marker that closes it (`key:<escape>v<escape>`): a quoted
+            # value, so a separator or closing brace inside it (`Paris, France`) is text
+            stops = [lit for lit in (_first_literal(p.value_suffix), _first_literal(self.syntax.call_close)) if lit]
         trim_end = literal_text(p.value_suffix).startswith("\n")
         while True:
             if args and sep_re is not None:
