@@ -90,3 +90,14 @@ def test_prose_with_brackets_never_becomes_a_call(name, words, cuts):
     result, _ = read_in_chunks(config, text, cuts)
     assert not result.tool_calls and not result.errors
     assert result.content.strip() == text.strip()
+
+
+def test_an_opener_written_twice_is_not_a_call_named_after_it():
+    """Functionary v3.2 opens a call with `>>>name\\n`; `>>>>>>{…}` names no function (a name holds a letter, digit
+    or underscore), so whole and streamed both leave it as text, never a call named `>>>`. Found by the property
+    above (cut after 4 characters, the streamed read already gave the text)."""
+    config, _, _ = reader_parts("meetkai-functionary-medium-v3.2.jinja")
+    text = '>>>>>>{"city": "Paris"}'
+    whole = StreamReader(config).read_all(text)
+    streamed, _ = read_in_chunks(config, text, [4])
+    assert whole == streamed and whole.tool_calls == [] and whole.content == text

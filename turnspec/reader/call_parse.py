@@ -480,6 +480,8 @@ class CallParser:
         m = _compiled(source).match(body, start)
         if m is None or not m.group("name").strip() or m.group("name") != m.group("name").strip():
             return None
+        if not re.search(r"\w", m.group("name")):  # `>>>` is markup (functionary's opener written twice), not a name
+            return None
         return m
 
     def _after_name(self) -> tuple[str, ...]:
