@@ -159,9 +159,7 @@ def derive_stops(spec: SpecLike) -> StopSet:
     for tok, sources in merged.items():
         if message_end and tok == message_end:
             if fmt.kind == "template":
-                longer = next(m for m in (spec.analysis.reasoning.close,
-                                          *(t for c in fmt.call_syntaxes for t in c.triggers))
-                              if m and m != tok and m.startswith(tok))
+                longer = fmt.message_end_and_marker[1]
                 what = "the reasoning's close" if longer == spec.analysis.reasoning.close else "a tool call's opener"
                 warnings.append(
                     f"{'/'.join(sources)} lists {tok} as a stop, but this template also writes it to start "

@@ -39,10 +39,16 @@ class TemplateFormat:
         a message of its own, `<|message_sep|>\n\nfunction call<|role_sep|>`). It ends a message, and the turn only
         when the longer marker does not follow, so it must not halt generation; the reader decides once it sees
         what follows."""
+        return self.message_end_and_marker[0]
+
+    @property
+    def message_end_and_marker(self) -> tuple[str, str]:
+        """(`message_end`, the longer marker it starts), or ("", "")."""
         r = self.analysis.reasoning
         longer = [r.close] if r.kind == "tags" else []
         longer += [t for syntax in self.call_syntaxes for t in syntax.triggers]
-        return next((t for t in self.analysis.turn_ends for m in longer if t and m.startswith(t) and m != t), "")
+        return next(((t, m) for t in self.analysis.turn_ends for m in longer if t and m.startswith(t) and m != t),
+                    ("", ""))
 
     @property
     def control_tokens(self) -> tuple[str, ...]:

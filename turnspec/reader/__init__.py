@@ -79,17 +79,13 @@ def config_for(spec: SpecLike, prompt_text: str = "", *, declared_tools: Any = N
     stop_ids = frozenset(stops.token_ids)
     by_id = {i: s for s, i in added.items()}
     stop_text_of = {i: by_id.get(i) or (vocab.decode([i]) if vocab is not None else "") for i in stop_ids}
-    if fmt.message_end:  # it ends a message, not the turn: it must not stop the reader
+    if fmt.message_end:  # it ends a message, not the turn: it must not stop the reader by id (see below)
         stop_ids = frozenset(i for i in stop_ids if stop_text_of[i] != fmt.message_end)
-    # A stop token that starts a call trigger (`<|message_sep|>` of `<|message_sep|>\n\nfunction call<|role_sep|>`)
-    # ends the turn only when the trigger does not follow: the reader sees it as text and its scanner decides.
-    triggers = [t for syntax in fmt.call_syntaxes for t in syntax.triggers]
-    stop_ids = frozenset(i for i in stop_ids
-                         if not any(len(t) > len(stop_text_of[i]) and t.startswith(stop_text_of[i]) for t in triggers
-                                    if stop_text_of[i]))
     stop_texts = tuple(stop_text_of[i] for i in sorted(stop_ids) if stop_text_of[i])
     stop_texts += tuple(t for t in stops.tokens if t not in stop_texts and t != fmt.message_end)
-    if fmt.message_end and fmt.kind == "template":  # a turn end unless the reasoning's close goes on after it
+    # A template's message end is a turn end unless the longer marker it starts follows (Solar's reasoning close,
+    # GigaChat3's `<|message_sep|>\n\nfunction call<|role_sep|>`): as text, the reader's scanner decides.
+    if fmt.message_end and fmt.kind == "template":
         stop_texts += (fmt.message_end,)
     control = {s for s, i in added.items() if i in special_ids}
     control.update(v for v in (getattr(spec, "special_tokens", None) or {}).values() if isinstance(v, str) and v)
